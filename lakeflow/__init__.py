@@ -1,0 +1,49 @@
+"""lakeflow: collect market data into Delta Lake tables through plugins.
+
+This module is the public API. Plugins import from here and nowhere else in ``lakeflow``.
+"""
+
+from lakeflow.decode import Field, decode_json, read_ndjson
+from lakeflow.errors import ConfigError, LakeflowError, SourceError, SourcePaused
+from lakeflow.hookspecs import hookimpl
+from lakeflow.schema import DECIMAL, TIMESTAMP, TableSchema
+from lakeflow.sinks import Sink, TableInfo
+from lakeflow.sources import (
+    Batch,
+    Decoded,
+    Feed,
+    PollingConfig,
+    PollingSource,
+    Source,
+    SourceConfig,
+    StreamingSource,
+)
+from lakeflow.websocket import WebSocketSource
+
+__all__ = [
+    "DECIMAL",
+    "TIMESTAMP",
+    "Batch",
+    "ConfigError",
+    "Decoded",
+    "Feed",
+    "Field",
+    "LakeflowError",
+    "PollingConfig",
+    "PollingSource",
+    "Sink",
+    "Source",
+    "SourceConfig",
+    "SourceError",
+    "SourcePaused",
+    "StreamingSource",
+    "TableInfo",
+    "TableSchema",
+    "WebSocketSource",
+    "decode_json",
+    "hookimpl",
+    "hookspecs",
+    "read_ndjson",
+]
+
+from lakeflow import hookspecs  # noqa: E402  (re-exported for plugin authors' reference)

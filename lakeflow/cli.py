@@ -1,0 +1,290 @@
+"""The ``lakeflow`` command. Exit codes: 0 ok, 1 runtime failure, 2 usage or config error."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import polars as pl
+
+from lakeflow import logs
+from lakeflow.config import DEFAULT_PIPELINE, Pipeline, load_pipeline
+from lakeflow.errors import ConfigError
+from lakeflow.plugins import Registry, load
+from lakeflow.secrets import mask_uri, redact
+from lakeflow.sinks import Sink
+from lakeflow.system_tables import DEAD_LETTERS, GAPS
+
+logger = logging.getLogger("lakeflow")
+
+pipeline_argument = click.argument(
+    "pipeline", required=False, default=DEFAULT_PIPELINE, type=click.Path(dir_okay=False)
+)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    click.echo(f"Error: {redact(message)}", err=True)
+    sys.exit(code)
+
+
+def _load(path: str) -> tuple[Registry, Pipeline]:
+    registry = load()
+    try:
+        return registry, load_pipeline(path, registry)
+    except ConfigError as exc:
+        _fail(str(exc))
+        raise  # unreachable; keeps type checkers content
+
+
+def _sink(registry: Registry, pipeline: Pipeline) -> Sink:
+    return registry.sinks[pipeline.sink.type](pipeline.sink)
+
+
+def _existing_tables(sink: Sink, pipeline: Pipeline) -> list[str]:
+    names = [*pipeline.tables, DEAD_LETTERS.table, GAPS.table, *sink.tables()]
+    return [t for t in dict.fromkeys(names) if sink.info(t) is not None]
+
+
+def main() -> None:
+    """The console script: runs the CLI, turning unexpected errors into one clear line.
+
+    Set ``LAKEFLOW_DEBUG=1`` to see the traceback instead.
+    """
+    try:
+        cli(standalone_mode=True)
+    except Exception as exc:
+        if os.environ.get("LAKEFLOW_DEBUG"):
+            raise
+        click.echo(f"Error: {redact(f'{type(exc).__name__}: {exc}')}", err=True)
+        click.echo("(set LAKEFLOW_DEBUG=1 for the traceback)", err=True)
+        sys.exit(1)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="lakeflow-core", prog_name="lakeflow")
+def cli() -> None:
+    """Collect market data into Delta Lake tables through plugins.
+
+    PIPELINE is a pipeline file, ./lakeflow.toml by default.
+    """
+
+
+@cli.command()
+@pipeline_argument
+@click.option("--source", "sources", multiple=True, metavar="NAME",
+              help="Run only this source (repeatable). Default: all.")
+@click.option("--once", is_flag=True,
+              help="Poll each polling source once, commit and exit (streaming sources are skipped).")
+@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"],
+              case_sensitive=False), help="Overrides [log] level.")
+@click.option("--log-file", type=click.Path(dir_okay=False),
+              help="Also log to this file, rotated by size. Overrides [log] file.")
+def run(pipeline: str, sources: tuple[str, ...], once: bool, log_level: str | None,
+        log_file: str | None) -> None:
+    """Run the pipeline's sources into its tables until SIGINT or SIGTERM.
+
+    On a signal, sources stop reading, everything received is committed, and the
+    command exits 0.
+    """
+    from lakeflow.runtime import Runtime
+
+    registry, spec = _load(pipeline)
+    cfg = spec.log
+    logs.configure(
+        level=log_level or cfg.level,
+        file=log_file or (str(spec.path.parent / cfg.file) if cfg.file else None),
+        terminal=cfg.terminal,
+        max_bytes=cfg.max_bytes,
+        backups=cfg.backups,
+    )
+    for plugin, error in registry.errors.items():
+        logger.error("plugin %s failed to load and is skipped: %s", plugin, error)
+    unknown = [name for name in sources if name not in spec.sources]
+    if unknown:
+        _fail(f"{pipeline}: no source named {', '.join(unknown)} "
+              f"(the pipeline has: {', '.join(spec.sources) or 'none'})")
+    if not spec.sources:
+        _fail(f"{pipeline}: no [sources.NAME] sections: nothing to run")
+    runtime = Runtime(spec, registry, only=list(sources) or None, once=once)
+    if not runtime.specs:
+        _fail("--once runs polling sources only, and none is selected")
+    result = asyncio.run(runtime.run())
+    if not result.ok:
+        logger.error("sources stopped on errors: %s", ", ".join(result.failed))
+        sys.exit(1)
+
+
+@cli.command()
+@pipeline_argument
+def validate(pipeline: str) -> None:
+    """Check a pipeline file and say what it would run. Exits 2 if it is wrong."""
+    registry, spec = _load(pipeline)
+    click.echo(f"{pipeline}: valid")
+    click.echo(f"sink: {spec.sink.type} at {mask_uri(spec.sink.uri)} "
+               f"(flush every {spec.sink.flush_interval:g}s or {spec.sink.flush_rows} payloads)")
+    for name, source in spec.sources.items():
+        keys = source.config.model_dump(exclude_defaults=True, exclude={"table"})
+        shown = redact(json.dumps(keys, default=str)) if keys else "defaults"
+        click.echo(f"source {name}: {source.cls.type} ({source.cls.kind}) -> table "
+                   f"{source.table} [{source.schema.name}] {shown}")
+    for plugin, error in registry.errors.items():
+        click.echo(f"warning: plugin {plugin} failed to load: {error}", err=True)
+
+
+def _config_keys(model: Any) -> list[dict[str, Any]]:
+    keys = []
+    for name, field in model.model_fields.items():
+        default = None if field.is_required() else field.get_default(call_default_factory=True)
+        keys.append({
+            "key": name,
+            "type": getattr(field.annotation, "__name__", None) or str(field.annotation),
+            "required": field.is_required(),
+            "default": default,
+            "description": field.description or "",
+        })
+    return keys
+
+
+@cli.command("list-sources")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def list_sources(as_json: bool) -> None:
+    """List the source types that installed plugins provide, and plugins that failed."""
+    registry = load()
+    rows = []
+    for kind, info in sorted(registry.sources.items()):
+        schema = registry.schemas.get(info.cls.schema)
+        rows.append({
+            "type": kind,
+            "kind": info.cls.kind,
+            "plugin": info.plugin,
+            "distribution": info.distribution,
+            "version": info.version,
+            "schema": info.cls.schema,
+            "table": schema.table if schema else None,
+            "description": info.cls.description,
+            "config": _config_keys(info.cls.Config),
+        })
+    if as_json:
+        errors = [{"plugin": p, "error": e} for p, e in registry.errors.items()]
+        click.echo(json.dumps({"sources": rows, "errors": errors}, indent=2, default=str))
+        return
+    if not rows:
+        click.echo("no sources installed (install a lakeflow plugin, e.g. lakeflow-binance-prices)")
+    for row in rows:
+        click.echo(f"{row['type']}  ({row['kind']})  {row['distribution']} {row['version']}")
+        click.echo(f"    {row['description']}")
+        click.echo(f"    schema {row['schema']} -> table {row['table']}")
+        keys = ", ".join(
+            f"{k['key']}={k['default']!r}" if not k["required"] else f"{k['key']} (required)"
+            for k in row["config"]
+        )
+        click.echo(f"    config: {keys}")
+    for plugin, error in registry.errors.items():
+        click.echo(f"BROKEN plugin {plugin}: {error}", err=True)
+
+
+def _size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+@cli.command()
+@pipeline_argument
+def tables(pipeline: str) -> None:
+    """Show each table: version, files, rows, bytes and last commit time."""
+    registry, spec = _load(pipeline)
+    sink = _sink(registry, spec)
+    infos = [sink.info(t) for t in _existing_tables(sink, spec)]
+    if not infos:
+        click.echo(f"no tables yet under {mask_uri(spec.sink.uri)}")
+        return
+    header = f"{'table':<20} {'version':>8} {'files':>7} {'rows':>12} {'size':>10}  last commit (UTC)"
+    click.echo(header)
+    for info in infos:
+        assert info is not None
+        when = info.last_commit.strftime("%Y-%m-%d %H:%M:%S") if info.last_commit else "-"
+        click.echo(f"{info.name:<20} {info.version:>8} {info.files:>7} {info.rows:>12} "
+                   f"{_size(info.bytes):>10}  {when}")
+
+
+@cli.command()
+@click.argument("args", nargs=-1, required=True, metavar="[PIPELINE] SQL")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+              show_default=True)
+def query(args: tuple[str, ...], fmt: str) -> None:
+    """Run polars SQL over the pipeline's tables, by name.
+
+    Example: lakeflow query "SELECT symbol, count(*) FROM liquidations GROUP BY symbol"
+    """
+    if len(args) > 2:
+        raise click.UsageError("expected [PIPELINE] SQL; quote the SQL as one argument")
+    pipeline, sql = args if len(args) == 2 else (DEFAULT_PIPELINE, args[0])
+    registry, spec = _load(pipeline)
+    sink = _sink(registry, spec)
+    context = pl.SQLContext()
+    for table in _existing_tables(sink, spec):
+        context.register(table, sink.scan(table))
+    try:
+        frame = context.execute(sql).collect()
+    except Exception as exc:
+        _fail(f"query failed: {exc}", code=1)
+        return
+    frame = _printable(frame)
+    if fmt == "csv":
+        click.echo(frame.write_csv(), nl=False)
+    elif fmt == "json":
+        click.echo(frame.write_json())
+    else:
+        with pl.Config(tbl_hide_dataframe_shape=True, tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=80, tbl_width_chars=200,
+                       fmt_table_cell_list_len=10):
+            click.echo(frame)
+
+
+def _printable(frame: pl.DataFrame) -> pl.DataFrame:
+    """Binary columns (raw payloads) as text where they are UTF-8, else as 0x-hex."""
+    binary = [name for name, dtype in frame.schema.items() if dtype == pl.Binary]
+    return frame.with_columns(
+        pl.col(name)
+        .cast(pl.String, strict=False)
+        .fill_null(pl.lit("0x") + pl.col(name).bin.encode("hex"))
+        for name in binary
+    )
+
+
+@cli.command()
+@pipeline_argument
+@click.option("--table", "only", multiple=True, metavar="T", help="Only this table (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Report what would be done; change nothing.")
+def maintain(pipeline: str, only: tuple[str, ...], dry_run: bool) -> None:
+    """Compact, vacuum and checkpoint the pipeline's tables (safe while collecting)."""
+    from lakeflow.maintain import maintain_table
+
+    registry, spec = _load(pipeline)
+    sink = _sink(registry, spec)
+    names = list(only) or _existing_tables(sink, spec)
+    for table in names:
+        try:
+            report = maintain_table(sink, table, dry_run=dry_run)
+        except Exception as exc:
+            _fail(f"maintenance of {table} failed: {exc}", code=1)
+            return
+        if report is None:
+            click.echo(f"{table}: no such table")
+            continue
+        b, a = report.before, report.after
+        verb = "would vacuum" if dry_run else "vacuumed"
+        click.echo(
+            f"{table}: files {b.files} -> {a.files}, bytes {_size(b.bytes)} -> {_size(a.bytes)}, "
+            f"version {b.version} -> {a.version}; compacted {report.compacted_files} files, "
+            f"{verb} {report.vacuumed_files}; {report.seconds:.2f}s"
+        )

@@ -1,0 +1,282 @@
+"""The pipeline file (``lakeflow.toml``): pydantic models, ``${VAR}`` substitution, errors.
+
+Every error names the file, the TOML key path and the problem, and never the value
+(a value may be a secret).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from lakeflow.errors import ConfigError
+from lakeflow.secrets import add_secret, is_secret_key
+
+if TYPE_CHECKING:
+    from lakeflow.plugins import Registry
+    from lakeflow.schema import TableSchema
+    from lakeflow.sources import Source, SourceConfig
+
+DEFAULT_PIPELINE = "lakeflow.toml"
+_TABLE_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+_SOURCE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+_VAR = re.compile(r"\$\{([^}]*)\}")
+
+
+def check_table_name(name: str) -> str:
+    """Validate a table name: letters, digits and ``_`` only, so it stays inside the sink."""
+    if not _TABLE_NAME.match(name):
+        raise ValueError(
+            f"table name {name!r} may hold only letters, digits and '_' "
+            "(no path separators, dots or spaces)"
+        )
+    return name
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SinkConfig(_Strict):
+    """``[sink]``: where and how often tables are written."""
+
+    type: str = Field(default="delta", description="Registered sink type.")
+    uri: str = Field(default="tables", description="Folder (relative to the pipeline file) or URI.")
+    flush_interval: float = Field(default=5.0, gt=0, description="Max seconds between commits.")
+    flush_rows: int = Field(default=100_000, gt=0, description="Commit earlier at this many payloads.")
+    max_buffered: int | None = Field(
+        default=None, gt=0, description="Payloads held per source before backpressure (default 4x flush_rows)."
+    )
+    storage_options: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def buffer_limit(self) -> int:
+        """Payloads a source may hold before its reader waits for the sink."""
+        return self.max_buffered or 4 * self.flush_rows
+
+
+class LogConfig(_Strict):
+    """``[log]``: where log lines go."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    file: str | None = Field(default=None, description="Also log to this file, rotated by size.")
+    terminal: bool = Field(default=True, description="Log to the terminal (stderr).")
+    max_bytes: int = Field(default=10_000_000, gt=0)
+    backups: int = Field(default=5, ge=0)
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class PipelineFile(_Strict):
+    """The whole file, before sources are matched with their plugins."""
+
+    sink: SinkConfig = Field(default_factory=SinkConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+    sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One configured source instance: its section name, class, validated config, table."""
+
+    name: str
+    cls: type[Source]
+    config: SourceConfig
+    table: str
+    schema: TableSchema
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A validated pipeline, ready to run."""
+
+    path: Path
+    sink: SinkConfig
+    log: LogConfig
+    sources: dict[str, SourceSpec]
+
+    @property
+    def tables(self) -> list[str]:
+        """The data tables this pipeline writes, in source order, without repeats."""
+        return list(dict.fromkeys(spec.table for spec in self.sources.values()))
+
+
+def load_pipeline(path: str | Path, registry: Registry) -> Pipeline:
+    """Read, substitute and validate a pipeline file. Raises :class:`ConfigError`."""
+    path = Path(path)
+    where = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{where}: no such pipeline file (create one, or pass its path)"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: invalid TOML: {exc}") from None
+
+    env = dict(read_dotenv(path.parent / ".env"))
+    env.update(os.environ)
+    data = _substitute(data, env, where, ())
+
+    try:
+        parsed = PipelineFile.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(where, exc, (), PipelineFile)) from None
+
+    for key, value in parsed.sink.storage_options.items():
+        if is_secret_key(key):
+            add_secret(value)
+    sink = parsed.sink
+    if "://" not in sink.uri:
+        sink = sink.model_copy(update={"uri": str((path.parent / sink.uri).resolve())})
+    if sink.type not in registry.sinks:
+        raise ConfigError(
+            f"{where}: sink.type: unknown sink type {sink.type!r}{_did_you_mean(sink.type, registry.sinks)}"
+        )
+
+    sources = {
+        name: _load_source(where, name, section, registry)
+        for name, section in parsed.sources.items()
+    }
+    return Pipeline(path=path, sink=sink, log=parsed.log, sources=sources)
+
+
+def _load_source(where: str, name: str, section: Mapping[str, Any], registry: Registry) -> SourceSpec:
+    prefix = f"sources.{name}"
+    if not _SOURCE_NAME.match(name):
+        raise ConfigError(
+            f"{where}: {prefix}: a source name may hold only letters, digits, '_' and '-'"
+        )
+    section = dict(section)
+    kind = section.pop("type", None)
+    if kind is None:
+        raise ConfigError(
+            f"{where}: {prefix}.type: missing; say which source this is "
+            f"(installed: {', '.join(sorted(registry.sources)) or 'none'})"
+        )
+    if not isinstance(kind, str) or kind not in registry.sources:
+        hint = _did_you_mean(str(kind), registry.sources)
+        installed = ", ".join(sorted(registry.sources)) or "none"
+        raise ConfigError(
+            f"{where}: {prefix}.type: unknown source type {kind!r}{hint} "
+            f"(installed: {installed}; `lakeflow list-sources` shows them)"
+        )
+    cls = registry.sources[kind].cls
+    try:
+        config = cls.Config.model_validate(section)
+    except ValidationError as exc:
+        raise ConfigError(
+            _format_errors(where, exc, ("sources", name), cls.Config, extra_keys=("type",))
+        ) from None
+    schema = registry.schemas.get(cls.schema)
+    if schema is None:
+        raise ConfigError(
+            f"{where}: {prefix}.type: source type {kind!r} writes schema {cls.schema!r}, "
+            "which no installed plugin registers"
+        )
+    table = config.table or schema.table
+    try:
+        check_table_name(table)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {prefix}.table: {exc}") from None
+    if table.startswith("_"):
+        raise ConfigError(
+            f"{where}: {prefix}.table: names starting with '_' are reserved for lakeflow's own tables"
+        )
+    return SourceSpec(name=name, cls=cls, config=config, table=table, schema=schema)
+
+
+def _substitute(value: Any, env: Mapping[str, str], where: str, path: tuple[str, ...]) -> Any:
+    if isinstance(value, dict):
+        return {k: _substitute(v, env, where, (*path, k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, env, where, (*path, str(i))) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def replace(match: re.Match[str]) -> str:
+        var = match.group(1)
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", var):
+            raise ConfigError(f"{where}: {'.'.join(path)}: ${{{var}}} is not a valid variable name")
+        if var not in env:
+            raise ConfigError(
+                f"{where}: {'.'.join(path)}: environment variable {var} is not set "
+                "(set it, or add it to the .env file beside the pipeline)"
+            )
+        add_secret(env[var])
+        return env[var]
+
+    return _VAR.sub(replace, value)
+
+
+def read_dotenv(path: Path) -> Iterable[tuple[str, str]]:
+    """``KEY=VALUE`` pairs of a ``.env`` file (comments, ``export`` and quotes allowed)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    pairs = []
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.removeprefix("export ").partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        else:
+            value = value.split(" #", 1)[0].rstrip()
+        pairs.append((key.strip(), value))
+    return pairs
+
+
+def _format_errors(
+    where: str,
+    exc: ValidationError,
+    prefix: tuple[str, ...],
+    model: type[BaseModel],
+    extra_keys: tuple[str, ...] = (),
+) -> str:
+    lines = []
+    for error in exc.errors(include_input=False, include_url=False):
+        loc = tuple(str(part) for part in error["loc"])
+        key = ".".join((*prefix, *loc)) or "(top level)"
+        if error["type"] == "extra_forbidden":
+            known = [*_known_keys(model, loc[:-1]), *extra_keys]
+            message = f"unknown key{_did_you_mean(loc[-1], known)}"
+            if known:
+                message += f" (allowed: {', '.join(sorted(known))})"
+        else:
+            message = error["msg"]
+        lines.append(f"{where}: {key}: {message}")
+    return "\n".join(lines)
+
+
+def _known_keys(model: type[BaseModel], parents: tuple[str, ...]) -> list[str]:
+    for name in parents:
+        field = model.model_fields.get(name)
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""

@@ -1,0 +1,78 @@
+"""The plugin author's reference: every hook lakeflow calls, one docstring each.
+
+A plugin is a module (or object) with functions decorated by ``lakeflow.hookimpl``,
+named after these hooks, exposed through the ``lakeflow`` entry-point group::
+
+    [project.entry-points.lakeflow]
+    my_exchange = "lakeflow_my_exchange.plugin"
+
+Every hook is a *registration* hook: it is called once when the plugin manager loads,
+receives a ``register`` callback and calls it with classes or schemas. Hooks must not
+block or do I/O; the async runtime does the I/O later, through the classes registered.
+An implementation may take fewer arguments than the spec, so hooks only ever grow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pluggy
+
+from lakeflow.schema import TableSchema
+from lakeflow.sinks import Sink
+from lakeflow.sources import Source
+
+hookspec = pluggy.HookspecMarker("lakeflow")
+#: Decorate a plugin's hook implementations with this (also ``lakeflow.hookimpl``).
+hookimpl = pluggy.HookimplMarker("lakeflow")
+
+
+@hookspec
+def register_sources(register: Callable[[type[Source]], None]) -> None:
+    """Register source classes.
+
+    Call ``register(SourceClass)`` once per source type. The class subclasses
+    ``lakeflow.StreamingSource`` (a long-lived connection that pushes payloads) or
+    ``lakeflow.PollingSource`` (called every ``interval`` seconds), and sets the class
+    attributes ``type`` (the name a pipeline's ``type = "..."`` uses, unique across
+    plugins), ``schema`` (the name of a registered record schema), ``description`` (one
+    line, shown by ``lakeflow list-sources``) and ``Config`` (a ``lakeflow.SourceConfig``
+    subclass: the keys its ``[sources.NAME]`` section accepts).
+
+    Example::
+
+        @lakeflow.hookimpl
+        def register_sources(register):
+            register(MyTradesSource)
+    """
+
+
+@hookspec
+def register_schemas(register: Callable[[TableSchema], None]) -> None:
+    """Register record schemas, the shape of the rows that sources produce.
+
+    Call ``register(TableSchema(...))`` once per schema. A schema is registered once and
+    may be shared by several sources and plugins (a Bybit plugin may write the
+    ``liquidation`` schema that the Binance plugin registers; the ``exchange`` column
+    tells them apart). Column names are snake_case; prices and quantities use
+    ``lakeflow.DECIMAL``, times ``lakeflow.TIMESTAMP`` (UTC); ``partition_by`` defaults to
+    ``("date",)``, a UTC date column the decoder fills.
+
+    Example::
+
+        @lakeflow.hookimpl
+        def register_schemas(register):
+            register(TableSchema(name="trade", table="trades", columns={...}))
+    """
+
+
+@hookspec
+def register_sinks(register: Callable[[type[Sink]], None]) -> None:
+    """Register sink classes, the stores that tables are written to.
+
+    Call ``register(SinkClass)``; the class subclasses ``lakeflow.Sink`` and sets
+    ``type``, the name that ``[sink] type = "..."`` selects (``"delta"`` is built in
+    and is the default). A sink commits one batch of rows per call, atomically, and
+    records the batch's sequence number for its source so that a retried batch is
+    recognised and skipped (exactly once).
+    """

@@ -1,0 +1,150 @@
+"""The plugin manager: loads the ``lakeflow`` entry points, then the built-ins, the same way.
+
+A plugin that fails to import or to register is recorded in ``Registry.errors`` by name
+and skipped; the others and the CLI go on. ``LAKEFLOW_PLUGINS`` limits which
+entry-point plugins load: a comma-separated list of names, or empty for none (the
+way out when a broken plugin gets in the way).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from lakeflow import hookspecs
+from lakeflow.schema import TableSchema
+from lakeflow.sinks import Sink
+from lakeflow.sources import PollingSource, Source, StreamingSource
+
+GROUP = "lakeflow"
+BUILTINS = ("lakeflow.sinks.delta", "lakeflow.system_tables")
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """A registered source type and where it came from."""
+
+    cls: type[Source]
+    plugin: str
+    distribution: str | None
+    version: str | None
+
+
+@dataclass
+class Registry:
+    """Everything the loaded plugins registered, and the plugins that failed."""
+
+    sources: dict[str, SourceInfo] = field(default_factory=dict)
+    schemas: dict[str, TableSchema] = field(default_factory=dict)
+    sinks: dict[str, type[Sink]] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    plugins: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+
+
+def make_manager() -> pluggy.PluginManager:
+    """A plugin manager that knows lakeflow's hook specifications and nothing else."""
+    pm = pluggy.PluginManager(GROUP)
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+def load(pm: pluggy.PluginManager | None = None, *, entry_points: bool = True) -> Registry:
+    """Load the entry-point plugins (unless disabled) and the built-ins into a registry."""
+    pm = pm or make_manager()
+    registry = Registry()
+    dist_of: dict[str, tuple[str | None, str | None]] = {}
+
+    if entry_points:
+        wanted = os.environ.get("LAKEFLOW_PLUGINS")
+        allowed = None if wanted is None else {n.strip() for n in wanted.split(",") if n.strip()}
+        for ep in importlib.metadata.entry_points(group=GROUP):
+            if allowed is not None and ep.name not in allowed:
+                continue
+            if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
+                continue
+            dist = (ep.dist.name, ep.dist.version) if ep.dist else (None, None)
+            dist_of[ep.name] = dist
+            try:
+                pm.register(ep.load(), name=ep.name)
+            except Exception as exc:
+                registry.errors[ep.name] = _describe(exc)
+                registry.plugins[ep.name] = dist
+    for module_name in BUILTINS:
+        if pm.get_plugin(module_name) is None:
+            pm.register(importlib.import_module(module_name), name=module_name)
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        name = pm.get_name(exc.plugin) or str(exc.plugin)
+        registry.errors[name] = f"implements an unknown hook: {exc}"
+        pm.unregister(exc.plugin)
+
+    for name, plugin in pm.list_name_plugin():
+        registry.plugins[name] = dist_of.get(name, ("lakeflow-core", _core_version()))
+
+    def each(hook: pluggy.HookCaller, register: Callable[[Any], None]) -> None:
+        for impl in hook.get_hookimpls():
+            try:
+                impl.function(register=lambda item, _p=impl.plugin_name: register((_p, item)))
+            except Exception as exc:
+                registry.errors[impl.plugin_name] = _describe(exc)
+
+    def add_schema(entry: tuple[str, TableSchema]) -> None:
+        plugin, schema = entry
+        if not isinstance(schema, TableSchema):
+            raise TypeError(f"register_schemas got {schema!r}, not a TableSchema")
+        known = registry.schemas.get(schema.name)
+        if known is not None and known != schema:
+            raise ValueError(f"schema {schema.name!r} is already registered with other columns")
+        registry.schemas[schema.name] = schema
+
+    def add_source(entry: tuple[str, type[Source]]) -> None:
+        plugin, cls = entry
+        if not (isinstance(cls, type) and issubclass(cls, StreamingSource | PollingSource)):
+            raise TypeError(
+                f"register_sources got {cls!r}: subclass lakeflow.StreamingSource or PollingSource"
+            )
+        for attr in ("type", "schema"):
+            if not isinstance(getattr(cls, attr, None), str):
+                raise TypeError(f"source class {cls.__name__} must set the class attribute {attr!r}")
+        if cls.type in registry.sources:
+            other = registry.sources[cls.type].plugin
+            raise ValueError(f"source type {cls.type!r} is already registered by plugin {other!r}")
+        dist, version = registry.plugins.get(plugin, (None, None))
+        registry.sources[cls.type] = SourceInfo(cls, plugin, dist, version)
+
+    def add_sink(entry: tuple[str, type[Sink]]) -> None:
+        _plugin, cls = entry
+        if not (isinstance(cls, type) and issubclass(cls, Sink)):
+            raise TypeError(f"register_sinks got {cls!r}: subclass lakeflow.Sink")
+        registry.sinks[cls.type] = cls
+
+    each(pm.hook.register_schemas, add_schema)
+    each(pm.hook.register_sinks, add_sink)
+    each(pm.hook.register_sources, add_source)
+    # A source whose schema nobody registered cannot run: say so by plugin, not at run time.
+    for kind, info in list(registry.sources.items()):
+        if info.cls.schema not in registry.schemas:
+            registry.errors.setdefault(
+                info.plugin, f"source {kind!r} writes schema {info.cls.schema!r}, which is not registered"
+            )
+    return registry
+
+
+def _describe(exc: BaseException) -> str:
+    frame = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    where = f" ({frame[0].filename}:{frame[0].lineno})" if frame else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def _core_version() -> str | None:
+    try:
+        return importlib.metadata.version("lakeflow-core")
+    except importlib.metadata.PackageNotFoundError:
+        return None

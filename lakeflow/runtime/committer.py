@@ -1,0 +1,173 @@
+"""Turns a source's buffered payloads into Delta commits, off the event loop.
+
+Every payload gets a sequence number, consecutive per source instance. A batch is
+committed with the sequence of its last payload as the Delta application transaction
+``(source name, sequence)``, to the data table and to ``_dead_letters``; on start the
+numbering resumes after the highest sequence the tables hold, so nothing already
+committed is written again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import polars as pl
+
+from lakeflow.config import SinkConfig, SourceSpec
+from lakeflow.runtime.backoff import Backoff
+from lakeflow.runtime.buffer import PayloadBuffer
+from lakeflow.runtime.stats import SourceStats
+from lakeflow.sinks import Sink
+from lakeflow.sources import Batch, Decoded, Source
+from lakeflow.system_tables import DEAD_LETTERS, GAPS
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A time range a source did not cover."""
+
+    start: datetime
+    end: datetime
+    reason: str
+
+
+class Committer:
+    """The flush loop of one source instance: buffer -> decode -> commit, in order."""
+
+    def __init__(
+        self, spec: SourceSpec, source: Source, sink: Sink, sink_config: SinkConfig, stats: SourceStats
+    ) -> None:
+        self.spec = spec
+        self.source = source
+        self.sink = sink
+        self.flush_interval = sink_config.flush_interval
+        self.buffer = PayloadBuffer(sink_config.flush_rows, sink_config.buffer_limit)
+        self.stats = stats
+        stats.buffer = self.buffer
+        self.sequence = 0  # of the last payload taken from the buffer
+        self.gaps: list[Gap] = []
+        self.log = logging.LoggerAdapter(logger, {"source": spec.name})
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        """Resume the sequence after what the tables already hold."""
+        name = self.spec.name
+
+        def committed() -> int:
+            found = [
+                self.sink.committed_sequence(table, name)
+                for table in (self.spec.table, DEAD_LETTERS.table)
+            ]
+            return max((s for s in found if s is not None), default=0)
+
+        self.sequence = await asyncio.to_thread(committed)
+
+    def add_gap(self, start: float, end: float, reason: str) -> None:
+        """Record that the source covered nothing from ``start`` to ``end`` (epoch seconds)."""
+        self.gaps.append(
+            Gap(datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC), reason)
+        )
+        self.stats.gaps += 1
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Flush every ``flush_interval`` seconds, or sooner when the buffer fills, until stopped."""
+        while not stopping.is_set():
+            ready = asyncio.ensure_future(self.buffer.ready.wait())
+            stop = asyncio.ensure_future(stopping.wait())
+            await asyncio.wait({ready, stop}, timeout=self.flush_interval, return_when="FIRST_COMPLETED")
+            ready.cancel()
+            stop.cancel()
+            await self.flush()
+
+    async def flush(self, *, final: bool = False) -> None:
+        """Commit everything buffered now. Retries a failed commit until it lands."""
+        async with self._lock:
+            if not len(self.buffer) and not self.gaps:
+                return
+            batch = self.buffer.take()
+            first = self.sequence + 1
+            self.sequence += len(batch)
+            gaps, self.gaps = self.gaps, []
+            backoff = Backoff(base=1.0, cap=30.0)
+            while True:
+                try:
+                    await asyncio.to_thread(self._commit, batch, first, self.sequence, gaps)
+                    return
+                except Exception as exc:
+                    delay = backoff.next() or 0.2
+                    self.log.warning(
+                        "commit to table %s failed (attempt %d): %s; retrying in %.1fs",
+                        self.spec.table,
+                        backoff.attempt,
+                        exc,
+                        delay,
+                    )
+                    await asyncio.sleep(delay)
+
+    def _decode(self, batch: Batch) -> Decoded:
+        try:
+            decoded = self.source.decode(batch)
+        except Exception as exc:
+            # A decoder bug must not lose data: the whole batch becomes dead letters.
+            self.log.error("decoder of %s raised; %d payloads kept as dead letters\n%s",
+                           self.spec.cls.type, len(batch), traceback.format_exc())
+            reason = f"decoder raised {type(exc).__name__}: {exc}"
+            return Decoded(rows=self.spec.schema.empty(), rejects=[(i, reason) for i in range(len(batch))])
+        return decoded
+
+    def _commit(self, batch: Batch, first: int, last: int, gaps: list[Gap]) -> None:
+        name, table = self.spec.name, self.spec.table
+        started = time.perf_counter()
+        rows = 0
+        if len(batch):
+            decoded = self._decode(batch)
+            if decoded.rows.height and self.sink.commit(
+                table, self.spec.schema, decoded.rows, name, last
+            ):
+                rows = decoded.rows.height
+                self.stats.rows += rows
+                self.stats.commits += 1
+            if decoded.rejects:
+                index = [i for i, _ in decoded.rejects]
+                dead = pl.DataFrame(
+                    {
+                        "source": name,
+                        "table": table,
+                        "received_at": batch.received_at.gather(index),
+                        "error": [reason for _, reason in decoded.rejects],
+                        "payload": pl.Series([batch.payloads[i] for i in index], dtype=pl.Binary),
+                    }
+                )
+                if self.sink.commit(DEAD_LETTERS.table, DEAD_LETTERS, dead, name, last):
+                    self.stats.dead_letters += dead.height
+                    self.log.warning(
+                        "%d payload(s) could not be decoded and went to %s (first: %s)",
+                        dead.height, DEAD_LETTERS.table, decoded.rejects[0][1],
+                    )
+            self.stats.ignored += decoded.ignored
+        if gaps:
+            frame = pl.DataFrame(
+                {
+                    "source": name,
+                    "table": table,
+                    "gap_start": [g.start for g in gaps],
+                    "gap_end": [g.end for g in gaps],
+                    "seconds": [(g.end - g.start).total_seconds() for g in gaps],
+                    "reason": [g.reason for g in gaps],
+                }
+            )
+            # Gaps are keyed by time: the end of the last one, in microseconds, only grows.
+            key = int(gaps[-1].end.timestamp() * 1_000_000)
+            self.sink.commit(GAPS.table, GAPS, frame, name, key)
+        self.stats.last_commit = time.time()
+        self.log.debug(
+            "committed payloads %d..%d: %d rows to %s in %.3fs",
+            first, last, rows, table, time.perf_counter() - started,
+        )

@@ -1,0 +1,221 @@
+"""The runtime: every configured source at once, into one shared sink, until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from lakeflow.config import Pipeline, SourceSpec
+from lakeflow.errors import SourceError
+from lakeflow.plugins import Registry
+from lakeflow.runtime.backoff import Backoff
+from lakeflow.runtime.committer import Committer
+from lakeflow.runtime.polling import run_polls
+from lakeflow.runtime.stats import SourceStats
+from lakeflow.runtime.streaming import supervise_stream
+from lakeflow.secrets import mask_uri
+from lakeflow.sinks import Sink
+from lakeflow.sources import PollingSource, Source, StreamingSource
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    """What a run did, per source."""
+
+    stats: dict[str, SourceStats] = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True unless a source stopped on an error that needs a person."""
+        return not self.failed
+
+
+class Runtime:
+    """Runs a pipeline's sources concurrently into its sink.
+
+    ``once`` polls every polling source one time and skips streaming sources (a one-off
+    snapshot). ``stop_when`` is called after every flush tick with the stats and ends the
+    run when it returns True (tests and benchmarks use it).
+    """
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        registry: Registry,
+        *,
+        only: list[str] | None = None,
+        once: bool = False,
+        stop_when: Callable[[dict[str, SourceStats]], bool] | None = None,
+        status_interval: float = 60.0,
+    ) -> None:
+        self.pipeline = pipeline
+        self.sink: Sink = registry.sinks[pipeline.sink.type](pipeline.sink)
+        self.once = once
+        self.stop_when = stop_when
+        self.status_interval = status_interval
+        specs = list(pipeline.sources.values())
+        if only:
+            specs = [s for s in specs if s.name in only]
+        if once:
+            skipped = [s.name for s in specs if issubclass(s.cls, StreamingSource)]
+            if skipped:
+                logger.info("--once: skipping streaming sources %s", ", ".join(skipped))
+            specs = [s for s in specs if issubclass(s.cls, PollingSource)]
+        self.specs = specs
+        self.stopping = asyncio.Event()
+        self.stats: dict[str, SourceStats] = {s.name: SourceStats() for s in specs}
+        self.committers: dict[str, Committer] = {}
+
+    def stop(self) -> None:
+        """Ask the run to stop: sources stop reading, everything buffered is committed."""
+        if not self.stopping.is_set():
+            logger.info("stopping: committing what is buffered")
+        self.stopping.set()
+
+    async def run(self) -> RunResult:
+        """Run until stopped (signal, ``stop()``, ``stop_when``), all sources end, or fail."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, self.stop)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass  # not the main thread (tests) or not supported here
+        try:
+            return await self._run()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    loop.remove_signal_handler(sig)
+                except (NotImplementedError, RuntimeError, ValueError):
+                    pass
+
+    async def _run(self) -> RunResult:
+        result = RunResult(stats=self.stats)
+        if not self.specs:
+            logger.warning("no sources to run")
+            return result
+        logger.info(
+            "sink %s at %s; flush every %.1fs or %d payloads",
+            self.pipeline.sink.type, mask_uri(self.pipeline.sink.uri),
+            self.pipeline.sink.flush_interval, self.pipeline.sink.flush_rows,
+        )
+        started = time.monotonic()
+        workers = [asyncio.create_task(self._source(spec, result), name=spec.name) for spec in self.specs]
+        watcher = asyncio.create_task(self._watch())
+        waiter = asyncio.ensure_future(self.stopping.wait())
+        all_done = asyncio.ensure_future(asyncio.gather(*workers, return_exceptions=True))
+        await asyncio.wait({waiter, all_done}, return_when="FIRST_COMPLETED")
+        self.stop()
+        await all_done
+        waiter.cancel()
+        watcher.cancel()
+        elapsed = time.monotonic() - started
+        for name, stats in self.stats.items():
+            table = self.committers[name].spec.table if name in self.committers else "?"
+            logger.info(
+                "%d rows in %d commits to %s, %d dead letters, %d ignored, %d gaps in %.1fs",
+                stats.rows, stats.commits, table, stats.dead_letters, stats.ignored,
+                stats.gaps, elapsed, extra={"source": name},
+            )
+        return result
+
+    async def _watch(self) -> None:
+        last_status = time.monotonic()
+        last_rows = {name: 0 for name in self.stats}
+        while True:
+            await asyncio.sleep(0.05 if self.stop_when else 1.0)
+            if self.stop_when is not None and self.stop_when(self.stats):
+                self.stop()
+            now = time.monotonic()
+            if now - last_status >= self.status_interval:
+                for name, stats in self.stats.items():
+                    rate = (stats.rows - last_rows[name]) / (now - last_status)
+                    last_rows[name] = stats.rows
+                    logger.info(
+                        "%s, %d rows (%.1f/s), %d dead letters, %d reconnects, %d gaps",
+                        stats.state, stats.rows, rate, stats.dead_letters, stats.reconnects,
+                        stats.gaps, extra={"source": name},
+                    )
+                last_status = now
+
+    async def _source(self, spec: SourceSpec, result: RunResult) -> None:
+        """One source instance: open, read until stopped, close, commit the rest."""
+        log = logging.LoggerAdapter(logger, {"source": spec.name})
+        stats = self.stats[spec.name]
+        source: Source = spec.cls(spec.name, spec.config)
+        committer = Committer(spec, source, self.sink, self.pipeline.sink, stats)
+        self.committers[spec.name] = committer
+        backoff = Backoff(base=1.0, cap=60.0)
+        while not self.stopping.is_set():
+            try:
+                await committer.start()
+                break
+            except Exception as exc:
+                delay = backoff.next() or 1.0
+                log.error("cannot read table %s: %s; retrying in %.0fs", spec.table, exc, delay)
+                await asyncio.sleep(delay)
+        log.info("%s source %s -> table %s", spec.cls.kind, spec.cls.type, spec.table)
+        # The flusher outlives the reader: it stops when this source is done *and*
+        # (unless the run is a one-off) the whole run is stopping.
+        finished = asyncio.Event()
+        flusher = asyncio.create_task(committer.run(finished))
+        reader = asyncio.create_task(self._read(source, committer, log))
+        stop = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait({reader, stop}, return_when="FIRST_COMPLETED")
+            # Stop reading at once: a stream would otherwise wait for its next message.
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+            if not reader.cancelled() and isinstance(reader.exception(), SourceError):
+                result.failed.append(spec.name)
+        finally:
+            stop.cancel()
+            try:
+                await source.close()
+            except Exception as exc:
+                log.warning("error while closing: %s", exc)
+            if not self.once and not self.stopping.is_set() and spec.name not in result.failed:
+                # A source that ended by itself: keep the others running, flush on stop.
+                await self.stopping.wait()
+            finished.set()
+            await flusher
+            await committer.flush(final=True)
+            stats.state = "failed" if spec.name in result.failed else "stopped"
+
+    async def _read(self, source: Source, committer: Committer, log: logging.LoggerAdapter) -> None:
+        """Open and drive the source, restarting it with backoff if it crashes."""
+        backoff = Backoff(base=1.0, cap=60.0)
+        while not self.stopping.is_set():
+            try:
+                await source.open()
+                if isinstance(source, StreamingSource):
+                    await supervise_stream(source, committer, self.stopping)
+                else:
+                    assert isinstance(source, PollingSource)
+                    await run_polls(source, committer, self.stopping, 1 if self.once else None)
+                return
+            except SourceError:
+                raise
+            except Exception:
+                delay = backoff.next() or 1.0
+                log.exception("source crashed; restarting in %.1fs", delay)
+                try:
+                    await source.close()
+                except Exception:
+                    pass
+                try:
+                    await asyncio.wait_for(self.stopping.wait(), timeout=delay)
+                except TimeoutError:
+                    pass
+
+
+async def run_pipeline(pipeline: Pipeline, registry: Registry, **options: object) -> RunResult:
+    """Run ``pipeline`` until stopped; see :class:`Runtime` for the options."""
+    return await Runtime(pipeline, registry, **options).run()  # type: ignore[arg-type]

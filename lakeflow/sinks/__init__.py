@@ -1,0 +1,73 @@
+"""Sinks: where tables are written. The built-in one is :mod:`lakeflow.sinks.delta`."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, ClassVar
+
+import polars as pl
+
+from lakeflow.schema import TableSchema
+
+if TYPE_CHECKING:
+    from lakeflow.config import SinkConfig
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    """What ``lakeflow tables`` shows about one table."""
+
+    name: str
+    uri: str
+    version: int
+    files: int
+    rows: int
+    bytes: int
+    last_commit: datetime | None
+
+
+class Sink(ABC):
+    """A store of tables. One instance is shared by every source of a pipeline.
+
+    Its methods block (they do file or network I/O) and are called from worker
+    threads, never on the event loop; an implementation must be safe to call from
+    several threads at once for different tables.
+    """
+
+    type: ClassVar[str]
+
+    def __init__(self, config: SinkConfig) -> None:
+        self.config = config
+
+    @abstractmethod
+    def committed_sequence(self, table: str, app_id: str) -> int | None:
+        """The highest sequence number ``app_id`` has committed to ``table``, or None."""
+
+    @abstractmethod
+    def commit(
+        self, table: str, schema: TableSchema, rows: pl.DataFrame, app_id: str, sequence: int
+    ) -> bool:
+        """Append ``rows`` to ``table`` in one atomic commit tagged ``(app_id, sequence)``.
+
+        Creates the table with ``schema`` if it does not exist. Returns False without
+        writing when the table already holds ``sequence`` for ``app_id`` (a retry of a
+        batch that did land), True when it wrote.
+        """
+
+    @abstractmethod
+    def table_uri(self, table: str) -> str:
+        """Where ``table`` lives, for readers such as ``polars.scan_delta``."""
+
+    @abstractmethod
+    def tables(self) -> list[str]:
+        """The names of the tables that exist in this sink."""
+
+    @abstractmethod
+    def info(self, table: str) -> TableInfo | None:
+        """Statistics of ``table``, or None if it does not exist."""
+
+    def scan(self, table: str) -> pl.LazyFrame:
+        """A lazy polars scan of ``table``."""
+        raise NotImplementedError

@@ -1,0 +1,123 @@
+"""The built-in sink: Delta Lake tables in a local folder or object store (deltalake).
+
+One batch is one Delta commit. Each commit carries an application transaction
+``(app_id, sequence)``: ``app_id`` names the source instance, ``sequence`` the last
+payload in the batch. Before writing, the sink reads the table's recorded sequence for
+that app_id, so a batch that already landed (a retry after an error that struck after
+the commit, or a replay after a crash) is skipped rather than written twice.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake.exceptions import TableNotFoundError
+
+from lakeflow.config import SinkConfig, check_table_name
+from lakeflow.hookspecs import hookimpl
+from lakeflow.schema import TableSchema
+from lakeflow.sinks import Sink, TableInfo
+
+
+class DeltaSink(Sink):
+    """Delta tables under ``sink.uri``, one folder (or prefix) per table."""
+
+    type = "delta"
+
+    def __init__(self, config: SinkConfig) -> None:
+        super().__init__(config)
+        self.root = config.uri.rstrip("/")
+        self.storage_options = dict(config.storage_options) or None
+        self._local = "://" not in self.root or self.root.startswith("file://")
+        # One lock per table: commits from several sources to one table take turns in
+        # this process instead of racing to the same log version and retrying.
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self._tables: dict[str, DeltaTable] = {}
+
+    def table_uri(self, table: str) -> str:
+        return f"{self.root}/{check_table_name(table)}"
+
+    def _lock(self, table: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(table, threading.Lock())
+
+    def _open(self, table: str) -> DeltaTable | None:
+        handle = self._tables.get(table)
+        if handle is not None:
+            handle.update_incremental()
+            return handle
+        try:
+            handle = DeltaTable(self.table_uri(table), storage_options=self.storage_options)
+        except TableNotFoundError:
+            return None
+        self._tables[table] = handle
+        return handle
+
+    def committed_sequence(self, table: str, app_id: str) -> int | None:
+        with self._lock(table):
+            handle = self._open(table)
+            return None if handle is None else handle.transaction_version(app_id)
+
+    def commit(
+        self, table: str, schema: TableSchema, rows: pl.DataFrame, app_id: str, sequence: int
+    ) -> bool:
+        frame = schema.conform(rows)
+        with self._lock(table):
+            handle = self._open(table)
+            if handle is not None:
+                done = handle.transaction_version(app_id)
+                if done is not None and done >= sequence:
+                    return False
+            write_deltalake(
+                handle if handle is not None else self.table_uri(table),
+                frame,
+                mode="append",
+                partition_by=list(schema.partition_by) or None,
+                storage_options=self.storage_options if handle is None else None,
+                description=schema.description or None,
+                commit_properties=CommitProperties(
+                    app_transactions=[Transaction(app_id, sequence)],
+                    custom_metadata={"lakeflow.source": app_id},
+                ),
+            )
+            return True
+
+    def tables(self) -> list[str]:
+        if self._local:
+            root = Path(self.root.removeprefix("file://"))
+            if not root.is_dir():
+                return []
+            return sorted(p.name for p in root.iterdir() if (p / "_delta_log").is_dir())
+        return []
+
+    def info(self, table: str) -> TableInfo | None:
+        with self._lock(table):
+            handle = self._open(table)
+            if handle is None:
+                return None
+            actions = pl.DataFrame(handle.get_add_actions(flatten=True))
+            history = handle.history(1)
+        last = history[0].get("timestamp") if history else None
+        rows = actions["num_records"].sum() if "num_records" in actions.columns else 0
+        return TableInfo(
+            name=table,
+            uri=self.table_uri(table),
+            version=handle.version(),
+            files=actions.height,
+            rows=int(rows or 0),
+            bytes=int(actions["size_bytes"].sum() or 0) if actions.height else 0,
+            last_commit=datetime.fromtimestamp(last / 1000, UTC) if last else None,
+        )
+
+    def scan(self, table: str) -> pl.LazyFrame:
+        return pl.scan_delta(self.table_uri(table), storage_options=self.storage_options)
+
+
+@hookimpl
+def register_sinks(register) -> None:  # type: ignore[no-untyped-def]
+    register(DeltaSink)

@@ -1,0 +1,154 @@
+"""The source contract: what a plugin implements to bring data into lakeflow.
+
+A source does I/O only. A *streaming* source keeps a connection open and hands every raw
+payload to the runtime as it arrives; a *polling* source is called on a drift-free
+interval and returns the raw body it fetched. Later, once per batch and off the event
+loop, the runtime calls :meth:`Source.decode` to turn many payloads into one polars
+DataFrame of the source's record schema. Nothing is parsed per message.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal, Protocol
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class SourceConfig(BaseModel):
+    """Base of every source's config model. Unknown keys are rejected.
+
+    Subclass it with the plugin's own keys. ``table`` is common to all sources: the table
+    to write into, by default the record schema's table.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    table: str | None = Field(
+        default=None, description="Delta table to write into (default: the schema's table)."
+    )
+
+
+class PollingConfig(SourceConfig):
+    """Base config of polling sources: the interval and the per-poll timeout."""
+
+    interval: float = Field(default=60.0, gt=0, description="Seconds between polls.")
+    timeout: float = Field(default=10.0, gt=0, description="Seconds before a request is abandoned.")
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Raw payloads waiting to be decoded, with the UTC time each was received."""
+
+    payloads: list[bytes]
+    received_at: pl.Series  # Datetime("us", "UTC"), one per payload
+
+    def __len__(self) -> int:
+        return len(self.payloads)
+
+
+@dataclass
+class Decoded:
+    """What :meth:`Source.decode` returns.
+
+    ``rows`` holds the decoded records (any column order; the sink conforms them to the
+    schema). ``rejects`` lists ``(payload index, reason)`` for payloads that could not be
+    decoded: they go to ``_dead_letters`` with their raw bytes. ``ignored`` counts
+    payloads that are not data by design (subscription acknowledgements) and are dropped.
+    """
+
+    rows: pl.DataFrame
+    rejects: list[tuple[int, str]] = field(default_factory=list)
+    ignored: int = 0
+
+
+class Feed(Protocol):
+    """The runtime's side of a streaming connection, passed to :meth:`StreamingSource.stream`."""
+
+    def emit(self, payload: bytes) -> None:
+        """Hand one raw payload to the runtime. Cheap: it appends bytes to a buffer."""
+
+    def connected(self, detail: str = "") -> None:
+        """Say the connection is up: closes the open gap and resets the reconnect backoff."""
+
+    @property
+    def backlogged(self) -> bool:
+        """True while the buffer is full because the sink is behind; await :meth:`writable`."""
+
+    async def writable(self) -> None:
+        """Wait until the buffer has room again (backpressure)."""
+
+
+class Source(ABC):
+    """Base of every source. Plugins subclass :class:`StreamingSource` or :class:`PollingSource`.
+
+    Class attributes a plugin sets: ``type`` (the name used in ``lakeflow.toml``),
+    ``schema`` (the record schema it produces), ``description`` (one line for
+    ``list-sources``) and ``Config`` (its pydantic config model).
+    """
+
+    type: ClassVar[str]
+    schema: ClassVar[str]
+    description: ClassVar[str] = ""
+    kind: ClassVar[Literal["streaming", "polling"]]
+    Config: ClassVar[type[SourceConfig]] = SourceConfig
+
+    def __init__(self, name: str, config: SourceConfig) -> None:
+        self.name = name
+        self.config = config
+        self.log = logging.LoggerAdapter(
+            logging.getLogger(type(self).__module__), {"source": name}
+        )
+
+    async def open(self) -> None:  # noqa: B027 - optional hook
+        """Acquire long-lived resources (an HTTP session). Called once before the first poll or stream."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release what :meth:`open` acquired. Called once at stop, even after errors."""
+
+    @abstractmethod
+    def decode(self, batch: Batch) -> Decoded:
+        """Decode a batch of raw payloads into rows, at once and vectorized.
+
+        Runs in a worker thread, never on the event loop. Must not raise for bad input:
+        report undecodable payloads in ``Decoded.rejects`` instead.
+        """
+
+
+class StreamingSource(Source):
+    """A source that keeps a connection open and pushes payloads as they arrive."""
+
+    kind = "streaming"
+
+    @abstractmethod
+    async def stream(self, feed: Feed) -> None:
+        """Connect, call ``feed.connected()``, then ``feed.emit(payload)`` for every payload.
+
+        Return or raise when the connection ends. The runtime records the gap, waits
+        with capped exponential backoff and jitter, and calls ``stream`` again. Raise
+        :class:`~lakeflow.SourceError` for an error that retrying cannot fix.
+        """
+
+
+class PollingSource(Source):
+    """A source that is called every ``config.interval`` seconds and returns what it fetched."""
+
+    kind = "polling"
+    Config: ClassVar[type[SourceConfig]] = PollingConfig
+
+    @property
+    def interval(self) -> float:
+        """Seconds between polls, from the config."""
+        return float(getattr(self.config, "interval", 60.0))
+
+    @abstractmethod
+    async def poll(self) -> bytes | list[bytes]:
+        """Fetch one snapshot and return its raw body (or several bodies, one per request).
+
+        Retry transient failures within the interval; raise when the poll is lost (the
+        runtime records a gap). Raise :class:`~lakeflow.SourcePaused` when the remote asks
+        for a pause and :class:`~lakeflow.SourceError` when the config cannot work.
+        """

@@ -1,0 +1,97 @@
+"""Test-only sources that need no network: a numbered stream and a polled counter."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable
+
+import polars as pl
+from pydantic import Field as ConfigField
+
+import lakeflow
+from lakeflow import DECIMAL, TIMESTAMP, Batch, Decoded, Field, TableSchema
+
+RECORD = TableSchema(
+    name="test_record",
+    table="test_records",
+    columns={
+        "source": pl.String(),
+        "n": pl.Int64(),
+        "value": DECIMAL,
+        "received_at": TIMESTAMP,
+        "date": pl.Date(),
+    },
+    description="Numbered test records.",
+)
+
+FIELDS = {"n": Field("n", pl.Int64()), "value": Field("value", DECIMAL)}
+
+
+def _decode(name: str, batch: Batch) -> Decoded:
+    decoded = lakeflow.decode_json(batch, FIELDS, constants={"source": name})
+    decoded.rows = decoded.rows.with_columns(date=pl.col("received_at").dt.date())
+    return decoded
+
+
+class SequenceConfig(lakeflow.SourceConfig):
+    count: int = ConfigField(default=100, ge=0, description="Payloads to emit, then idle.")
+    rate: float = ConfigField(default=0.0, ge=0, description="Payloads per second; 0 = flat out.")
+    bad_every: int = ConfigField(default=0, ge=0, description="Every k-th payload is broken JSON.")
+
+
+class SequenceSource(lakeflow.StreamingSource):
+    """Streams numbered payloads, then stays connected and silent."""
+
+    type = "test_sequence"
+    schema = "test_record"
+    description = "Test fixture: streams numbered payloads (no network)."
+    Config = SequenceConfig
+
+    async def stream(self, feed: lakeflow.Feed) -> None:
+        config: SequenceConfig = self.config  # type: ignore[assignment]
+        feed.connected("memory")
+        delay = 1 / config.rate if config.rate else 0.0
+        for i in range(1, config.count + 1):
+            if config.bad_every and i % config.bad_every == 0:
+                feed.emit(b'{"n": ' + str(i).encode())
+            else:
+                feed.emit(b'{"n": %d, "value": "%d.%06d"}' % (i, i, i))
+            if delay:
+                await asyncio.sleep(delay)
+            elif i % 1000 == 0:
+                await asyncio.sleep(0)
+        await asyncio.Event().wait()
+
+    def decode(self, batch: Batch) -> Decoded:
+        return _decode(self.name, batch)
+
+
+class ClockSource(lakeflow.PollingSource):
+    """Returns one numbered payload per poll."""
+
+    type = "test_clock"
+    schema = "test_record"
+    description = "Test fixture: one numbered payload per poll (no network)."
+
+    def __init__(self, name: str, config: lakeflow.SourceConfig) -> None:
+        super().__init__(name, config)
+        self._counter = itertools.count(1)
+
+    async def poll(self) -> bytes:
+        n = next(self._counter)
+        return b'{"n": %d, "value": "%d"}' % (n, n)
+
+    def decode(self, batch: Batch) -> Decoded:
+        return _decode(self.name, batch)
+
+
+@lakeflow.hookimpl
+def register_schemas(register: Callable[[TableSchema], None]) -> None:
+    register(RECORD)
+
+
+@lakeflow.hookimpl
+def register_sources(register: Callable[[type[lakeflow.Source]], None]) -> None:
+    register(SequenceSource)
+    register(ClockSource)
