@@ -46,4 +46,4 @@ __all__ = [
     "read_ndjson",
 ]
 
-from lakeflow import hookspecs  # noqa: E402  (re-exported for plugin authors' reference)
+from lakeflow import hookspecs

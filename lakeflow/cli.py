@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
@@ -77,16 +76,31 @@ def cli() -> None:
 
 @cli.command()
 @pipeline_argument
-@click.option("--source", "sources", multiple=True, metavar="NAME",
-              help="Run only this source (repeatable). Default: all.")
-@click.option("--once", is_flag=True,
-              help="Poll each polling source once, commit and exit (streaming sources are skipped).")
-@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"],
-              case_sensitive=False), help="Overrides [log] level.")
-@click.option("--log-file", type=click.Path(dir_okay=False),
-              help="Also log to this file, rotated by size. Overrides [log] file.")
-def run(pipeline: str, sources: tuple[str, ...], once: bool, log_level: str | None,
-        log_file: str | None) -> None:
+@click.option(
+    "--source",
+    "sources",
+    multiple=True,
+    metavar="NAME",
+    help="Run only this source (repeatable). Default: all.",
+)
+@click.option(
+    "--once",
+    is_flag=True,
+    help="Poll each polling source once, commit and exit (streaming sources are skipped).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    help="Overrides [log] level.",
+)
+@click.option(
+    "--log-file",
+    type=click.Path(dir_okay=False),
+    help="Also log to this file, rotated by size. Overrides [log] file.",
+)
+def run(
+    pipeline: str, sources: tuple[str, ...], once: bool, log_level: str | None, log_file: str | None
+) -> None:
     """Run the pipeline's sources into its tables until SIGINT or SIGTERM.
 
     On a signal, sources stop reading, everything received is committed, and the
@@ -107,8 +121,10 @@ def run(pipeline: str, sources: tuple[str, ...], once: bool, log_level: str | No
         logger.error("plugin %s failed to load and is skipped: %s", plugin, error)
     unknown = [name for name in sources if name not in spec.sources]
     if unknown:
-        _fail(f"{pipeline}: no source named {', '.join(unknown)} "
-              f"(the pipeline has: {', '.join(spec.sources) or 'none'})")
+        _fail(
+            f"{pipeline}: no source named {', '.join(unknown)} "
+            f"(the pipeline has: {', '.join(spec.sources) or 'none'})"
+        )
     if not spec.sources:
         _fail(f"{pipeline}: no [sources.NAME] sections: nothing to run")
     runtime = Runtime(spec, registry, only=list(sources) or None, once=once)
@@ -126,13 +142,17 @@ def validate(pipeline: str) -> None:
     """Check a pipeline file and say what it would run. Exits 2 if it is wrong."""
     registry, spec = _load(pipeline)
     click.echo(f"{pipeline}: valid")
-    click.echo(f"sink: {spec.sink.type} at {mask_uri(spec.sink.uri)} "
-               f"(flush every {spec.sink.flush_interval:g}s or {spec.sink.flush_rows} payloads)")
+    click.echo(
+        f"sink: {spec.sink.type} at {mask_uri(spec.sink.uri)} "
+        f"(flush every {spec.sink.flush_interval:g}s or {spec.sink.flush_rows} payloads)"
+    )
     for name, source in spec.sources.items():
         keys = source.config.model_dump(exclude_defaults=True, exclude={"table"})
         shown = redact(json.dumps(keys, default=str)) if keys else "defaults"
-        click.echo(f"source {name}: {source.cls.type} ({source.cls.kind}) -> table "
-                   f"{source.table} [{source.schema.name}] {shown}")
+        click.echo(
+            f"source {name}: {source.cls.type} ({source.cls.kind}) -> table "
+            f"{source.table} [{source.schema.name}] {shown}"
+        )
     for plugin, error in registry.errors.items():
         click.echo(f"warning: plugin {plugin} failed to load: {error}", err=True)
 
@@ -141,13 +161,15 @@ def _config_keys(model: Any) -> list[dict[str, Any]]:
     keys = []
     for name, field in model.model_fields.items():
         default = None if field.is_required() else field.get_default(call_default_factory=True)
-        keys.append({
-            "key": name,
-            "type": getattr(field.annotation, "__name__", None) or str(field.annotation),
-            "required": field.is_required(),
-            "default": default,
-            "description": field.description or "",
-        })
+        keys.append(
+            {
+                "key": name,
+                "type": getattr(field.annotation, "__name__", None) or str(field.annotation),
+                "required": field.is_required(),
+                "default": default,
+                "description": field.description or "",
+            }
+        )
     return keys
 
 
@@ -159,17 +181,19 @@ def list_sources(as_json: bool) -> None:
     rows = []
     for kind, info in sorted(registry.sources.items()):
         schema = registry.schemas.get(info.cls.schema)
-        rows.append({
-            "type": kind,
-            "kind": info.cls.kind,
-            "plugin": info.plugin,
-            "distribution": info.distribution,
-            "version": info.version,
-            "schema": info.cls.schema,
-            "table": schema.table if schema else None,
-            "description": info.cls.description,
-            "config": _config_keys(info.cls.Config),
-        })
+        rows.append(
+            {
+                "type": kind,
+                "kind": info.cls.kind,
+                "plugin": info.plugin,
+                "distribution": info.distribution,
+                "version": info.version,
+                "schema": info.cls.schema,
+                "table": schema.table if schema else None,
+                "description": info.cls.description,
+                "config": _config_keys(info.cls.Config),
+            }
+        )
     if as_json:
         errors = [{"plugin": p, "error": e} for p, e in registry.errors.items()]
         click.echo(json.dumps({"sources": rows, "errors": errors}, indent=2, default=str))
@@ -208,19 +232,28 @@ def tables(pipeline: str) -> None:
     if not infos:
         click.echo(f"no tables yet under {mask_uri(spec.sink.uri)}")
         return
-    header = f"{'table':<20} {'version':>8} {'files':>7} {'rows':>12} {'size':>10}  last commit (UTC)"
+    header = (
+        f"{'table':<20} {'version':>8} {'files':>7} {'rows':>12} {'size':>10}  last commit (UTC)"
+    )
     click.echo(header)
     for info in infos:
         assert info is not None
         when = info.last_commit.strftime("%Y-%m-%d %H:%M:%S") if info.last_commit else "-"
-        click.echo(f"{info.name:<20} {info.version:>8} {info.files:>7} {info.rows:>12} "
-                   f"{_size(info.bytes):>10}  {when}")
+        click.echo(
+            f"{info.name:<20} {info.version:>8} {info.files:>7} {info.rows:>12} "
+            f"{_size(info.bytes):>10}  {when}"
+        )
 
 
 @cli.command()
 @click.argument("args", nargs=-1, required=True, metavar="[PIPELINE] SQL")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
-              show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
 def query(args: tuple[str, ...], fmt: str) -> None:
     """Run polars SQL over the pipeline's tables, by name.
 
@@ -245,8 +278,14 @@ def query(args: tuple[str, ...], fmt: str) -> None:
     elif fmt == "json":
         click.echo(frame.write_json())
     else:
-        with pl.Config(tbl_hide_dataframe_shape=True, tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=80, tbl_width_chars=200,
-                       fmt_table_cell_list_len=10):
+        with pl.Config(
+            tbl_hide_dataframe_shape=True,
+            tbl_rows=-1,
+            tbl_cols=-1,
+            fmt_str_lengths=80,
+            tbl_width_chars=200,
+            fmt_table_cell_list_len=10,
+        ):
             click.echo(frame)
 
 

@@ -51,9 +51,13 @@ class SinkConfig(_Strict):
     type: str = Field(default="delta", description="Registered sink type.")
     uri: str = Field(default="tables", description="Folder (relative to the pipeline file) or URI.")
     flush_interval: float = Field(default=5.0, gt=0, description="Max seconds between commits.")
-    flush_rows: int = Field(default=100_000, gt=0, description="Commit earlier at this many payloads.")
+    flush_rows: int = Field(
+        default=100_000, gt=0, description="Commit earlier at this many payloads."
+    )
     max_buffered: int | None = Field(
-        default=None, gt=0, description="Payloads held per source before backpressure (default 4x flush_rows)."
+        default=None,
+        gt=0,
+        description="Payloads held per source before backpressure (default 4x flush_rows).",
     )
     storage_options: dict[str, str] = Field(default_factory=dict)
 
@@ -146,7 +150,8 @@ def load_pipeline(path: str | Path, registry: Registry) -> Pipeline:
         sink = sink.model_copy(update={"uri": str((path.parent / sink.uri).resolve())})
     if sink.type not in registry.sinks:
         raise ConfigError(
-            f"{where}: sink.type: unknown sink type {sink.type!r}{_did_you_mean(sink.type, registry.sinks)}"
+            f"{where}: sink.type: unknown sink type {sink.type!r}"
+            f"{_did_you_mean(sink.type, registry.sinks)}"
         )
 
     sources = {
@@ -156,7 +161,9 @@ def load_pipeline(path: str | Path, registry: Registry) -> Pipeline:
     return Pipeline(path=path, sink=sink, log=parsed.log, sources=sources)
 
 
-def _load_source(where: str, name: str, section: Mapping[str, Any], registry: Registry) -> SourceSpec:
+def _load_source(
+    where: str, name: str, section: Mapping[str, Any], registry: Registry
+) -> SourceSpec:
     prefix = f"sources.{name}"
     if not _SOURCE_NAME.match(name):
         raise ConfigError(
@@ -196,7 +203,8 @@ def _load_source(where: str, name: str, section: Mapping[str, Any], registry: Re
         raise ConfigError(f"{where}: {prefix}.table: {exc}") from None
     if table.startswith("_"):
         raise ConfigError(
-            f"{where}: {prefix}.table: names starting with '_' are reserved for lakeflow's own tables"
+            f"{where}: {prefix}.table: names starting with '_' are reserved "
+            "for lakeflow's own tables"
         )
     return SourceSpec(name=name, cls=cls, config=config, table=table, schema=schema)
 

@@ -47,8 +47,10 @@ class Field:
         """The raw (string) value converted to ``dtype``; null where it does not convert."""
         if self.epoch is not None:
             ticks = raw.cast(pl.Int64, strict=False)
-            return pl.from_epoch(ticks, time_unit=self.epoch).dt.replace_time_zone("UTC").cast(
-                self.dtype
+            return (
+                pl.from_epoch(ticks, time_unit=self.epoch)
+                .dt.replace_time_zone("UTC")
+                .cast(self.dtype)
             )
         if self.dtype == pl.String:
             return raw.cast(pl.String)

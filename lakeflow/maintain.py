@@ -43,16 +43,24 @@ def maintain_table(
     if before is None:
         return None
     started = time.perf_counter()
-    handle = DeltaTable(sink.table_uri(table), storage_options=getattr(sink, "storage_options", None))
+    handle = DeltaTable(
+        sink.table_uri(table), storage_options=getattr(sink, "storage_options", None)
+    )
     compacted = vacuumed = 0
     if dry_run:
-        vacuumed = len(handle.vacuum(retention_hours=vacuum_hours, dry_run=True,
-                                     enforce_retention_duration=False))
+        vacuumed = len(
+            handle.vacuum(
+                retention_hours=vacuum_hours, dry_run=True, enforce_retention_duration=False
+            )
+        )
     else:
         metrics = handle.optimize.compact(target_size=target_size)
         compacted = int(metrics.get("numFilesRemoved", 0))
-        vacuumed = len(handle.vacuum(retention_hours=vacuum_hours, dry_run=False,
-                                     enforce_retention_duration=False))
+        vacuumed = len(
+            handle.vacuum(
+                retention_hours=vacuum_hours, dry_run=False, enforce_retention_duration=False
+            )
+        )
         handle.create_checkpoint()
         handle.cleanup_metadata()
     after = sink.info(table) or before

@@ -85,7 +85,7 @@ def load(pm: pluggy.PluginManager | None = None, *, entry_points: bool = True) -
         registry.errors[name] = f"implements an unknown hook: {exc}"
         pm.unregister(exc.plugin)
 
-    for name, plugin in pm.list_name_plugin():
+    for name, _plugin in pm.list_name_plugin():
         registry.plugins[name] = dist_of.get(name, ("lakeflow-core", _core_version()))
 
     def each(hook: pluggy.HookCaller, register: Callable[[Any], None]) -> None:
@@ -96,7 +96,7 @@ def load(pm: pluggy.PluginManager | None = None, *, entry_points: bool = True) -
                 registry.errors[impl.plugin_name] = _describe(exc)
 
     def add_schema(entry: tuple[str, TableSchema]) -> None:
-        plugin, schema = entry
+        _plugin, schema = entry
         if not isinstance(schema, TableSchema):
             raise TypeError(f"register_schemas got {schema!r}, not a TableSchema")
         known = registry.schemas.get(schema.name)
@@ -112,7 +112,9 @@ def load(pm: pluggy.PluginManager | None = None, *, entry_points: bool = True) -
             )
         for attr in ("type", "schema"):
             if not isinstance(getattr(cls, attr, None), str):
-                raise TypeError(f"source class {cls.__name__} must set the class attribute {attr!r}")
+                raise TypeError(
+                    f"source class {cls.__name__} must set the class attribute {attr!r}"
+                )
         if cls.type in registry.sources:
             other = registry.sources[cls.type].plugin
             raise ValueError(f"source type {cls.type!r} is already registered by plugin {other!r}")
@@ -132,7 +134,8 @@ def load(pm: pluggy.PluginManager | None = None, *, entry_points: bool = True) -
     for kind, info in list(registry.sources.items()):
         if info.cls.schema not in registry.schemas:
             registry.errors.setdefault(
-                info.plugin, f"source {kind!r} writes schema {info.cls.schema!r}, which is not registered"
+                info.plugin,
+                f"source {kind!r} writes schema {info.cls.schema!r}, which is not registered",
             )
     return registry
 

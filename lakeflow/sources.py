@@ -99,12 +99,10 @@ class Source(ABC):
     def __init__(self, name: str, config: SourceConfig) -> None:
         self.name = name
         self.config = config
-        self.log = logging.LoggerAdapter(
-            logging.getLogger(type(self).__module__), {"source": name}
-        )
+        self.log = logging.LoggerAdapter(logging.getLogger(type(self).__module__), {"source": name})
 
     async def open(self) -> None:  # noqa: B027 - optional hook
-        """Acquire long-lived resources (an HTTP session). Called once before the first poll or stream."""
+        """Acquire long-lived resources (an HTTP session), once before reading starts."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release what :meth:`open` acquired. Called once at stop, even after errors."""

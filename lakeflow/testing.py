@@ -21,7 +21,7 @@ import polars as pl
 
 from lakeflow.config import load_pipeline
 from lakeflow.plugins import load
-from lakeflow.runtime import Runtime, RunResult
+from lakeflow.runtime import RunResult, Runtime
 from lakeflow.system_tables import DEAD_LETTERS, GAPS
 
 
@@ -61,8 +61,14 @@ def write_pipeline(
     flush_interval: float = 0.2,
 ) -> Path:
     """Write a one-source ``lakeflow.toml`` into ``folder`` and return its path."""
-    lines = ["[sink]", 'uri = "tables"', f"flush_interval = {flush_interval}", "",
-             f"[sources.{name}]", f"type = {_toml_value(source_type)}"]
+    lines = [
+        "[sink]",
+        'uri = "tables"',
+        f"flush_interval = {flush_interval}",
+        "",
+        f"[sources.{name}]",
+        f"type = {_toml_value(source_type)}",
+    ]
     lines += [f"{key} = {_toml_value(value)}" for key, value in config.items()]
     path = Path(folder) / "lakeflow.toml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -77,7 +83,7 @@ async def collect_async(
     *,
     payloads: int | None = None,
     polls: int | None = None,
-    timeout: float = 30.0,
+    timeout: float = 30.0,  # noqa: ASYNC109 - bounds the whole run, not one call
     name: str = "source",
 ) -> Collected:
     """Run one source until it has received ``payloads`` payloads or made ``polls`` polls.

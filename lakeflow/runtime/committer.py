@@ -42,7 +42,12 @@ class Committer:
     """The flush loop of one source instance: buffer -> decode -> commit, in order."""
 
     def __init__(
-        self, spec: SourceSpec, source: Source, sink: Sink, sink_config: SinkConfig, stats: SourceStats
+        self,
+        spec: SourceSpec,
+        source: Source,
+        sink: Sink,
+        sink_config: SinkConfig,
+        stats: SourceStats,
     ) -> None:
         self.spec = spec
         self.source = source
@@ -77,11 +82,13 @@ class Committer:
         self.stats.gaps += 1
 
     async def run(self, stopping: asyncio.Event) -> None:
-        """Flush every ``flush_interval`` seconds, or sooner when the buffer fills, until stopped."""
+        """Flush every ``flush_interval`` seconds, sooner when the buffer fills, until stopped."""
         while not stopping.is_set():
             ready = asyncio.ensure_future(self.buffer.ready.wait())
             stop = asyncio.ensure_future(stopping.wait())
-            await asyncio.wait({ready, stop}, timeout=self.flush_interval, return_when="FIRST_COMPLETED")
+            await asyncio.wait(
+                {ready, stop}, timeout=self.flush_interval, return_when="FIRST_COMPLETED"
+            )
             ready.cancel()
             stop.cancel()
             await self.flush()
@@ -96,9 +103,10 @@ class Committer:
             self.sequence += len(batch)
             gaps, self.gaps = self.gaps, []
             backoff = Backoff(base=1.0, cap=30.0)
+            landed: set[str] = set()  # tables this batch reached, kept across retries
             while True:
                 try:
-                    await asyncio.to_thread(self._commit, batch, first, self.sequence, gaps)
+                    await asyncio.to_thread(self._commit, batch, first, self.sequence, gaps, landed)
                     return
                 except Exception as exc:
                     delay = backoff.next() or 0.2
@@ -116,21 +124,34 @@ class Committer:
             decoded = self.source.decode(batch)
         except Exception as exc:
             # A decoder bug must not lose data: the whole batch becomes dead letters.
-            self.log.error("decoder of %s raised; %d payloads kept as dead letters\n%s",
-                           self.spec.cls.type, len(batch), traceback.format_exc())
+            self.log.error(
+                "decoder of %s raised; %d payloads kept as dead letters\n%s",
+                self.spec.cls.type,
+                len(batch),
+                traceback.format_exc(),
+            )
             reason = f"decoder raised {type(exc).__name__}: {exc}"
-            return Decoded(rows=self.spec.schema.empty(), rejects=[(i, reason) for i in range(len(batch))])
+            return Decoded(
+                rows=self.spec.schema.empty(), rejects=[(i, reason) for i in range(len(batch))]
+            )
         return decoded
 
-    def _commit(self, batch: Batch, first: int, last: int, gaps: list[Gap]) -> None:
+    def _commit(
+        self, batch: Batch, first: int, last: int, gaps: list[Gap], landed: set[str]
+    ) -> None:
+        """Decode and commit one batch; ``landed`` names the tables already done.
+
+        The sink skips a table that already holds ``last`` for this source, so a retry
+        after a failure that struck after the commit writes nothing twice.
+        """
         name, table = self.spec.name, self.spec.table
         started = time.perf_counter()
         rows = 0
         if len(batch):
             decoded = self._decode(batch)
-            if decoded.rows.height and self.sink.commit(
-                table, self.spec.schema, decoded.rows, name, last
-            ):
+            if decoded.rows.height and table not in landed:
+                self.sink.commit(table, self.spec.schema, decoded.rows, name, last)
+                landed.add(table)
                 rows = decoded.rows.height
                 self.stats.rows += rows
                 self.stats.commits += 1
@@ -145,14 +166,20 @@ class Committer:
                         "payload": pl.Series([batch.payloads[i] for i in index], dtype=pl.Binary),
                     }
                 )
-                if self.sink.commit(DEAD_LETTERS.table, DEAD_LETTERS, dead, name, last):
+                if DEAD_LETTERS.table not in landed:
+                    self.sink.commit(DEAD_LETTERS.table, DEAD_LETTERS, dead, name, last)
+                    landed.add(DEAD_LETTERS.table)
                     self.stats.dead_letters += dead.height
                     self.log.warning(
                         "%d payload(s) could not be decoded and went to %s (first: %s)",
-                        dead.height, DEAD_LETTERS.table, decoded.rejects[0][1],
+                        dead.height,
+                        DEAD_LETTERS.table,
+                        decoded.rejects[0][1],
                     )
-            self.stats.ignored += decoded.ignored
-        if gaps:
+            if "ignored" not in landed:
+                landed.add("ignored")
+                self.stats.ignored += decoded.ignored
+        if gaps and GAPS.table not in landed:
             frame = pl.DataFrame(
                 {
                     "source": name,
@@ -166,8 +193,13 @@ class Committer:
             # Gaps are keyed by time: the end of the last one, in microseconds, only grows.
             key = int(gaps[-1].end.timestamp() * 1_000_000)
             self.sink.commit(GAPS.table, GAPS, frame, name, key)
+            landed.add(GAPS.table)
         self.stats.last_commit = time.time()
         self.log.debug(
             "committed payloads %d..%d: %d rows to %s in %.3fs",
-            first, last, rows, table, time.perf_counter() - started,
+            first,
+            last,
+            rows,
+            table,
+            time.perf_counter() - started,
         )

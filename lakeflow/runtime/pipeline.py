@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -83,18 +84,20 @@ class Runtime:
         """Run until stopped (signal, ``stop()``, ``stop_when``), all sources end, or fail."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
+            # Not possible outside the main thread (tests) or on some platforms.
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, self.stop)
-            except (NotImplementedError, RuntimeError, ValueError):
-                pass  # not the main thread (tests) or not supported here
         try:
             return await self._run()
+        except asyncio.CancelledError:
+            # Cancelled from outside (a timeout around the run): stop the sources, so
+            # that their tasks commit what they hold and end instead of lingering.
+            self.stop()
+            raise
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
-                try:
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                     loop.remove_signal_handler(sig)
-                except (NotImplementedError, RuntimeError, ValueError):
-                    pass
 
     async def _run(self) -> RunResult:
         result = RunResult(stats=self.stats)
@@ -103,17 +106,23 @@ class Runtime:
             return result
         logger.info(
             "sink %s at %s; flush every %.1fs or %d payloads",
-            self.pipeline.sink.type, mask_uri(self.pipeline.sink.uri),
-            self.pipeline.sink.flush_interval, self.pipeline.sink.flush_rows,
+            self.pipeline.sink.type,
+            mask_uri(self.pipeline.sink.uri),
+            self.pipeline.sink.flush_interval,
+            self.pipeline.sink.flush_rows,
         )
         started = time.monotonic()
-        workers = [asyncio.create_task(self._source(spec, result), name=spec.name) for spec in self.specs]
+        workers = [
+            asyncio.create_task(self._source(spec, result), name=spec.name) for spec in self.specs
+        ]
         watcher = asyncio.create_task(self._watch())
         waiter = asyncio.ensure_future(self.stopping.wait())
         all_done = asyncio.ensure_future(asyncio.gather(*workers, return_exceptions=True))
-        await asyncio.wait({waiter, all_done}, return_when="FIRST_COMPLETED")
-        self.stop()
-        await all_done
+        try:
+            await asyncio.wait({waiter, all_done}, return_when="FIRST_COMPLETED")
+        finally:
+            self.stop()
+            await asyncio.shield(all_done)
         waiter.cancel()
         watcher.cancel()
         elapsed = time.monotonic() - started
@@ -121,8 +130,14 @@ class Runtime:
             table = self.committers[name].spec.table if name in self.committers else "?"
             logger.info(
                 "%d rows in %d commits to %s, %d dead letters, %d ignored, %d gaps in %.1fs",
-                stats.rows, stats.commits, table, stats.dead_letters, stats.ignored,
-                stats.gaps, elapsed, extra={"source": name},
+                stats.rows,
+                stats.commits,
+                table,
+                stats.dead_letters,
+                stats.ignored,
+                stats.gaps,
+                elapsed,
+                extra={"source": name},
             )
         return result
 
@@ -140,8 +155,13 @@ class Runtime:
                     last_rows[name] = stats.rows
                     logger.info(
                         "%s, %d rows (%.1f/s), %d dead letters, %d reconnects, %d gaps",
-                        stats.state, stats.rows, rate, stats.dead_letters, stats.reconnects,
-                        stats.gaps, extra={"source": name},
+                        stats.state,
+                        stats.rows,
+                        rate,
+                        stats.dead_letters,
+                        stats.reconnects,
+                        stats.gaps,
+                        extra={"source": name},
                     )
                 last_status = now
 
@@ -175,15 +195,17 @@ class Runtime:
             await asyncio.gather(reader, return_exceptions=True)
             if not reader.cancelled() and isinstance(reader.exception(), SourceError):
                 result.failed.append(spec.name)
+            if not self.once and not self.stopping.is_set() and spec.name not in result.failed:
+                # A source that ended by itself: keep the others running, flush on stop.
+                await self.stopping.wait()
         finally:
+            # Reached on stop and on cancellation alike; nothing here waits on the run.
             stop.cancel()
+            reader.cancel()
             try:
                 await source.close()
             except Exception as exc:
                 log.warning("error while closing: %s", exc)
-            if not self.once and not self.stopping.is_set() and spec.name not in result.failed:
-                # A source that ended by itself: keep the others running, flush on stop.
-                await self.stopping.wait()
             finished.set()
             await flusher
             await committer.flush(final=True)
@@ -206,14 +228,10 @@ class Runtime:
             except Exception:
                 delay = backoff.next() or 1.0
                 log.exception("source crashed; restarting in %.1fs", delay)
-                try:
+                with contextlib.suppress(Exception):
                     await source.close()
-                except Exception:
-                    pass
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), timeout=delay)
-                except TimeoutError:
-                    pass
 
 
 async def run_pipeline(pipeline: Pipeline, registry: Registry, **options: object) -> RunResult:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 from lakeflow.errors import SourceError
@@ -81,10 +82,8 @@ async def supervise_stream(
         stats.reconnects += 1
         log.warning("disconnected (%s); reconnecting in %.1fs", reason, delay)
         if delay:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), timeout=delay)
-            except TimeoutError:
-                pass
     # Still disconnected at stop: the uncovered time so far is a gap too.
     if feed.gap_since is not None and feed.gap_reason != "stopped":
         committer.add_gap(feed.gap_since, time.time(), feed.gap_reason)

@@ -1,0 +1,145 @@
+"""Plugin discovery: entry points, built-ins through the same hooks, broken plugins isolated."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import polars as pl
+
+import lakeflow
+from lakeflow.plugins import load
+
+
+class GoodSource(lakeflow.PollingSource):
+    type = "in_test_good"
+    schema = "in_test_record"
+    description = "registered by a test"
+
+    async def poll(self) -> bytes:
+        return b"{}"
+
+    def decode(self, batch: lakeflow.Batch) -> lakeflow.Decoded:
+        return lakeflow.Decoded(rows=pl.DataFrame())
+
+
+class GoodPlugin:
+    @lakeflow.hookimpl
+    def register_schemas(self, register):
+        register(lakeflow.TableSchema("in_test_record", "in_test", {"x": pl.Int64()}, ()))
+
+    @lakeflow.hookimpl
+    def register_sources(self, register):
+        register(GoodSource)
+
+
+class RaisingPlugin:
+    @lakeflow.hookimpl
+    def register_sources(self, register):
+        raise RuntimeError("boom in register_sources")
+
+
+class WrongHookPlugin:
+    @lakeflow.hookimpl
+    def register_sauces(self, register):
+        pass
+
+
+def test_third_party_plugin_is_found_through_its_entry_point():
+    registry = load()
+    info = registry.sources["test_sequence"]
+    assert info.plugin == "testsource"
+    assert info.distribution == "lakeflow-testsource"
+    assert registry.schemas["test_record"].table == "test_records"
+
+
+def test_workspace_binance_plugins_are_found_through_entry_points():
+    registry = load()
+    assert registry.sources["binance_liquidations"].distribution == "lakeflow-binance-liquidations"
+    assert registry.sources["binance_prices"].distribution == "lakeflow-binance-prices"
+
+
+def test_builtin_sink_and_system_tables_register_through_the_hooks(pm):
+    registry = load(pm, entry_points=False)
+    assert "delta" in registry.sinks
+    assert {"_dead_letter", "_gap"} <= set(registry.schemas)
+    assert "lakeflow.sinks.delta" in [name for name, _ in pm.list_name_plugin()]
+
+
+def test_in_test_plugin_registers_a_source(pm):
+    pm.register(GoodPlugin(), name="good")
+    registry = load(pm, entry_points=False)
+    assert registry.sources["in_test_good"].cls is GoodSource
+    assert not registry.errors
+
+
+def test_plugin_that_raises_while_registering_is_reported_by_name(pm):
+    pm.register(GoodPlugin(), name="good")
+    pm.register(RaisingPlugin(), name="raising")
+    registry = load(pm, entry_points=False)
+    assert "boom in register_sources" in registry.errors["raising"]
+    assert "in_test_good" in registry.sources
+
+
+def test_plugin_implementing_an_unknown_hook_is_reported_by_name(pm):
+    pm.register(WrongHookPlugin(), name="wrong")
+    registry = load(pm, entry_points=False)
+    assert "unknown hook" in registry.errors["wrong"]
+    assert "delta" in registry.sinks
+
+
+def test_lakeflow_plugins_variable_limits_which_plugins_load(monkeypatch):
+    monkeypatch.setenv("LAKEFLOW_PLUGINS", "testsource")
+    registry = load()
+    assert "test_sequence" in registry.sources
+    assert "binance_prices" not in registry.sources
+
+
+def _broken_distribution(root: Path) -> Path:
+    """A real installed-looking distribution whose entry point fails to import."""
+    site = root / "site"
+    (site / "lakeflow_broken_plugin").mkdir(parents=True)
+    (site / "lakeflow_broken_plugin" / "__init__.py").write_text(
+        "raise ImportError('lakeflow_broken_plugin needs a module that is not installed')\n"
+    )
+    info = site / "lakeflow_broken_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: lakeflow-broken-plugin\nVersion: 0.1\n"
+    )
+    (info / "entry_points.txt").write_text(
+        textwrap.dedent("""
+        [lakeflow]
+        broken = lakeflow_broken_plugin
+        """)
+    )
+    return site
+
+
+def test_list_sources_reports_a_broken_plugin_and_lists_the_rest(cli, tmp_path):
+    site = _broken_distribution(tmp_path)
+    done = cli("list-sources", env={"PYTHONPATH": str(site)})
+    assert done.returncode == 0, done.stderr
+    assert "test_sequence" in done.stdout
+    assert "BROKEN plugin broken: ImportError" in done.stderr
+
+
+def test_list_sources_json_has_errors_and_config_keys(cli, tmp_path):
+    site = _broken_distribution(tmp_path)
+    done = cli("list-sources", "--json", env={"PYTHONPATH": str(site)})
+    data = json.loads(done.stdout)
+    by_type = {row["type"]: row for row in data["sources"]}
+    assert by_type["test_sequence"]["kind"] == "streaming"
+    assert by_type["test_clock"]["kind"] == "polling"
+    assert "count" in [key["key"] for key in by_type["test_sequence"]["config"]]
+    assert data["errors"][0]["plugin"] == "broken"
+
+
+def test_run_logs_a_broken_plugin_and_runs_the_others(cli, tmp_path, write_toml):
+    site = _broken_distribution(tmp_path)
+    write_toml('[sources.clock]\ntype = "test_clock"\ninterval = 0.1\n')
+    done = cli("run", "--once", env={"PYTHONPATH": str(site)})
+    assert done.returncode == 0, done.stderr
+    assert "plugin broken failed to load" in done.stderr
+    assert (tmp_path / "tables" / "test_records" / "_delta_log").is_dir()
