@@ -82,11 +82,33 @@ class LogConfig(_Strict):
         return value.upper() if isinstance(value, str) else value
 
 
+class RuntimeConfig(_Strict):
+    """``[runtime]``: the spool that makes received payloads durable before they commit."""
+
+    spool: bool = Field(
+        default=True,
+        description="Write every payload to a local spool before it counts as received.",
+    )
+    state_dir: str = Field(
+        default="state", description="Folder of the spool (relative to the pipeline file)."
+    )
+    fsync_interval: float = Field(
+        default=1.0, ge=0, description="Seconds between fsyncs of the spool (0: every write)."
+    )
+    keep_raw: bool = Field(
+        default=False, description="Keep (and gzip) spooled payloads after commit: a raw capture."
+    )
+    segment_bytes: int = Field(
+        default=64 << 20, ge=1 << 16, description="Start a new spool segment past this size."
+    )
+
+
 class PipelineFile(_Strict):
     """The whole file, before sources are matched with their plugins."""
 
     sink: SinkConfig = Field(default_factory=SinkConfig)
     log: LogConfig = Field(default_factory=LogConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
@@ -108,7 +130,12 @@ class Pipeline:
     path: Path
     sink: SinkConfig
     log: LogConfig
+    runtime: RuntimeConfig
     sources: dict[str, SourceSpec]
+
+    def spool_dir(self, source: str) -> Path:
+        """The spool folder of one source instance."""
+        return Path(self.runtime.state_dir) / source
 
     @property
     def tables(self) -> list[str]:
@@ -158,7 +185,10 @@ def load_pipeline(path: str | Path, registry: Registry) -> Pipeline:
         name: _load_source(where, name, section, registry)
         for name, section in parsed.sources.items()
     }
-    return Pipeline(path=path, sink=sink, log=parsed.log, sources=sources)
+    runtime = parsed.runtime.model_copy(
+        update={"state_dir": str((path.parent / parsed.runtime.state_dir).resolve())}
+    )
+    return Pipeline(path=path, sink=sink, log=parsed.log, runtime=runtime, sources=sources)
 
 
 def _load_source(

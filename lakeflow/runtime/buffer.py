@@ -8,6 +8,7 @@ from array import array
 
 import polars as pl
 
+from lakeflow.runtime.spool import Spool
 from lakeflow.schema import TIMESTAMP
 from lakeflow.sources import Batch
 
@@ -15,12 +16,14 @@ from lakeflow.sources import Batch
 class PayloadBuffer:
     """Raw payloads and their receipt times, waiting for the next flush.
 
-    :meth:`emit` is called once per message, so it only appends. The flusher wakes when
-    ``ready`` is set (``flush_rows`` payloads wait) or on its timer. Past ``limit``
-    payloads the buffer reports ``backlogged`` and readers await :meth:`writable`.
+    :meth:`emit` is called once per message, so it only appends (and, the first time in
+    an event-loop tick, schedules the spool write for the end of that tick). The flusher
+    wakes when ``ready`` is set (``flush_rows`` payloads wait) or on its timer. Past
+    ``limit`` payloads the buffer reports ``backlogged`` and readers await
+    :meth:`writable`. Payload ``i`` of the buffer has sequence ``first + i``.
     """
 
-    def __init__(self, flush_rows: int, limit: int) -> None:
+    def __init__(self, flush_rows: int, limit: int, spool: Spool | None = None) -> None:
         self.flush_rows = flush_rows
         self.limit = max(limit, flush_rows)
         self.payloads: list[bytes] = []
@@ -29,15 +32,44 @@ class PayloadBuffer:
         self._room = asyncio.Event()
         self._room.set()
         self.taken = 0  # payloads handed to flushes so far
+        self.first = 1  # sequence of payloads[0]
+        self.spool = spool
+        self._spooled = 0  # payloads[:_spooled] are in the spool
+        self._scheduled = False
+        if spool is not None:
+            self.emit = self._emit_spooled  # type: ignore[method-assign]
 
     def emit(self, payload: bytes) -> None:
         """Append one payload (called per message: keep it this small)."""
         self.payloads.append(payload)
         self.times.append(time.time_ns())
         if len(self.payloads) >= self.flush_rows:
-            self.ready.set()
-            if len(self.payloads) >= self.limit:
-                self._room.clear()
+            self._full()
+
+    def _emit_spooled(self, payload: bytes) -> None:
+        self.payloads.append(payload)
+        self.times.append(time.time_ns())
+        if not self._scheduled:
+            # Once per tick, not per message: everything that arrived in this tick goes
+            # to the spool in one write when the tick ends.
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self.write_spool)
+        if len(self.payloads) >= self.flush_rows:
+            self._full()
+
+    def _full(self) -> None:
+        self.ready.set()
+        if len(self.payloads) >= self.limit:
+            self._room.clear()
+
+    def write_spool(self) -> None:
+        """Append the payloads not yet spooled to the spool, as one block."""
+        self._scheduled = False
+        spool, done, count = self.spool, self._spooled, len(self.payloads)
+        if spool is None or done >= count:
+            return
+        spool.append(self.first + done, self.payloads[done:], self.times[done:])
+        self._spooled = count
 
     def __len__(self) -> int:
         return len(self.payloads)
@@ -51,13 +83,21 @@ class PayloadBuffer:
         """Wait until a flush has made room."""
         await self._room.wait()
 
-    def take(self) -> Batch:
-        """Remove and return everything buffered, as one batch."""
-        payloads, times = self.payloads, self.times
+    def take(self) -> tuple[int, Batch]:
+        """Remove everything buffered; returns the first sequence and the batch."""
+        self.write_spool()
+        payloads, times, first = self.payloads, self.times, self.first
         self.payloads, self.times = [], array("q")
+        self.first += len(payloads)
         self.taken += len(payloads)
+        self._spooled = 0
         self.ready.clear()
         self._room.set()
-        received_at = pl.Series("received_at", times, dtype=pl.Int64)
-        received_at = received_at.cast(pl.Datetime("ns", "UTC")).cast(TIMESTAMP)
-        return Batch(payloads=payloads, received_at=received_at)
+        return first, make_batch(payloads, times)
+
+
+def make_batch(payloads: list[bytes], times: array) -> Batch:
+    """A batch from payloads and their receipt times in ns since the epoch."""
+    received_at = pl.Series("received_at", times, dtype=pl.Int64)
+    received_at = received_at.cast(pl.Datetime("ns", "UTC")).cast(TIMESTAMP)
+    return Batch(payloads=payloads, received_at=received_at)

@@ -2,9 +2,9 @@
 
 Every payload gets a sequence number, consecutive per source instance. A batch is
 committed with the sequence of its last payload as the Delta application transaction
-``(source name, sequence)``, to the data table and to ``_dead_letters``; on start the
-numbering resumes after the highest sequence the tables hold, so nothing already
-committed is written again.
+``(source name, sequence)``, to the data table and to ``_dead_letters``. On start, the
+spool's payloads above the highest sequence the tables hold are committed first (a
+crash's leftovers), and numbering resumes after them: nothing is lost, nothing twice.
 """
 
 from __future__ import annotations
@@ -13,14 +13,16 @@ import asyncio
 import logging
 import time
 import traceback
+from array import array
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import polars as pl
 
-from lakeflow.config import SinkConfig, SourceSpec
+from lakeflow.config import RuntimeConfig, SinkConfig, SourceSpec
 from lakeflow.runtime.backoff import Backoff
-from lakeflow.runtime.buffer import PayloadBuffer
+from lakeflow.runtime.buffer import PayloadBuffer, make_batch
+from lakeflow.runtime.spool import Spool
 from lakeflow.runtime.stats import SourceStats
 from lakeflow.sinks import Sink
 from lakeflow.sources import Batch, Decoded, Source
@@ -48,31 +50,69 @@ class Committer:
         sink: Sink,
         sink_config: SinkConfig,
         stats: SourceStats,
+        spool: Spool | None = None,
+        runtime_config: RuntimeConfig | None = None,
     ) -> None:
         self.spec = spec
         self.source = source
         self.sink = sink
         self.flush_interval = sink_config.flush_interval
-        self.buffer = PayloadBuffer(sink_config.flush_rows, sink_config.buffer_limit)
+        self.flush_rows = sink_config.flush_rows
+        self.spool = spool
+        self.fsync_interval = runtime_config.fsync_interval if runtime_config else 1.0
+        self.buffer = PayloadBuffer(sink_config.flush_rows, sink_config.buffer_limit, spool)
         self.stats = stats
         stats.buffer = self.buffer
-        self.sequence = 0  # of the last payload taken from the buffer
         self.gaps: list[Gap] = []
         self.log = logging.LoggerAdapter(logger, {"source": spec.name})
         self._lock = asyncio.Lock()
 
+    def committed(self) -> int:
+        """The highest sequence of this source that its tables hold (0 if none). Blocks."""
+        found = [
+            self.sink.committed_sequence(table, self.spec.name)
+            for table in (self.spec.table, DEAD_LETTERS.table)
+        ]
+        return max((s for s in found if s is not None), default=0)
+
     async def start(self) -> None:
-        """Resume the sequence after what the tables already hold."""
-        name = self.spec.name
+        """Commit what the spool holds beyond the tables, then resume numbering after it."""
+        committed = await asyncio.to_thread(self.committed)
+        last = committed
+        if self.spool is not None:
+            last = max(last, await self.replay(committed))
+            await asyncio.to_thread(self.spool.trim, last)
+        self.buffer.first = last + 1
 
-        def committed() -> int:
-            found = [
-                self.sink.committed_sequence(table, name)
-                for table in (self.spec.table, DEAD_LETTERS.table)
-            ]
-            return max((s for s in found if s is not None), default=0)
+    async def replay(self, committed: int) -> int:
+        """Commit spooled payloads above ``committed``, in batches of ``flush_rows``.
 
-        self.sequence = await asyncio.to_thread(committed)
+        Returns the highest sequence in the spool (``committed`` if it holds nothing newer).
+        """
+        spool = self.spool
+        assert spool is not None
+        blocks = await asyncio.to_thread(lambda: list(spool.read(after=committed)))
+        if not blocks:
+            return committed
+        total = sum(len(b.payloads) for b in blocks)
+        self.log.info(
+            "replaying %d spooled payloads (sequences %d..%d) not yet in the tables",
+            total,
+            blocks[0].first,
+            blocks[-1].last,
+        )
+        payloads: list[bytes] = []
+        times = array("q")
+        first = blocks[0].first
+        for index, block in enumerate(blocks):
+            payloads.extend(block.payloads)
+            times.extend(block.times)
+            if len(payloads) >= self.flush_rows or index == len(blocks) - 1:
+                await self._commit_with_retry(first, block.last, make_batch(payloads, times), [])
+                payloads, times = [], array("q")
+                if index + 1 < len(blocks):
+                    first = blocks[index + 1].first
+        return blocks[-1].last
 
     def add_gap(self, start: float, end: float, reason: str) -> None:
         """Record that the source covered nothing from ``start`` to ``end`` (epoch seconds)."""
@@ -83,45 +123,63 @@ class Committer:
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Flush every ``flush_interval`` seconds, sooner when the buffer fills, until stopped."""
-        while not stopping.is_set():
-            ready = asyncio.ensure_future(self.buffer.ready.wait())
-            stop = asyncio.ensure_future(stopping.wait())
-            await asyncio.wait(
-                {ready, stop}, timeout=self.flush_interval, return_when="FIRST_COMPLETED"
-            )
-            ready.cancel()
-            stop.cancel()
-            await self.flush()
+        syncer = asyncio.create_task(self._fsync_loop()) if self.spool is not None else None
+        try:
+            while not stopping.is_set():
+                ready = asyncio.ensure_future(self.buffer.ready.wait())
+                stop = asyncio.ensure_future(stopping.wait())
+                await asyncio.wait(
+                    {ready, stop}, timeout=self.flush_interval, return_when="FIRST_COMPLETED"
+                )
+                ready.cancel()
+                stop.cancel()
+                await self.flush()
+        finally:
+            if syncer is not None:
+                syncer.cancel()
+
+    async def _fsync_loop(self) -> None:
+        spool = self.spool
+        assert spool is not None
+        while True:
+            await asyncio.sleep(self.fsync_interval or 0.05)
+            await asyncio.to_thread(spool.fsync)
 
     async def flush(self, *, final: bool = False) -> None:
         """Commit everything buffered now. Retries a failed commit until it lands."""
         async with self._lock:
             if not len(self.buffer) and not self.gaps:
                 return
-            batch = self.buffer.take()
-            first = self.sequence + 1
-            self.sequence += len(batch)
+            first, batch = self.buffer.take()
             gaps, self.gaps = self.gaps, []
-            backoff = Backoff(base=1.0, cap=30.0)
-            landed: set[str] = set()  # tables this batch reached, kept across retries
-            while True:
-                try:
-                    await asyncio.to_thread(self._commit, batch, first, self.sequence, gaps, landed)
-                    return
-                except Exception as exc:
-                    delay = backoff.next() or 0.2
-                    self.log.warning(
-                        "commit to table %s failed (attempt %d): %s; retrying in %.1fs",
-                        self.spec.table,
-                        backoff.attempt,
-                        exc,
-                        delay,
-                    )
-                    await asyncio.sleep(delay)
+            await self._commit_with_retry(first, first + len(batch) - 1, batch, gaps)
+
+    async def _commit_with_retry(
+        self, first: int, last: int, batch: Batch, gaps: list[Gap]
+    ) -> None:
+        backoff = Backoff(base=1.0, cap=30.0)
+        landed: set[str] = set()  # tables this batch reached, kept across retries
+        while True:
+            try:
+                await asyncio.to_thread(self._commit, batch, first, last, gaps, landed)
+            except Exception as exc:
+                delay = backoff.next() or 0.2
+                self.log.warning(
+                    "commit to table %s failed (attempt %d): %s; retrying in %.1fs",
+                    self.spec.table,
+                    backoff.attempt,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                continue
+            if self.spool is not None and len(batch):
+                await asyncio.to_thread(self.spool.trim, last)
+            return
 
     def _decode(self, batch: Batch) -> Decoded:
         try:
-            decoded = self.source.decode(batch)
+            return self.source.decode(batch)
         except Exception as exc:
             # A decoder bug must not lose data: the whole batch becomes dead letters.
             self.log.error(
@@ -134,7 +192,6 @@ class Committer:
             return Decoded(
                 rows=self.spec.schema.empty(), rejects=[(i, reason) for i in range(len(batch))]
             )
-        return decoded
 
     def _commit(
         self, batch: Batch, first: int, last: int, gaps: list[Gap], landed: set[str]
@@ -155,7 +212,7 @@ class Committer:
                 rows = decoded.rows.height
                 self.stats.rows += rows
                 self.stats.commits += 1
-            if decoded.rejects:
+            if decoded.rejects and DEAD_LETTERS.table not in landed:
                 index = [i for i, _ in decoded.rejects]
                 dead = pl.DataFrame(
                     {
@@ -166,16 +223,15 @@ class Committer:
                         "payload": pl.Series([batch.payloads[i] for i in index], dtype=pl.Binary),
                     }
                 )
-                if DEAD_LETTERS.table not in landed:
-                    self.sink.commit(DEAD_LETTERS.table, DEAD_LETTERS, dead, name, last)
-                    landed.add(DEAD_LETTERS.table)
-                    self.stats.dead_letters += dead.height
-                    self.log.warning(
-                        "%d payload(s) could not be decoded and went to %s (first: %s)",
-                        dead.height,
-                        DEAD_LETTERS.table,
-                        decoded.rejects[0][1],
-                    )
+                self.sink.commit(DEAD_LETTERS.table, DEAD_LETTERS, dead, name, last)
+                landed.add(DEAD_LETTERS.table)
+                self.stats.dead_letters += dead.height
+                self.log.warning(
+                    "%d payload(s) could not be decoded and went to %s (first: %s)",
+                    dead.height,
+                    DEAD_LETTERS.table,
+                    decoded.rejects[0][1],
+                )
             if "ignored" not in landed:
                 landed.add("ignored")
                 self.stats.ignored += decoded.ignored

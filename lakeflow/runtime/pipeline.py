@@ -16,6 +16,7 @@ from lakeflow.plugins import Registry
 from lakeflow.runtime.backoff import Backoff
 from lakeflow.runtime.committer import Committer
 from lakeflow.runtime.polling import run_polls
+from lakeflow.runtime.spool import Spool, SpoolLocked
 from lakeflow.runtime.stats import SourceStats
 from lakeflow.runtime.streaming import supervise_stream
 from lakeflow.secrets import mask_uri
@@ -170,8 +171,38 @@ class Runtime:
         log = logging.LoggerAdapter(logger, {"source": spec.name})
         stats = self.stats[spec.name]
         source: Source = spec.cls(spec.name, spec.config)
-        committer = Committer(spec, source, self.sink, self.pipeline.sink, stats)
+        runtime = self.pipeline.runtime
+        spool = None
+        if runtime.spool:
+            spool = Spool(
+                self.pipeline.spool_dir(spec.name),
+                segment_bytes=runtime.segment_bytes,
+                keep_raw=runtime.keep_raw,
+            )
+            try:
+                spool.lock()
+            except (SpoolLocked, OSError) as exc:
+                log.error("cannot start: %s", exc)
+                stats.state = "failed"
+                result.failed.append(spec.name)
+                return
+        committer = Committer(spec, source, self.sink, self.pipeline.sink, stats, spool, runtime)
         self.committers[spec.name] = committer
+        try:
+            await self._serve(spec, source, committer, result, log)
+        finally:
+            if spool is not None:
+                spool.close()
+
+    async def _serve(
+        self,
+        spec: SourceSpec,
+        source: Source,
+        committer: Committer,
+        result: RunResult,
+        log: logging.LoggerAdapter,
+    ) -> None:
+        stats = committer.stats
         backoff = Backoff(base=1.0, cap=60.0)
         while not self.stopping.is_set():
             try:

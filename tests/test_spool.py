@@ -1,0 +1,115 @@
+"""The spool: payloads on disk before they count as received, replayed after a crash."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from lakeflow.runtime.spool import Spool, SpoolLocked, encode_block, read_blocks
+from lakeflow.testing import collect
+
+
+def payloads(first: int, count: int) -> list[bytes]:
+    return [b'{"n": %d, "value": "%d.5"}' % (i, i) for i in range(first, first + count)]
+
+
+def test_blocks_round_trip_payloads_and_times():
+    data = encode_block(7, [b"a", b"", b"ccc"], [1, 2, 3]) + encode_block(10, [b"d"], [4])
+    blocks, valid = read_blocks(data)
+    assert valid == len(data)
+    assert [(b.first, b.payloads, list(b.times)) for b in blocks] == [
+        (7, [b"a", b"", b"ccc"], [1, 2, 3]),
+        (10, [b"d"], [4]),
+    ]
+
+
+def test_torn_last_block_is_discarded_and_cut_from_the_file(tmp_path):
+    spool = Spool(tmp_path)
+    spool.append(1, payloads(1, 3), [0, 0, 0])
+    spool.append(4, payloads(4, 3), [0, 0, 0])
+    spool.close()
+    segment = spool.segments()[0]
+    whole = segment.stat().st_size
+    with open(segment, "ab") as handle:
+        handle.write(encode_block(7, payloads(7, 3), [0, 0, 0])[:-5])  # a kill mid-write
+    assert [b.last for b in Spool(tmp_path).read()] == [3, 6]
+    assert segment.stat().st_size == whole
+
+
+def test_read_after_skips_what_is_committed_even_inside_a_block(tmp_path):
+    spool = Spool(tmp_path)
+    spool.append(1, payloads(1, 5), [0] * 5)
+    blocks = list(spool.read(after=3))
+    assert [(b.first, len(b.payloads)) for b in blocks] == [(4, 2)]
+
+
+def test_trim_removes_only_closed_segments_that_are_fully_committed(tmp_path):
+    spool = Spool(tmp_path, segment_bytes=1)  # every block starts a new segment
+    for first in (1, 11, 21):
+        spool.append(first, payloads(first, 10), [0] * 10)
+    assert spool.trim(committed=15) == 1  # 1..10 done; 11..20 not yet
+    assert [p.name for p in spool.segments()][0].startswith("00000000000000000011")
+    assert spool.trim(committed=30) == 1  # the active segment stays
+    assert len(spool.segments()) == 1
+
+
+def test_keep_raw_compresses_rotated_segments_and_never_trims(tmp_path):
+    spool = Spool(tmp_path, segment_bytes=1, keep_raw=True)
+    for first in (1, 11):
+        spool.append(first, payloads(first, 10), [0] * 10)
+    assert spool.trim(committed=100) == 0
+    names = [p.name for p in spool.segments()]
+    assert names[0].endswith(".spool.gz")
+    assert gzip.decompress(spool.segments()[0].read_bytes())
+    assert sum(len(b.payloads) for b in spool.read()) == 20
+
+
+def test_second_process_on_the_same_spool_is_refused(tmp_path):
+    first = Spool(tmp_path)
+    first.lock()
+    with pytest.raises(SpoolLocked, match="already running"):
+        Spool(tmp_path).lock()
+    first.close()
+    Spool(tmp_path).lock()
+
+
+def test_disk_refusing_a_write_leaves_the_segment_clean(tmp_path, monkeypatch):
+    spool = Spool(tmp_path)
+    assert spool.append(1, payloads(1, 2), [0, 0])
+    import lakeflow.runtime.spool as module
+
+    real_write = module.os.write
+
+    def short_write(fd, data):
+        real_write(fd, data[:10])
+        return 10  # what a full disk does: a partial write
+
+    monkeypatch.setattr(module.os, "write", short_write)
+    assert not spool.append(3, payloads(3, 2), [0, 0])
+    monkeypatch.setattr(module.os, "write", real_write)
+    spool._failing_since = None  # the disk has room again
+    assert spool.append(5, payloads(5, 2), [0, 0])
+    assert [(b.first, b.last) for b in spool.read()] == [(1, 2), (5, 6)]
+    assert spool.unspooled == 2
+
+
+def test_spooled_payloads_not_in_the_table_are_committed_on_start(tmp_path: Path):
+    # What a kill -9 leaves: payloads in the spool that never reached the table.
+    spool = Spool(tmp_path / "state" / "source")
+    spool.append(1, payloads(1, 40), [1_700_000_000_000_000_000] * 40)
+    spool.close()
+    result = collect("test_sequence", {"count": 10}, tmp_path, payloads=10)
+    assert result.rows["n"].sort().to_list() == sorted([*range(1, 41), *range(1, 11)])
+    assert result.rows.filter(pl.col("n") <= 40)["received_at"].dt.year().min() == 2023
+
+
+def test_restart_after_replay_does_not_commit_the_spool_twice(tmp_path: Path):
+    spool = Spool(tmp_path / "state" / "source")
+    spool.append(1, payloads(1, 40), [0] * 40)
+    spool.close()
+    collect("test_sequence", {"count": 5}, tmp_path, payloads=5)
+    result = collect("test_sequence", {"count": 5}, tmp_path, payloads=5)
+    assert result.rows.height == 50
