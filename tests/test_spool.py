@@ -51,7 +51,7 @@ def test_trim_removes_only_closed_segments_that_are_fully_committed(tmp_path):
     for first in (1, 11, 21):
         spool.append(first, payloads(first, 10), [0] * 10)
     assert spool.trim(committed=15) == 1  # 1..10 done; 11..20 not yet
-    assert [p.name for p in spool.segments()][0].startswith("00000000000000000011")
+    assert spool.segments()[0].name.startswith("00000000000000000011")
     assert spool.trim(committed=30) == 1  # the active segment stays
     assert len(spool.segments()) == 1
 
