@@ -59,8 +59,12 @@ def write_pipeline(
     *,
     name: str = "source",
     flush_interval: float = 0.2,
+    runtime: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write a one-source ``lakeflow.toml`` into ``folder`` and return its path."""
+    """Write a one-source ``lakeflow.toml`` into ``folder`` and return its path.
+
+    ``runtime`` fills the ``[runtime]`` section (``{"keep_raw": True}``).
+    """
     lines = [
         "[sink]",
         'uri = "tables"',
@@ -70,6 +74,9 @@ def write_pipeline(
         f"type = {_toml_value(source_type)}",
     ]
     lines += [f"{key} = {_toml_value(value)}" for key, value in config.items()]
+    if runtime:
+        lines += ["", "[runtime]"]
+        lines += [f"{key} = {_toml_value(value)}" for key, value in runtime.items()]
     path = Path(folder) / "lakeflow.toml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     tomllib.loads(path.read_text())  # fail here, clearly, if a value did not serialise
@@ -85,13 +92,14 @@ async def collect_async(
     polls: int | None = None,
     timeout: float = 30.0,  # noqa: ASYNC109 - bounds the whole run, not one call
     name: str = "source",
+    runtime: Mapping[str, Any] | None = None,
 ) -> Collected:
     """Run one source until it has received ``payloads`` payloads or made ``polls`` polls.
 
     Then stop it the way SIGTERM does (everything received is committed) and read back
     its table, ``_dead_letters`` and ``_gaps``. Raises TimeoutError after ``timeout``.
     """
-    path = write_pipeline(Path(folder), source_type, config, name=name)
+    path = write_pipeline(Path(folder), source_type, config, name=name, runtime=runtime)
     registry = load()
     pipeline = load_pipeline(path, registry)
 

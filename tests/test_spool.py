@@ -31,11 +31,13 @@ def test_torn_last_block_is_discarded_and_cut_from_the_file(tmp_path):
     spool.append(1, payloads(1, 3), [0, 0, 0])
     spool.append(4, payloads(4, 3), [0, 0, 0])
     spool.close()
+    reopened = Spool(tmp_path)
+    reopened.lock()  # only the owner repairs the file
     segment = spool.segments()[0]
     whole = segment.stat().st_size
     with open(segment, "ab") as handle:
         handle.write(encode_block(7, payloads(7, 3), [0, 0, 0])[:-5])  # a kill mid-write
-    assert [b.last for b in Spool(tmp_path).read()] == [3, 6]
+    assert [b.last for b in reopened.read()] == [3, 6]
     assert segment.stat().st_size == whole
 
 
@@ -113,3 +115,40 @@ def test_restart_after_replay_does_not_commit_the_spool_twice(tmp_path: Path):
     collect("test_sequence", {"count": 5}, tmp_path, payloads=5)
     result = collect("test_sequence", {"count": 5}, tmp_path, payloads=5)
     assert result.rows.height == 50
+
+
+def test_replay_into_a_new_table_re_decodes_the_capture(tmp_path, cli):
+    collect(
+        "test_sequence",
+        {"count": 30, "bad_every": 10},
+        tmp_path,
+        payloads=30,
+        runtime={"keep_raw": True},
+    )
+    done = cli("replay", "--source", "source", "--table", "redecoded")
+    assert done.returncode == 0, done.stderr
+    assert "27 rows in 1 commits to redecoded, 3 dead letters" in done.stdout
+    table = pl.read_delta(str(tmp_path / "tables" / "redecoded"))
+    assert table["n"].sort().to_list() == [n for n in range(1, 31) if n % 10]
+
+
+def test_replay_into_the_source_table_commits_nothing_twice(tmp_path, cli):
+    collect("test_sequence", {"count": 30}, tmp_path, payloads=30, runtime={"keep_raw": True})
+    done = cli("replay", "--source", "source")
+    assert done.returncode == 0, done.stderr
+    assert "source: 0 rows" in done.stdout
+    assert pl.read_delta(str(tmp_path / "tables" / "test_records")).height == 30
+
+
+def test_replay_keeps_only_the_time_window(tmp_path, cli):
+    collect("test_sequence", {"count": 30}, tmp_path, payloads=30, runtime={"keep_raw": True})
+    done = cli("replay", "--source", "source", "--table", "later", "--from", "2999-01-01")
+    assert done.returncode == 0, done.stderr
+    assert "0 rows" in done.stdout
+
+
+def test_replay_of_an_unknown_source_exits_2(tmp_path, cli):
+    collect("test_sequence", {"count": 3}, tmp_path, payloads=3)
+    done = cli("replay", "--source", "nope")
+    assert done.returncode == 2
+    assert "no source named nope" in done.stderr

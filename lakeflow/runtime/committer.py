@@ -22,7 +22,7 @@ import polars as pl
 from lakeflow.config import RuntimeConfig, SinkConfig, SourceSpec
 from lakeflow.runtime.backoff import Backoff
 from lakeflow.runtime.buffer import PayloadBuffer, make_batch
-from lakeflow.runtime.spool import Spool
+from lakeflow.runtime.spool import Block, Spool
 from lakeflow.runtime.stats import SourceStats
 from lakeflow.sinks import Sink
 from lakeflow.sources import Batch, Decoded, Source
@@ -38,6 +38,28 @@ class Gap:
     start: datetime
     end: datetime
     reason: str
+
+
+def window(block: Block, since_ns: int | None, until_ns: int | None) -> Block:
+    """The payloads of ``block`` received in ``[since_ns, until_ns)``, as a block.
+
+    The block's ``first`` becomes the first kept sequence; sequences inside may then skip,
+    which only matters for the last one, the sequence a commit records.
+    """
+    keep = [
+        i
+        for i, t in enumerate(block.times)
+        if (since_ns is None or t >= since_ns) and (until_ns is None or t < until_ns)
+    ]
+    if len(keep) == len(block.payloads):
+        return block
+    if not keep:
+        return Block(block.first, [], array("q"))
+    # Keep the sequence of the last payload exact: the commit records it.
+    last = block.first + keep[-1]
+    payloads = [block.payloads[i] for i in keep]
+    times = array("q", (block.times[i] for i in keep))
+    return Block(last - len(payloads) + 1, payloads, times)
 
 
 class Committer:
@@ -84,14 +106,19 @@ class Committer:
             await asyncio.to_thread(self.spool.trim, last)
         self.buffer.first = last + 1
 
-    async def replay(self, committed: int) -> int:
+    async def replay(
+        self, committed: int, since_ns: int | None = None, until_ns: int | None = None
+    ) -> int:
         """Commit spooled payloads above ``committed``, in batches of ``flush_rows``.
 
+        ``since_ns``/``until_ns`` keep only payloads received in ``[since, until)``.
         Returns the highest sequence in the spool (``committed`` if it holds nothing newer).
         """
         spool = self.spool
         assert spool is not None
         blocks = await asyncio.to_thread(lambda: list(spool.read(after=committed)))
+        if since_ns is not None or until_ns is not None:
+            blocks = [b for b in (window(b, since_ns, until_ns) for b in blocks) if b.payloads]
         if not blocks:
             return committed
         total = sum(len(b.payloads) for b in blocks)

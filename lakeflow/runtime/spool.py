@@ -144,14 +144,16 @@ class Spool:
     def read(self, after: int = 0) -> Iterator[Block]:
         """Every spooled payload with a sequence above ``after``, oldest first.
 
-        A torn tail (a crash mid-write) is cut off the file so that appends stay clean.
+        A torn tail (a crash mid-write) is skipped, and cut off the file when this process
+        holds the lock (so that appends stay clean); a reader without the lock changes
+        nothing, since the owner may be writing that tail right now.
         """
         for path in self.segments():
             opener = gzip.open if path.suffix == ".gz" else open
             with opener(path, "rb") as handle:
                 data = handle.read()
             blocks, valid = read_blocks(data)
-            if valid < len(data) and path.suffix != ".gz":
+            if valid < len(data) and path.suffix != ".gz" and self._lock_fd is not None:
                 logger.warning(
                     "spool %s: %d torn bytes at the end (a crash mid-write) discarded",
                     path.name,
