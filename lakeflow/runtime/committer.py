@@ -102,8 +102,16 @@ class Committer:
         committed = await asyncio.to_thread(self.committed)
         last = committed
         if self.spool is not None:
+            # The time since the last payload of the previous run was not covered.
+            previous = await asyncio.to_thread(self.spool.last_received)
+            if previous is not None:
+                self.add_gap(previous / 1e9, time.time(), "lakeflow was not running")
             last = max(last, await self.replay(committed))
             await asyncio.to_thread(self.spool.trim, last)
+            if self.gaps:
+                # Now, not at the first flush: another crash must not lose this record.
+                gaps, self.gaps = self.gaps, []
+                await self._commit_with_retry(last + 1, last, make_batch([], array("q")), gaps)
         self.buffer.first = last + 1
 
     async def replay(

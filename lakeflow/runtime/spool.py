@@ -169,6 +169,16 @@ class Spool:
                     block = Block(after + 1, block.payloads[skip:], block.times[skip:])
                 yield block
 
+    def last_received(self) -> int | None:
+        """Receipt time (ns) of the newest spooled payload, None if the spool is empty."""
+        for path in reversed(self.segments()):
+            opener = gzip.open if path.suffix == ".gz" else open
+            with opener(path, "rb") as handle:
+                blocks, _ = read_blocks(handle.read())
+            if blocks and blocks[-1].times:
+                return max(blocks[-1].times)
+        return None
+
     def last_sequence(self) -> int:
         """The highest sequence in the spool, 0 when it is empty."""
         last = 0

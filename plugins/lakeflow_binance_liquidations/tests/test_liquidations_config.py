@@ -1,0 +1,128 @@
+"""The source's config: what it accepts, what it refuses and how, and the URL it implies."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from lakeflow_binance_liquidations import BinanceLiquidationsSource, LiquidationsConfig
+from pydantic import ValidationError
+
+from lakeflow.testing import write_pipeline
+
+LAKEFLOW = Path(sys.executable).parent / "lakeflow"
+REPO = Path(__file__).resolve().parents[3]
+
+
+def lakeflow(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(LAKEFLOW), *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_unknown_key_is_refused_by_validate_naming_the_key(tmp_path):
+    path = write_pipeline(tmp_path, "binance_liquidations", {"symbol": ["BTCUSDT"]})
+
+    done = lakeflow("validate", str(path))
+
+    assert done.returncode == 2
+    assert "sources.source.symbol: unknown key; did you mean 'symbols'?" in done.stderr
+    assert "allowed: market, symbols, table, type, ws_url" in done.stderr
+
+
+def test_valid_pipeline_passes_validate(tmp_path):
+    path = write_pipeline(tmp_path, "binance_liquidations", {"market": "coinm"})
+
+    done = lakeflow("validate", str(path))
+
+    assert done.returncode == 0, done.stderr
+    assert "binance_liquidations (streaming) -> table liquidations [liquidation]" in done.stdout
+
+
+def test_bad_market_is_refused_with_the_choices():
+    with pytest.raises(ValidationError, match="'usdm' or 'coinm'"):
+        LiquidationsConfig(market="spot")
+
+
+def test_unknown_key_is_refused():
+    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+        LiquidationsConfig(url="wss://example.com")
+
+
+@pytest.mark.parametrize("symbol", ["btcusdt", "BTC/USDT", "BTC-USDT", ""])
+def test_symbol_not_written_as_binance_does_is_refused(symbol):
+    with pytest.raises(ValidationError, match="not Binance symbols"):
+        LiquidationsConfig(symbols=["ETHUSDT", symbol])
+
+
+def test_more_than_200_symbols_are_refused():
+    with pytest.raises(ValidationError, match="at most 200 streams"):
+        LiquidationsConfig(symbols=[f"COIN{i}USDT" for i in range(201)])
+
+
+def test_200_symbols_fit_one_connection():
+    config = LiquidationsConfig(symbols=[f"COIN{i}USDT" for i in range(200)])
+
+    assert config.stream_url().count("@forceOrder") == 200
+
+
+def test_repeated_symbols_are_asked_for_once():
+    config = LiquidationsConfig(symbols=["BTCUSDT", "ETHUSDT", "BTCUSDT"])
+
+    assert config.symbols == ["BTCUSDT", "ETHUSDT"]
+
+
+@pytest.mark.parametrize(
+    "url", ["https://fstream.binance.com", "fstream.binance.com", "wss://x.test/?a=1", "ws://"]
+)
+def test_ws_url_must_be_a_websocket_base_url(url):
+    with pytest.raises(ValidationError, match="ws_url"):
+        LiquidationsConfig(ws_url=url)
+
+
+def test_every_key_is_described():
+    undescribed = [n for n, f in LiquidationsConfig.model_fields.items() if not f.description]
+
+    assert undescribed == []
+
+
+@pytest.mark.parametrize(
+    ("config", "url"),
+    [
+        ({}, "wss://fstream.binance.com/ws/!forceOrder@arr"),
+        ({"market": "coinm"}, "wss://dstream.binance.com/ws/!forceOrder@arr"),
+        (
+            {"symbols": ["BTCUSDT", "1000PEPEUSDT"]},
+            "wss://fstream.binance.com/stream?streams=btcusdt@forceOrder/1000pepeusdt@forceOrder",
+        ),
+        (
+            {"market": "coinm", "symbols": ["BTCUSD_PERP"]},
+            "wss://dstream.binance.com/stream?streams=btcusd_perp@forceOrder",
+        ),
+        (
+            {"ws_url": "wss://proxy.test/binance/", "symbols": ["BTCUSDT"]},
+            "wss://proxy.test/binance/stream?streams=btcusdt@forceOrder",
+        ),
+    ],
+)
+def test_url_follows_market_symbols_and_ws_url(config, url):
+    source = BinanceLiquidationsSource("test", LiquidationsConfig(**config))
+
+    assert source.url() == url
+
+
+def test_connections_roll_over_before_binance_cuts_them_at_24_hours():
+    assert 23 * 3600 <= BinanceLiquidationsSource.max_age < 24 * 3600
+
+
+def test_repository_pipeline_section_is_valid():
+    pipeline = tomllib.loads((REPO / "lakeflow.toml").read_text(encoding="utf-8"))
+    section = dict(pipeline["sources"]["liquidations"])
+
+    assert section.pop("type") == BinanceLiquidationsSource.type
+    assert LiquidationsConfig(**section).stream_url() == (
+        "wss://fstream.binance.com/ws/!forceOrder@arr"
+    )

@@ -1,0 +1,105 @@
+"""A loopback stand-in for Binance's liquidation stream, numbering every event it sends.
+
+It runs in a thread with its own event loop, so that it outlives the collectors a test
+starts and kills. Event ``k`` has trade time ``BASE_MS + k`` (and a distinct symbol
+cycle), so a row in the table says exactly which event it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass, field
+
+from websockets.asyncio.server import ServerConnection, serve
+
+BASE_MS = 1_764_000_000_000
+SYMBOLS = [f"C{i}USDT" for i in range(50)]
+
+
+def event(k: int) -> str:
+    return (
+        '{"e":"forceOrder","E":%d,"o":{"s":"%s","S":"%s","o":"LIMIT","f":"IOC","q":"%d.%03d",'
+        '"p":"%d.%02d","ap":"%d.%02d","X":"FILLED","l":"1","z":"1","T":%d}}'
+        % (
+            BASE_MS + k + 2,
+            SYMBOLS[k % len(SYMBOLS)],
+            "SELL" if k % 2 else "BUY",
+            k % 97,
+            k % 1000,
+            100 + k % 5000,
+            k % 100,
+            100 + k % 5000,
+            k % 100,
+            BASE_MS + k,
+        )
+    )
+
+
+@dataclass
+class Connection:
+    """What one client connection was sent: event numbers and when each was sent."""
+
+    sent: list[int] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+
+
+class StreamStandIn:
+    """Streams numbered events at ``rate`` per second to every client, forever."""
+
+    def __init__(self, rate: float = 1000.0) -> None:
+        self.rate = rate
+        self.connections: list[Connection] = []
+        self._next = 0
+        self._lock = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.port = 0
+
+    def __enter__(self) -> StreamStandIn:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._main())
+
+    async def _main(self) -> None:
+        self._stop = asyncio.Event()
+        async with serve(self._handle, "127.0.0.1", 0) as server:
+            self.port = server.sockets[0].getsockname()[1]
+            self._ready.set()
+            await self._stop.wait()
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        record = Connection()
+        self.connections.append(record)
+        interval = 1 / self.rate
+        start = time.monotonic()
+        sent = 0
+        try:
+            while True:
+                # Send in small bursts to hold the rate without a sleep per event.
+                due = int((time.monotonic() - start) / interval) - sent
+                for _ in range(max(due, 0)):
+                    with self._lock:
+                        k = self._next
+                        self._next += 1
+                    await ws.send(event(k))
+                    record.sent.append(k)
+                    record.times.append(time.monotonic())
+                    sent += 1
+                await asyncio.sleep(0.005)
+        except Exception:
+            return

@@ -1,0 +1,100 @@
+"""kill -9 of `lakeflow run` while a stand-in streams: nothing received is lost or doubled."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import polars as pl
+from deltalake import DeltaTable
+
+from conftest import LAKEFLOW
+from standin import BASE_MS, StreamStandIn
+
+KILLS = 10
+#: Events in flight at a kill (socket buffers, the tick not yet spooled) at 1,000/s.
+MAX_LOST_PER_KILL = 100
+
+
+def pipeline(url: str) -> str:
+    return f"""
+[sink]
+uri = "tables"
+flush_interval = 0.5
+
+[sources.liquidations]
+type = "binance_liquidations"
+ws_url = "{url}"
+"""
+
+
+def spawn(folder: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [LAKEFLOW, "run"],
+        cwd=folder,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=open(folder / "run.log", "ab"),  # noqa: SIM115
+    )
+
+
+def connections_seen(server: StreamStandIn) -> int:
+    return len(server.connections)
+
+
+def wait_connected(server: StreamStandIn, count: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while len(server.connections) < count or len(server.connections[-1].sent) < 50:
+        assert time.monotonic() < deadline, "collector did not connect"
+        time.sleep(0.02)
+
+
+def test_kill_9_at_random_moments_loses_only_in_flight_events_and_duplicates_none(tmp_path):
+    rng = random.Random(7)
+    (tmp_path / "lakeflow.toml").write_text("")
+    with StreamStandIn(rate=1000) as server:
+        (tmp_path / "lakeflow.toml").write_text(pipeline(server.url))
+        for kill in range(KILLS):
+            process = spawn(tmp_path)
+            wait_connected(server, kill + 1)
+            time.sleep(rng.uniform(0.05, 1.5))
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(10)
+        # A last run that stops cleanly commits everything, the crashes' spools included.
+        process = spawn(tmp_path)
+        wait_connected(server, KILLS + 1)
+        time.sleep(0.5)
+        process.terminate()
+        assert process.wait(30) == 0, (tmp_path / "run.log").read_text()[-3000:]
+
+    rows = pl.read_delta(str(tmp_path / "tables" / "liquidations"))
+    seen = rows["trade_time"].dt.epoch("ms") - BASE_MS
+    assert seen.n_unique() == rows.height, "a payload was committed twice"
+    committed = set(seen.to_list())
+    sent_total = 0
+    lost: list[int] = []
+    for index, connection in enumerate(server.connections):
+        sent_total += len(connection.sent)
+        missing = [k for k in connection.sent if k not in committed]
+        if index == len(server.connections) - 1:
+            # The clean stop: everything it received landed; only events the server sent
+            # after the collector stopped reading are absent.
+            landed = [k for k in connection.sent if k in committed]
+            assert all(k > max(landed) for k in missing)
+            continue
+        lost.append(len(missing))
+        assert len(missing) <= MAX_LOST_PER_KILL, (index, len(missing))
+        # Only the tail of a killed connection may be missing: what was in flight.
+        tail = set(connection.sent[-MAX_LOST_PER_KILL:])
+        assert set(missing) <= tail, (index, sorted(set(missing) - tail)[:10])
+    assert rows.height >= sent_total - (KILLS + 1) * MAX_LOST_PER_KILL
+    assert DeltaTable(str(tmp_path / "tables" / "liquidations")).transaction_version("liquidations")
+    gaps = pl.read_delta(str(tmp_path / "tables" / "_gaps"))
+    assert (gaps["reason"] == "lakeflow was not running").sum() == KILLS
+    print(
+        f"kills={KILLS} sent={sent_total} committed={rows.height} duplicates=0 lost per kill={lost}"
+    )
