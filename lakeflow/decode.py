@@ -168,6 +168,15 @@ def decode_json(
         .then(pl.lit(f"field {spec.path!r} is not a valid {_type_name(spec)}"))
         for name, spec in fields.items()
     ]
+    for spec in fields.values():
+        if isinstance(spec.dtype, pl.Decimal) and spec.dtype.scale is not None:
+            # A cast to a decimal rounds extra fractional digits; exact means refuse them.
+            digits = spec.expr().cast(pl.String).str.extract(r"\.(\d*?)0*(?:[eE].*)?$")
+            problems.append(
+                pl.when(digits.str.len_chars() > spec.dtype.scale).then(
+                    pl.lit(f"field {spec.path!r} has more than {spec.dtype.scale} decimals")
+                )
+            )
     for reason, bad in (checks or {}).items():
         problems.append(pl.when(bad.fill_null(False)).then(pl.lit(reason)))
     verdict = pl.concat_str(problems, separator="; ", ignore_nulls=True) if problems else None

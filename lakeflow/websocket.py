@@ -16,6 +16,7 @@ from typing import ClassVar
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from lakeflow.secrets import mask_uri
 from lakeflow.sources import Feed, StreamingSource
 
 
@@ -36,6 +37,11 @@ class WebSocketSource(StreamingSource):
         """The WebSocket URL to connect to."""
         raise NotImplementedError
 
+    def describe_url(self) -> str:
+        """The URL for logs: credentials masked, a long query (200 streams) shortened."""
+        url = mask_uri(self.url())
+        return url if len(url) <= 120 else f"{url[:100]}... ({len(url)} chars)"
+
     async def on_open(self, ws: ClientConnection) -> None:
         """Called on every new connection before reading (send a subscription here)."""
 
@@ -53,7 +59,7 @@ class WebSocketSource(StreamingSource):
 
     async def stream(self, feed: Feed) -> None:
         ws = await self._connect()
-        feed.connected(self.url())
+        feed.connected(self.describe_url())
         try:
             while True:
                 await self._read(ws, feed)

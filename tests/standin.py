@@ -19,21 +19,13 @@ SYMBOLS = [f"C{i}USDT" for i in range(50)]
 
 
 def event(k: int) -> str:
+    """The ``k``-th event: a USD-M ``forceOrder`` frame whose trade time encodes ``k``."""
+    side = "SELL" if k % 2 else "BUY"
+    price = f"{100 + k % 5000}.{k % 100:02d}"
     return (
-        '{"e":"forceOrder","E":%d,"o":{"s":"%s","S":"%s","o":"LIMIT","f":"IOC","q":"%d.%03d",'
-        '"p":"%d.%02d","ap":"%d.%02d","X":"FILLED","l":"1","z":"1","T":%d}}'
-        % (
-            BASE_MS + k + 2,
-            SYMBOLS[k % len(SYMBOLS)],
-            "SELL" if k % 2 else "BUY",
-            k % 97,
-            k % 1000,
-            100 + k % 5000,
-            k % 100,
-            100 + k % 5000,
-            k % 100,
-            BASE_MS + k,
-        )
+        f'{{"e":"forceOrder","E":{BASE_MS + k + 2},"o":{{"s":"{SYMBOLS[k % len(SYMBOLS)]}",'
+        f'"S":"{side}","o":"LIMIT","f":"IOC","q":"{k % 97}.{k % 1000:03d}","p":"{price}",'
+        f'"ap":"{price}","X":"FILLED","l":"1","z":"1","T":{BASE_MS + k}}}}}'
     )
 
 

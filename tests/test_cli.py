@@ -11,8 +11,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import LAKEFLOW
 from deltalake import DeltaTable
+
+from conftest import LAKEFLOW
 
 PIPELINE = """
 [sink]

@@ -33,13 +33,10 @@ ws_url = "{url}"
 
 
 def spawn(folder: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [LAKEFLOW, "run"],
-        cwd=folder,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=open(folder / "run.log", "ab"),  # noqa: SIM115
-    )
+    with open(folder / "run.log", "ab") as log:
+        return subprocess.Popen(
+            [LAKEFLOW, "run"], cwd=folder, stdin=subprocess.DEVNULL, stdout=log, stderr=log
+        )
 
 
 def connections_seen(server: StreamStandIn) -> int:

@@ -106,3 +106,16 @@ def test_decode_json_adds_constants_and_receipt_times_in_payload_order():
     decoded = decode_json(batch_of(good(1), b"bad", good(2)), FIELDS, constants={"exchange": "x"})
     assert decoded.rows["exchange"].to_list() == ["x", "x"]
     assert decoded.rows["received_at"].cast(pl.Int64).to_list() == [0, 2]
+
+
+def test_decode_json_rejects_more_decimals_than_the_column_keeps_exactly():
+    decoded = decode_json(
+        batch_of(
+            b'{"E": 1, "o": {"s": "X", "p": "1.1234567890123456789"}}',
+            b'{"E": 1, "o": {"s": "X", "p": "1.123456789012345678000"}}',
+        ),
+        FIELDS,
+    )
+    assert [i for i, _ in decoded.rejects] == [0]
+    assert "more than 18 decimals" in decoded.rejects[0][1]
+    assert decoded.rows["price"].to_list() == [Decimal("1.123456789012345678")]

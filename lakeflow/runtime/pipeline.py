@@ -123,9 +123,9 @@ class Runtime:
             await asyncio.wait({waiter, all_done}, return_when="FIRST_COMPLETED")
         finally:
             self.stop()
+            waiter.cancel()
+            watcher.cancel()
             await asyncio.shield(all_done)
-        waiter.cancel()
-        watcher.cancel()
         elapsed = time.monotonic() - started
         for name, stats in self.stats.items():
             table = self.committers[name].spec.table if name in self.committers else "?"
