@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import time
 from pathlib import Path
 
 import polars as pl
@@ -11,6 +13,7 @@ from deltalake import DeltaTable
 from lakeflow_testsource import RECORD, ClockSource, SequenceSource
 
 import lakeflow
+from conftest import LAKEFLOW
 from lakeflow.config import load_pipeline
 from lakeflow.plugins import load
 from lakeflow.runtime import Runtime
@@ -268,3 +271,64 @@ def _reset_class_counters():
     DropsOnce.attempts = 0
     Overlapping.calls = Overlapping.active = Overlapping.most_active = 0
     Banned.calls = 0
+
+
+class SlowSink(DeltaSink):
+    """A sink ten times slower than the input, recording the size of every batch."""
+
+    type = "slow"
+    batches: list[int] = []
+
+    def commit(self, table, schema, rows, app_id, sequence):
+        time.sleep(0.05)
+        SlowSink.batches.append(rows.height)
+        return super().commit(table, schema, rows, app_id, sequence)
+
+
+def test_slow_sink_holds_the_reader_back_instead_of_growing_memory(pm, tmp_path):
+    SlowSink.batches = []
+    pm.register(Plugin(SequenceSource, sinks=[SlowSink]), name="t")
+    _result, tables = run(
+        pm,
+        tmp_path,
+        '[sink]\ntype = "slow"\nflush_interval = 0.05\nflush_rows = 100\nmax_buffered = 300\n'
+        '[sources.s]\ntype = "test_sequence"\ncount = 5000\n',
+        until=lambda stats: stats["s"].rows >= 5000,
+        timeout=60,
+    )
+    assert max(SlowSink.batches) <= 300
+    assert pl.read_delta(str(tables / "test_records"))["n"].n_unique() == 5000
+
+
+def committed_sequence(table: Path, app_id: str) -> int:
+    try:
+        return DeltaTable(str(table)).transaction_version(app_id) or 0
+    except Exception:  # the table does not exist yet
+        return 0
+
+
+def wait_until(predicate, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
+
+
+def test_maintain_while_a_collector_writes_loses_and_doubles_nothing(tmp_path, cli):
+    (tmp_path / "lakeflow.toml").write_text(
+        "[sink]\nflush_interval = 0.05\n"
+        '[sources.s]\ntype = "test_sequence"\ncount = 3000\nrate = 1500\n'
+    )
+    collector = subprocess.Popen(
+        [LAKEFLOW, "run"], cwd=tmp_path, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
+    )
+    table = tmp_path / "tables" / "test_records"
+    wait_until(lambda: committed_sequence(table, "s") > 0)
+    for _ in range(4):
+        done = cli("maintain", "--table", "test_records")
+        assert done.returncode == 0, done.stderr
+    wait_until(lambda: committed_sequence(table, "s") >= 3000)
+    collector.terminate()
+    _, err = collector.communicate(timeout=30)
+    assert collector.returncode == 0, err
+    assert pl.read_delta(str(table))["n"].sort().to_list() == list(range(1, 3001))

@@ -57,6 +57,8 @@ class SequenceSource(lakeflow.StreamingSource):
                 feed.emit(b'{"n": ' + str(i).encode())
             else:
                 feed.emit(b'{"n": %d, "value": "%d.%06d"}' % (i, i, i))
+            if feed.backlogged:
+                await feed.writable()
             if delay:
                 await asyncio.sleep(delay)
             elif i % 1000 == 0:
