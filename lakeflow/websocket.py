@@ -32,6 +32,11 @@ class WebSocketSource(StreamingSource):
     max_age: ClassVar[float | None] = None
     overlap: ClassVar[float] = 2.0
     open_timeout: ClassVar[float] = 10.0
+    #: Our own keepalive: a connection whose server stops answering pings is dropped
+    #: after ``ping_interval + ping_timeout`` seconds and reconnected (server pings are
+    #: answered regardless).
+    ping_interval: ClassVar[float] = 20.0
+    ping_timeout: ClassVar[float] = 20.0
 
     def url(self) -> str:
         """The WebSocket URL to connect to."""
@@ -50,6 +55,8 @@ class WebSocketSource(StreamingSource):
             self.url(),
             max_size=self.max_size,
             open_timeout=self.open_timeout,
+            ping_interval=self.ping_interval,
+            ping_timeout=self.ping_timeout,
             close_timeout=2,
             compression=None,
             user_agent_header="lakeflow",

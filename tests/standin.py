@@ -8,6 +8,10 @@ cycle), so a row in the table says exactly which event it was.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import re
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -15,6 +19,7 @@ from dataclasses import dataclass, field
 from websockets.asyncio.server import ServerConnection, serve
 
 BASE_MS = 1_764_000_000_000
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 SYMBOLS = [f"C{i}USDT" for i in range(50)]
 
 
@@ -95,3 +100,50 @@ class StreamStandIn:
                 await asyncio.sleep(0.005)
         except Exception:
             return
+
+
+class SilentServer:
+    """Completes the WebSocket handshake, sends one event, then never reads again.
+
+    A peer that stops answering pings: only the client's keepalive can notice.
+    """
+
+    def __init__(self) -> None:
+        self.accepted = 0
+        self._socket = socket.create_server(("127.0.0.1", 0))
+        self.port = self._socket.getsockname()[1]
+        self._held: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> SilentServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._socket.close()
+        for held in self._held:
+            held.close()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self._socket.accept()
+            except OSError:
+                return
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += client.recv(4096)
+            key = re.search(rb"Sec-WebSocket-Key: *(\S+)", request, re.IGNORECASE).group(1)
+            accept = base64.b64encode(hashlib.sha1(key + WS_GUID).digest())
+            client.sendall(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+            )
+            payload = event(self.accepted).encode()
+            client.sendall(bytes([0x81, 126]) + len(payload).to_bytes(2, "big") + payload)
+            self.accepted += 1
+            self._held.append(client)  # never read: pings pile up unanswered

@@ -1,0 +1,45 @@
+"""Running pipelines of in-test plugins in this process, without entry points."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from lakeflow_testsource import RECORD
+
+import lakeflow
+from lakeflow.config import load_pipeline
+from lakeflow.plugins import load
+from lakeflow.runtime import Runtime
+
+
+def run(pm, tmp_path: Path, toml: str, *, until=None, once=False, timeout=20.0):
+    """Run a pipeline made of in-test plugins registered on ``pm``."""
+    path = tmp_path / "lakeflow.toml"
+    path.write_text(toml)
+    registry = load(pm, entry_points=False)
+    assert not registry.errors, registry.errors
+    pipeline = load_pipeline(path, registry)
+    runtime = Runtime(pipeline, registry, stop_when=until, once=once)
+    return asyncio.run(asyncio.wait_for(runtime.run(), timeout)), tmp_path / "tables"
+
+
+class Plugin:
+    """Registers the given source classes and the test record schema."""
+
+    def __init__(self, *sources, sinks=()):
+        self.sources, self.sinks = sources, sinks
+
+    @lakeflow.hookimpl
+    def register_schemas(self, register):
+        register(RECORD)
+
+    @lakeflow.hookimpl
+    def register_sources(self, register):
+        for cls in self.sources:
+            register(cls)
+
+    @lakeflow.hookimpl
+    def register_sinks(self, register):
+        for cls in self.sinks:
+            register(cls)
