@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pluggy
 import pytest
 
+from harness import LAKEFLOW
 from lakeflow.plugins import make_manager
-
-LAKEFLOW = str(Path(sys.executable).parent / "lakeflow")
 
 
 @pytest.fixture

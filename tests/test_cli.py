@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable
 
-from conftest import LAKEFLOW
+from harness import LAKEFLOW
 
 PIPELINE = """
 [sink]

@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 from deltalake import DeltaTable
 
-from conftest import LAKEFLOW
+from harness import LAKEFLOW
 from standin import BASE_MS, StreamStandIn
 
 KILLS = 10

@@ -13,8 +13,7 @@ from deltalake import DeltaTable
 from lakeflow_testsource import RECORD, ClockSource, SequenceSource
 
 import lakeflow
-from conftest import LAKEFLOW
-from inprocess import Plugin, run
+from harness import LAKEFLOW, Plugin, run
 from lakeflow.config import load_pipeline
 from lakeflow.plugins import load
 from lakeflow.sinks.delta import DeltaSink

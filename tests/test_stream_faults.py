@@ -8,8 +8,8 @@ import polars as pl
 from lakeflow_binance_liquidations import BinanceLiquidationsSource
 
 import lakeflow
-from inprocess import Plugin as _Plugin
-from inprocess import run
+from harness import Plugin as _Plugin
+from harness import run
 from standin import SilentServer
 
 

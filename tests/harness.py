@@ -1,8 +1,9 @@
-"""Running pipelines of in-test plugins in this process, without entry points."""
+"""Test harness: the real `lakeflow` command, and pipelines of in-test plugins run in-process."""
 
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 
 from lakeflow_testsource import RECORD
@@ -11,6 +12,9 @@ import lakeflow
 from lakeflow.config import load_pipeline
 from lakeflow.plugins import load
 from lakeflow.runtime import Runtime
+
+#: The console script of the environment the tests run in.
+LAKEFLOW = str(Path(sys.executable).parent / "lakeflow")
 
 
 def run(pm, tmp_path: Path, toml: str, *, until=None, once=False, timeout=20.0):
