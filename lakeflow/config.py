@@ -98,6 +98,9 @@ class RuntimeConfig(_Strict):
     keep_raw: bool = Field(
         default=False, description="Keep (and gzip) spooled payloads after commit: a raw capture."
     )
+    stop_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds a stopping run retries a failing commit."
+    )
     segment_bytes: int = Field(
         default=64 << 20, ge=1 << 16, description="Start a new spool segment past this size."
     )

@@ -16,6 +16,7 @@ import lakeflow
 from harness import LAKEFLOW, Plugin, run
 from lakeflow.config import load_pipeline
 from lakeflow.plugins import load
+from lakeflow.runtime.spool import Spool
 from lakeflow.sinks.delta import DeltaSink
 from lakeflow.testing import collect, write_pipeline
 
@@ -299,3 +300,40 @@ def test_maintain_while_a_collector_writes_loses_and_doubles_nothing(tmp_path, c
     _, err = collector.communicate(timeout=30)
     assert collector.returncode == 0, err
     assert pl.read_delta(str(table))["n"].sort().to_list() == list(range(1, 3001))
+
+
+class BrokenSink(DeltaSink):
+    """A store that refuses every commit (a full disk that never empties)."""
+
+    type = "broken"
+
+    def commit(self, table, schema, rows, app_id, sequence):
+        raise OSError(28, "No space left on device")
+
+
+def test_stop_with_a_sink_that_keeps_failing_gives_up_and_keeps_the_spool(pm, tmp_path, caplog):
+    pm.register(Plugin(SequenceSource, sinks=[BrokenSink]), name="t")
+    result, _ = run(
+        pm,
+        tmp_path,
+        '[sink]\ntype = "broken"\nflush_interval = 0.1\n[runtime]\nstop_timeout = 0.5\n'
+        '[sources.s]\ntype = "test_sequence"\ncount = 20\n',
+        until=lambda stats: stats["s"].received >= 20,
+    )
+    assert result.failed == ["s"]
+    assert "20 payloads not committed (kept in the spool for the next start)" in caplog.text
+    spooled = Spool(tmp_path / "state" / "s")
+    assert sum(len(block.payloads) for block in spooled.read()) == 20
+
+
+def test_once_with_a_failing_poll_fails_the_source_instead_of_retrying_forever(pm, tmp_path):
+    pm.register(Plugin(Failing), name="t")
+    result, _ = run(pm, tmp_path, '[sources.f]\ntype = "test_failing"\ninterval = 0.1\n', once=True)
+    assert result.failed == ["f"]
+
+
+class Failing(ClockSource):
+    type = "test_failing"
+
+    async def poll(self):
+        raise ConnectionError("no route to host")

@@ -57,6 +57,17 @@ class PayloadBuffer:
         if len(self.payloads) >= self.flush_rows:
             self._full()
 
+    def extend(self, payloads: list[bytes], received_ns: int) -> None:
+        """Append several payloads received at one instant (the bodies of one poll)."""
+        for payload in payloads:
+            self.payloads.append(payload)
+            self.times.append(received_ns)
+        if self.spool is not None and not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self.write_spool)
+        if len(self.payloads) >= self.flush_rows:
+            self._full()
+
     def _full(self) -> None:
         self.ready.set()
         if len(self.payloads) >= self.limit:

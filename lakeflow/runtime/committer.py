@@ -31,6 +31,14 @@ from lakeflow.system_tables import DEAD_LETTERS, GAPS
 logger = logging.getLogger(__name__)
 
 
+class CommitAbandoned(RuntimeError):
+    """A stopping run could not commit a batch before its deadline."""
+
+    def __init__(self, message: str, payloads: int) -> None:
+        super().__init__(message)
+        self.payloads = payloads
+
+
 @dataclass(frozen=True)
 class Gap:
     """A time range a source did not cover."""
@@ -88,6 +96,8 @@ class Committer:
         self.gaps: list[Gap] = []
         self.log = logging.LoggerAdapter(logger, {"source": spec.name})
         self._lock = asyncio.Lock()
+        #: Loop time after which a failing commit stops being retried (set on stop).
+        self.give_up_at: float | None = None
 
     def committed(self) -> int:
         """The highest sequence of this source that its tables hold (0 if none). Blocks."""
@@ -180,7 +190,7 @@ class Committer:
             await asyncio.sleep(self.fsync_interval or 0.05)
             await asyncio.to_thread(spool.fsync)
 
-    async def flush(self, *, final: bool = False) -> None:
+    async def flush(self) -> None:
         """Commit everything buffered now. Retries a failed commit until it lands."""
         async with self._lock:
             if not len(self.buffer) and not self.gaps:
@@ -199,6 +209,12 @@ class Committer:
                 await asyncio.to_thread(self._commit, batch, first, last, gaps, landed)
             except Exception as exc:
                 delay = backoff.next() or 0.2
+                give_up = self.give_up_at
+                if give_up is not None and asyncio.get_running_loop().time() + delay > give_up:
+                    raise CommitAbandoned(
+                        f"commit to table {self.spec.table} still failing at stop: {exc}",
+                        len(batch),
+                    ) from exc
                 self.log.warning(
                     "commit to table %s failed (attempt %d): %s; retrying in %.1fs",
                     self.spec.table,

@@ -14,7 +14,7 @@ from lakeflow.config import Pipeline, SourceSpec
 from lakeflow.errors import SourceError
 from lakeflow.plugins import Registry
 from lakeflow.runtime.backoff import Backoff
-from lakeflow.runtime.committer import Committer
+from lakeflow.runtime.committer import CommitAbandoned, Committer
 from lakeflow.runtime.polling import run_polls
 from lakeflow.runtime.spool import Spool, SpoolLocked
 from lakeflow.runtime.stats import SourceStats
@@ -238,8 +238,16 @@ class Runtime:
             except Exception as exc:
                 log.warning("error while closing: %s", exc)
             finished.set()
-            await flusher
-            await committer.flush(final=True)
+            stop_timeout = self.pipeline.runtime.stop_timeout
+            committer.give_up_at = asyncio.get_running_loop().time() + stop_timeout
+            try:
+                await flusher
+                await committer.flush()
+            except CommitAbandoned as exc:
+                kept = "kept in the spool for the next start" if committer.spool else "LOST"
+                pending = exc.payloads + len(committer.buffer)
+                log.error("%s; %d payloads not committed (%s)", exc, pending, kept)
+                result.failed.append(spec.name)
             stats.state = "failed" if spec.name in result.failed else "stopped"
 
     async def _read(self, source: Source, committer: Committer, log: logging.LoggerAdapter) -> None:

@@ -34,6 +34,9 @@ async def run_polls(
     A slow poll does not shift the schedule: the next one starts at its own tick, and
     ticks that passed while a poll ran are skipped (and recorded as a gap), never run
     late or concurrently. A failed poll is a gap from its tick to the next success.
+
+    With ``max_polls`` (``--once``) the source makes that many attempts, not successes:
+    a one-off run must end, and a failed attempt then fails the source.
     """
     loop = asyncio.get_running_loop()
     interval = source.interval
@@ -42,17 +45,21 @@ async def run_polls(
     tick = 0
     gap_since: float | None = None
     gap_reason = ""
-    done = 0
+    attempts = 0
     fatal: SourceError | None = None
+    last_failure = ""
 
     def open_gap(reason: str) -> None:
         nonlocal gap_since, gap_reason
         if gap_since is None:
             gap_since, gap_reason = time.time(), reason
 
-    while max_polls is None or done < max_polls:
+    while max_polls is None or attempts < max_polls:
         if not await _sleep_until(start + tick * interval, stopping):
             break
+        attempts += 1
+        paused = False
+        last_failure = ""
         stats.state = "polling"
         try:
             # A poll may retry inside its interval but must end before the next tick.
@@ -61,8 +68,10 @@ async def run_polls(
             stats.failed_polls += 1
             log.error("PAUSED for %.0fs: %s", exc.seconds, exc.reason)
             open_gap(f"paused: {exc.reason}")
+            last_failure = f"paused: {exc.reason}"
             stats.state = "paused"
-            if not await _sleep_until(loop.time() + exc.seconds, stopping):
+            paused = True
+            if max_polls is None and not await _sleep_until(loop.time() + exc.seconds, stopping):
                 break
         except SourceError as exc:
             log.error("stopped: %s", exc)
@@ -74,26 +83,27 @@ async def run_polls(
             stats.failed_polls += 1
             log.warning("poll did not finish within the %.0fs interval", interval)
             open_gap("poll timed out")
+            last_failure = "poll timed out"
         except Exception as exc:
             stats.failed_polls += 1
             log.warning("poll failed: %s: %s", type(exc).__name__, exc)
             open_gap(f"poll failed: {type(exc).__name__}: {exc}")
+            last_failure = f"poll failed: {type(exc).__name__}: {exc}"
         else:
             payloads = [result] if isinstance(result, bytes | bytearray) else list(result)
-            for payload in payloads:
-                committer.buffer.emit(bytes(payload))
-            done += 1
+            # One receipt time per poll: its bodies share one polled_at.
+            committer.buffer.extend([bytes(p) for p in payloads], time.time_ns())
             stats.polls += 1
             stats.state = "idle"
             if gap_since is not None:
                 committer.add_gap(gap_since, time.time(), gap_reason)
                 gap_since = None
-        if max_polls is not None and done >= max_polls:
+        if max_polls is not None and attempts >= max_polls:
             break
         # The next tick strictly after now: ticks missed while polling are skipped.
         elapsed = loop.time() - start
         following = max(tick + 1, math.floor(elapsed / interval) + 1)
-        if following > tick + 1:
+        if following > tick + 1 and not paused:
             log.warning("poll overran its interval; %d poll(s) skipped", following - tick - 1)
             open_gap("poll overran the interval")
         tick = following
@@ -101,3 +111,5 @@ async def run_polls(
         committer.add_gap(gap_since, time.time(), gap_reason)
     if fatal is not None:
         raise fatal
+    if max_polls is not None and last_failure:
+        raise SourceError(f"the last of {attempts} poll(s) failed: {last_failure}")
