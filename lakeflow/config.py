@@ -41,6 +41,15 @@ def check_table_name(name: str) -> str:
     return name
 
 
+def _path_like(value: str) -> str:
+    """A folder or URI: not empty, no control characters (a NUL byte cannot be a path)."""
+    if not value.strip():
+        raise ValueError("must not be empty")
+    if any(ord(c) < 32 for c in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -60,6 +69,8 @@ class SinkConfig(_Strict):
         description="Payloads held per source before backpressure (default 4x flush_rows).",
     )
     storage_options: dict[str, str] = Field(default_factory=dict)
+
+    _check_uri = field_validator("uri")(lambda value: _path_like(value))
 
     @property
     def buffer_limit(self) -> int:
@@ -101,6 +112,8 @@ class RuntimeConfig(_Strict):
     stop_timeout: float = Field(
         default=30.0, gt=0, description="Seconds a stopping run retries a failing commit."
     )
+    _check_state_dir = field_validator("state_dir")(lambda value: _path_like(value))
+
     segment_bytes: int = Field(
         default=64 << 20, ge=1 << 16, description="Start a new spool segment past this size."
     )

@@ -45,8 +45,12 @@ class Connection:
 class StreamStandIn:
     """Streams numbered events at ``rate`` per second to every client, forever."""
 
-    def __init__(self, rate: float = 1000.0) -> None:
+    def __init__(self, rate: float = 1000.0, broadcast: bool = False) -> None:
         self.rate = rate
+        # Broadcast: like Binance, every connection carries the same events while open
+        # (event k is due at k / rate); otherwise each event goes to one connection.
+        self.broadcast = broadcast
+        self._t0 = time.monotonic()
         self.connections: list[Connection] = []
         self._next = 0
         self._lock = threading.Lock()
@@ -82,6 +86,9 @@ class StreamStandIn:
     async def _handle(self, ws: ServerConnection) -> None:
         record = Connection()
         self.connections.append(record)
+        if self.broadcast:
+            await self._broadcast(ws, record)
+            return
         interval = 1 / self.rate
         start = time.monotonic()
         sent = 0
@@ -97,6 +104,20 @@ class StreamStandIn:
                     record.sent.append(k)
                     record.times.append(time.monotonic())
                     sent += 1
+                await asyncio.sleep(0.005)
+        except Exception:
+            return
+
+    async def _broadcast(self, ws: ServerConnection, record: Connection) -> None:
+        k = int((time.monotonic() - self._t0) * self.rate)
+        try:
+            while True:
+                due = int((time.monotonic() - self._t0) * self.rate)
+                while k < due:
+                    await ws.send(event(k))
+                    record.sent.append(k)
+                    record.times.append(time.monotonic())
+                    k += 1
                 await asyncio.sleep(0.005)
         except Exception:
             return

@@ -94,16 +94,27 @@ class PayloadBuffer:
         """Wait until a flush has made room."""
         await self._room.wait()
 
-    def take(self) -> tuple[int, Batch]:
-        """Remove everything buffered; returns the first sequence and the batch."""
+    def oldest(self) -> int | None:
+        """Receipt time (ns) of the oldest payload waiting, None when empty."""
+        return self.times[0] if self.times else None
+
+    def take(self, limit: int | None = None) -> tuple[int, Batch]:
+        """Remove up to ``limit`` payloads (all by default), oldest first.
+
+        Returns the sequence of the first one and the batch.
+        """
         self.write_spool()
-        payloads, times, first = self.payloads, self.times, self.first
-        self.payloads, self.times = [], array("q")
-        self.first += len(payloads)
-        self.taken += len(payloads)
-        self._spooled = 0
-        self.ready.clear()
-        self._room.set()
+        count = len(self.payloads) if limit is None else min(limit, len(self.payloads))
+        payloads, times, first = self.payloads[:count], self.times[:count], self.first
+        del self.payloads[:count]
+        del self.times[:count]
+        self.first += count
+        self.taken += count
+        self._spooled -= count
+        if len(self.payloads) < self.flush_rows:
+            self.ready.clear()
+        if len(self.payloads) < self.limit:
+            self._room.set()
         return first, make_batch(payloads, times)
 
 

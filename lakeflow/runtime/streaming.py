@@ -43,6 +43,8 @@ class StreamFeed:
         self._committer.log.info("connected%s", f" to {detail}" if detail else "")
 
     def disconnected(self, reason: str) -> None:
+        # What arrived before the drop is complete: commit it now, not at the deadline.
+        self._buffer.ready.set()
         if self.gap_since is None:
             self.gap_since = time.time()
             self.gap_reason = reason
