@@ -161,36 +161,51 @@ def decode_json(
         pl.col(INDEX),
         *(spec.convert(spec.expr()).alias(name) for name, spec in fields.items()),
     )
-    problems = [
-        pl.when(spec.expr().is_null() if spec.required else pl.lit(False))
-        .then(pl.lit(f"missing field {spec.path!r}"))
-        .when(spec.expr().is_not_null() & pl.col(f"__{name}").is_null())
-        .then(pl.lit(f"field {spec.path!r} is not a valid {_type_name(spec)}"))
-        for name, spec in fields.items()
-    ]
-    for spec in fields.values():
+    # (reason, condition) pairs. The conditions are combined into one mask over all rows;
+    # the reason strings are built only for the rows the mask selects (rare).
+    problems: list[tuple[str, pl.Expr]] = []
+    for name, spec in fields.items():
+        raw_value, typed = spec.expr(), pl.col(f"__{name}")
+        if spec.required:
+            problems.append((f"missing field {spec.path!r}", raw_value.is_null()))
+        problems.append(
+            (
+                f"field {spec.path!r} is not a valid {_type_name(spec)}",
+                raw_value.is_not_null() & typed.is_null(),
+            )
+        )
         if isinstance(spec.dtype, pl.Decimal) and spec.dtype.scale is not None:
-            # A cast to a decimal rounds extra fractional digits; exact means refuse them.
-            digits = spec.expr().cast(pl.String).str.extract(r"\.(\d*?)0*(?:[eE].*)?$")
+            # A cast to a decimal rounds extra fractional digits; exact means refuse them
+            # (trailing zeros are fine). No regex: this runs over every value.
+            digits = raw_value.cast(pl.String).str.strip_chars_end("0")
+            fraction = digits.str.len_bytes() - digits.str.find(".", literal=True) - 1
             problems.append(
-                pl.when(digits.str.len_chars() > spec.dtype.scale).then(
-                    pl.lit(f"field {spec.path!r} has more than {spec.dtype.scale} decimals")
+                (
+                    f"field {spec.path!r} has more than {spec.dtype.scale} decimals",
+                    fraction > spec.dtype.scale,
                 )
             )
-    for reason, bad in (checks or {}).items():
-        problems.append(pl.when(bad.fill_null(False)).then(pl.lit(reason)))
-    verdict = pl.concat_str(problems, separator="; ", ignore_nulls=True) if problems else None
-    if verdict is not None:
+    for reason, condition in (checks or {}).items():
+        problems.append((reason, condition))
+    if problems and converted.height:
         with_typed = raw.with_columns(
             converted.select(pl.exclude(INDEX).name.prefix("__")).get_columns()
         )
-        reasons = with_typed.select(verdict.alias("reason")).to_series()
-        bad = reasons.is_not_null() & (reasons != "")
+        flags = [condition.fill_null(False) for _, condition in problems]
+        bad = with_typed.select(pl.any_horizontal(flags)).to_series()
         if bad.any():
-            for index, reason in zip(
-                converted[INDEX].filter(bad).to_list(), reasons.filter(bad).to_list(), strict=True
-            ):
-                rejects.append((index, reason))
+            culprits = with_typed.filter(bad)
+            reasons = culprits.select(
+                pl.concat_str(
+                    [
+                        pl.when(flag).then(pl.lit(reason))
+                        for flag, (reason, _) in zip(flags, problems, strict=True)
+                    ],
+                    separator="; ",
+                    ignore_nulls=True,
+                )
+            ).to_series()
+            rejects.extend(zip(culprits[INDEX].to_list(), reasons.to_list(), strict=True))
             converted = converted.filter(~bad)
 
     extra: list[pl.Expr | pl.Series] = [pl.lit(v).alias(k) for k, v in (constants or {}).items()]
