@@ -337,3 +337,22 @@ class Failing(ClockSource):
 
     async def poll(self):
         raise ConnectionError("no route to host")
+
+
+class Hanging(ClockSource):
+    type = "test_hanging"
+
+    async def poll(self):
+        await asyncio.Event().wait()
+
+
+def test_stop_during_a_poll_records_the_missed_snapshot_as_a_gap(pm, tmp_path):
+    pm.register(Plugin(Hanging), name="t")
+    _result, tables = run(
+        pm,
+        tmp_path,
+        '[sink]\nflush_interval = 0.1\n[sources.h]\ntype = "test_hanging"\ninterval = 60\n',
+        until=lambda stats: stats["h"].state == "polling",
+    )
+    gaps = pl.read_delta(str(tables / "_gaps"))
+    assert gaps["reason"].to_list() == ["stopped before the poll finished"]

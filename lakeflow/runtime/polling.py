@@ -64,6 +64,11 @@ async def run_polls(
         try:
             # A poll may retry inside its interval but must end before the next tick.
             result = await asyncio.wait_for(source.poll(), timeout=interval)
+        except asyncio.CancelledError:
+            # Stopped in the middle of a poll: that tick's snapshot was not taken.
+            open_gap("stopped before the poll finished")
+            committer.add_gap(gap_since or time.time(), time.time(), gap_reason)
+            raise
         except SourcePaused as exc:
             stats.failed_polls += 1
             log.error("PAUSED for %.0fs: %s", exc.seconds, exc.reason)
