@@ -52,5 +52,3 @@ def configure(
         handler.addFilter(RedactingFilter())
         root.addHandler(handler)
     root.setLevel(level.upper())
-    # websockets logs every frame at DEBUG; keep it at INFO unless asked for more.
-    logging.getLogger("websockets").setLevel(max(logging.INFO, root.level))
