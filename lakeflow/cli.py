@@ -375,3 +375,30 @@ def maintain(pipeline: str, only: tuple[str, ...], dry_run: bool) -> None:
             f"version {b.version} -> {a.version}; compacted {report.compacted_files} files, "
             f"{verb} {report.vacuumed_files}; {report.seconds:.2f}s"
         )
+
+
+@cli.command()
+@click.argument("args", nargs=-1, required=True, metavar="[PIPELINE] {liquidations|prices}")
+@click.option("--symbol", metavar="S", help="Only this symbol (required for prices).")
+@click.option(
+    "--since", default="24h", show_default=True, metavar="DURATION", help="Window: 90m, 24h, 7d."
+)
+@click.option("--until", metavar="TIME", help="Window end (ISO 8601, UTC). Default: now.")
+@click.option("--table", metavar="T", help="Read this table instead of the pipeline's.")
+@click.option(
+    "--size", default="1200x600", show_default=True, metavar="WxH", help="Size in pixels."
+)
+@click.option("-o", "--output", required=True, metavar="FILE", help="A .png, .svg or .html file.")
+def plot(args: tuple[str, ...], output: str, until: str | None, **options: Any) -> None:
+    """Draw liquidation notional by side over time, or a symbol's price, into a file."""
+    from lakeflow.plot import PlotError, plot_table
+
+    if len(args) > 2:
+        raise click.UsageError("expected [PIPELINE] {liquidations|prices}")
+    pipeline, kind = args if len(args) == 2 else (DEFAULT_PIPELINE, args[0])
+    registry, spec = _load(pipeline)
+    try:
+        end = _utc(until, "--until")
+        click.echo(plot_table(_sink(registry, spec), spec, kind, output, until=end, **options))
+    except PlotError as exc:
+        _fail(str(exc))

@@ -1,0 +1,418 @@
+"""``lakeflow plot``: liquidation notional by side, or one symbol's price, drawn into a file.
+
+Rows are read through the pipeline's sink (:meth:`lakeflow.sinks.Sink.scan`), so a chart
+works wherever the tables live. Drawing uses matplotlib's file renderers (Agg for PNG,
+its SVG writer for SVG and HTML), which need no display. An HTML chart is the SVG inline
+in a small page: one self-contained file that opens offline, with no JavaScript library
+to ship or fetch.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from matplotlib import dates as mdates
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, ScalarFormatter
+
+from lakeflow.config import Pipeline
+from lakeflow.secrets import mask_uri
+from lakeflow.sinks import Sink
+
+#: matplotlib draws at this many pixels per inch; a figure of W/DPI x H/DPI inches is W x H px.
+DPI = 100
+FORMATS = {".png": "png", ".svg": "svg", ".html": "html", ".htm": "html"}
+#: At most this many points on a price line; polls closer together are thinned to the last.
+MAX_PRICE_POINTS = 2000
+
+# Binance's side is the liquidation order's: a long position is closed by a SELL.
+SIDES = {
+    "SELL": ("longs liquidated (SELL)", "#d62728"),
+    "BUY": ("shorts liquidated (BUY)", "#2ca02c"),
+}
+
+# Bar width by window: a few hundred bars at most, on round intervals a reader can name.
+_BUCKETS = [
+    (timedelta(hours=6), "1m", "1 min"),
+    (timedelta(hours=24), "5m", "5 min"),
+    (timedelta(days=3), "15m", "15 min"),
+    (timedelta(days=14), "1h", "1 h"),
+    (timedelta(days=60), "6h", "6 h"),
+]
+_DAILY = ("1d", "1 day")
+_DURATION = re.compile(r"(\d+)([smhdw])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+class PlotError(Exception):
+    """A chart that cannot be drawn as asked; the message says why, in one line."""
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of chart: which record schema it reads, by which time column, which columns."""
+
+    name: str
+    schema: str
+    time: str
+    columns: tuple[str, ...]
+
+
+LIQUIDATIONS = Kind(
+    "liquidations",
+    "liquidation",
+    "trade_time",
+    ("symbol", "market", "side", "average_price", "filled_quantity"),
+)
+PRICES = Kind(
+    "prices",
+    "ticker_24h",
+    "polled_at",
+    ("symbol", "market", "last_price", "low_price", "high_price"),
+)
+KINDS = {kind.name: kind for kind in (LIQUIDATIONS, PRICES)}
+
+
+@dataclass(frozen=True)
+class Window:
+    """The time range a chart covers, ``[start, end]`` in UTC."""
+
+    start: datetime
+    end: datetime
+    label: str
+
+    def describe(self) -> str:
+        """The label with the exact times, for error messages."""
+        return f"{self.label} ({_when(self.start)} to {_when(self.end)} UTC)"
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90m``, ``24h``, ``7d``, ``1h30m``: a positive duration (s, m, h, d, w)."""
+    compact = text.replace(" ", "").lower()
+    if not compact or _DURATION.sub("", compact):
+        raise PlotError(f"--since: {text!r} is not a duration (use e.g. 90m, 24h, 7d)")
+    total = sum(
+        (timedelta(**{_UNITS[unit]: int(n)}) for n, unit in _DURATION.findall(compact)),
+        timedelta(),
+    )
+    if total <= timedelta():
+        raise PlotError(f"--since: {text!r} is not a positive duration")
+    return total
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``1200x600``: width and height in pixels, each 100 to 10000."""
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not match:
+        raise PlotError(f"--size: {text!r} is not WIDTHxHEIGHT in pixels (e.g. 1200x600)")
+    width, height = int(match[1]), int(match[2])
+    if not (100 <= width <= 10_000 and 100 <= height <= 10_000):
+        raise PlotError(f"--size: {text!r}: width and height must be 100 to 10000 pixels")
+    return width, height
+
+
+def output_format(path: Path) -> str:
+    """``png``, ``svg`` or ``html``, from the output file's extension."""
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        shown = f"'{path.suffix}'" if path.suffix else "no extension"
+        raise PlotError(f"-o {path}: {shown} is not a chart format (use .png, .svg or .html)")
+    if not path.parent.is_dir():
+        raise PlotError(f"-o {path}: folder {path.parent} does not exist")
+    return fmt
+
+
+def bucket_for(span: timedelta) -> tuple[str, str]:
+    """The bar width for a window: a polars duration and its label."""
+    for limit, every, label in _BUCKETS:
+        if span <= limit:
+            return every, label
+    return _DAILY
+
+
+def plot_table(
+    sink: Sink,
+    pipeline: Pipeline,
+    kind: str,
+    output: str | Path,
+    *,
+    symbol: str | None = None,
+    since: str = "24h",
+    until: datetime | None = None,
+    table: str | None = None,
+    size: str = "1200x600",
+) -> str:
+    """Draw a chart of ``kind`` into ``output`` and return a one-line summary of it.
+
+    Raises :class:`PlotError` for anything the caller asked that cannot be drawn: an
+    unknown kind, option or format, a missing table, an unknown symbol, an empty window.
+    """
+    chart = KINDS.get(kind)
+    if chart is None:
+        raise PlotError(f"no chart named {kind!r} (choose {' or '.join(KINDS)})")
+    path = Path(output)
+    fmt = output_format(path)
+    width, height = parse_size(size)
+    span = parse_duration(since)
+    if chart is PRICES and not symbol:
+        raise PlotError("prices: --symbol is required (one price line per chart)")
+    end = until or datetime.now(UTC)
+    label = f"last {since}" if until is None else f"{since} to {_when(end)} UTC"
+    window = Window(end - span, end, label)
+
+    name = table or _table_of(pipeline, chart)
+    scan = _scan(sink, pipeline, name, chart)
+    rows, symbol = _rows(scan, name, chart, window, symbol)
+
+    figure = Figure(figsize=(width / DPI, height / DPI), dpi=DPI, layout="constrained")
+    if chart is LIQUIDATIONS:
+        _draw_liquidations(figure.add_subplot(), rows, window, symbol, span)
+        count = f"{rows.height:,} events"
+    else:
+        _draw_prices(figure.add_subplot(), rows, window, symbol or "", span)
+        count = f"{rows.height:,} polls"
+    summary = f"{chart.name} {symbol or 'all symbols'}, {window.label}, {count}"
+    _save(figure, path, fmt, width, height, summary)
+    return f"{path}: {summary}, {width}x{height}"
+
+
+def _table_of(pipeline: Pipeline, chart: Kind) -> str:
+    """The pipeline's table of the chart's record schema; its default name if it has none."""
+    tables = [spec.table for spec in pipeline.sources.values() if spec.schema.name == chart.schema]
+    tables = list(dict.fromkeys(tables))
+    if len(tables) > 1:
+        raise PlotError(
+            f"{pipeline.path}: several tables hold {chart.name} ({', '.join(tables)}); "
+            "choose one with --table"
+        )
+    return tables[0] if tables else chart.name
+
+
+def _scan(sink: Sink, pipeline: Pipeline, name: str, chart: Kind) -> pl.LazyFrame:
+    try:
+        exists = sink.info(name) is not None
+    except ValueError as exc:  # a table name that could leave the sink's folder
+        raise PlotError(f"--table: {exc}") from None
+    if not exists:
+        known = sink.tables()
+        there = f" (tables there: {', '.join(known)})" if known else ""
+        raise PlotError(
+            f"no table {name!r} under {mask_uri(pipeline.sink.uri)}{there}; "
+            "run the pipeline first, or choose one with --table"
+        )
+    scan = sink.scan(name)
+    columns = scan.collect_schema()
+    missing = [c for c in (chart.time, *chart.columns) if c not in columns]
+    if missing:
+        raise PlotError(
+            f"table {name!r} has no column {', '.join(missing)}: it does not hold "
+            f"{chart.schema} records (choose another with --table)"
+        )
+    return scan
+
+
+def _rows(
+    scan: pl.LazyFrame, name: str, chart: Kind, window: Window, symbol: str | None
+) -> tuple[pl.DataFrame, str | None]:
+    """The window's rows (of ``symbol``), and the symbol as the table spells it."""
+    rows = _read(scan, chart, window, symbol)
+    if rows.is_empty() and symbol is not None:
+        # Only now look at every symbol: a scan of the whole column is not free.
+        spelled = _spelling(scan, name, symbol)
+        if spelled != symbol:
+            symbol, rows = spelled, _read(scan, chart, window, spelled)
+    if rows.is_empty():
+        raise PlotError(_empty(scan, name, chart, window, symbol))
+    return rows, symbol
+
+
+def _read(scan: pl.LazyFrame, chart: Kind, window: Window, symbol: str | None) -> pl.DataFrame:
+    wanted = pl.col(chart.time).is_between(window.start, window.end)
+    if "date" in scan.collect_schema():
+        # The partition column too, so that the scan skips files outside the window.
+        wanted &= pl.col("date").is_between(window.start.date(), window.end.date())
+    if symbol is not None:
+        wanted &= pl.col("symbol") == symbol
+    return scan.filter(wanted).select(chart.time, *chart.columns).sort(chart.time).collect()
+
+
+def _spelling(scan: pl.LazyFrame, name: str, symbol: str) -> str:
+    """``symbol`` as the table holds it (``btcusdt`` finds ``BTCUSDT``), or a PlotError."""
+    known = scan.select(pl.col("symbol").unique()).collect()["symbol"].drop_nulls().sort()
+    if symbol in known:
+        return symbol
+    same = [s for s in known if s.upper() == symbol.upper()]
+    if same:
+        return same[0]
+    if known.is_empty():
+        raise PlotError(f"table {name!r} has no rows yet")
+    shown = ", ".join(known.head(8))
+    more = f", ... ({known.len()} in all)" if known.len() > 8 else ""
+    raise PlotError(f"no symbol {symbol!r} in table {name!r} (it has {shown}{more})")
+
+
+def _empty(scan: pl.LazyFrame, name: str, chart: Kind, window: Window, symbol: str | None) -> str:
+    what = f"{chart.name} of {symbol}" if symbol else chart.name
+    time = pl.col(chart.time)
+    if symbol is not None:
+        scan = scan.filter(pl.col("symbol") == symbol)
+    first, last = scan.select(time.min().alias("first"), time.max().alias("last")).collect().row(0)
+    if first is None:
+        return f"table {name!r} has no rows yet"
+    return (
+        f"no {what} in the {window.describe()}; table {name!r} holds them from "
+        f"{_when(first)} to {_when(last)} UTC (widen --since, or set --until)"
+    )
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _naive(series: pl.Series) -> np.ndarray:
+    """UTC times as numpy datetime64, which matplotlib reads as UTC."""
+    return series.dt.convert_time_zone("UTC").dt.replace_time_zone(None).to_numpy()
+
+
+def _short(value: float) -> str:
+    """1234567 -> 1.23M: axis and title figures a reader takes in at a glance."""
+    for limit, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(value) >= limit:
+            return f"{value / limit:.3g}{suffix}"
+    return f"{value:.3g}"
+
+
+def _time_axis(axes: Axes, window: Window) -> None:
+    """The whole window on a UTC axis, so that a stretch without rows shows as empty."""
+    axes.set_xlim(_naive(pl.Series([window.start, window.end])))
+    locator = mdates.AutoDateLocator(tz=UTC)
+    axes.xaxis.set_major_locator(locator)
+    axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=UTC))
+    axes.set_xlabel("time (UTC)")
+    axes.grid(alpha=0.3)
+
+
+def _bucket_days(every: str) -> float:
+    """A duration such as ``5m`` in days, matplotlib's unit of time."""
+    return timedelta(**{_UNITS[every[-1]]: int(every[:-1])}) / timedelta(days=1)
+
+
+def _draw_liquidations(
+    axes: Axes, rows: pl.DataFrame, window: Window, symbol: str | None, span: timedelta
+) -> None:
+    """Stacked bars per time bucket: longs liquidated below, shorts liquidated on top."""
+    markets = set(rows["market"].unique().to_list())
+    if "coinm" in markets and len(markets) > 1:
+        raise PlotError(
+            "the window mixes COIN-M liquidations (sized in contracts) with others (sized "
+            "in quote currency); plot one --symbol, or keep COIN-M in its own --table"
+        )
+    contracts = markets == {"coinm"}
+    # Decimals are exact in the table; floats are plenty for a picture. What was
+    # executed: the average fill price times the filled quantity.
+    size = pl.col("filled_quantity").cast(pl.Float64)
+    value = size if contracts else size * pl.col("average_price").cast(pl.Float64)
+    every, every_label = bucket_for(span)
+    per = (
+        rows.filter(pl.col("side").is_in(list(SIDES)))
+        .group_by(pl.col(LIQUIDATIONS.time).dt.truncate(every).alias("bucket"), "side")
+        .agg(value.sum().alias("value"))
+        .pivot(on="side", index="bucket", values="value")
+        .sort("bucket")
+    )
+    per = per.with_columns(pl.lit(0.0).alias(s) for s in SIDES if s not in per.columns)
+    per = per.fill_null(0.0)
+    x = _naive(per["bucket"])
+    unit = " contracts" if contracts else ""
+    bottom = np.zeros(per.height)
+    for side, (label, color) in SIDES.items():
+        heights = per[side].to_numpy()
+        axes.bar(
+            x,
+            heights,
+            width=_bucket_days(every) * 0.9,
+            bottom=bottom,
+            align="edge",
+            color=color,
+            linewidth=0,
+            label=f"{label}: {_short(heights.sum())}{unit}",
+        )
+        bottom += heights
+    _time_axis(axes, window)
+    axes.set_ylabel(f"{'contracts' if contracts else 'notional, quote currency'} per {every_label}")
+    axes.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: _short(v)))
+    axes.legend(loc="upper left")
+    total = f"{_short(bottom.sum())}{unit}" if contracts else f"{_short(bottom.sum())} notional"
+    who = f"of {symbol}" if symbol else "of all symbols"
+    axes.set_title(f"Liquidations {who}, {window.label}: {rows.height:,} events, {total}")
+
+
+def _draw_prices(
+    axes: Axes, rows: pl.DataFrame, window: Window, symbol: str, span: timedelta
+) -> None:
+    """The last price, one line per market, over the band of its rolling 24 h low and high."""
+    every = f"{max(1, math.ceil(span.total_seconds() / MAX_PRICE_POINTS))}s"
+    for (market,), group in rows.group_by("market", maintain_order=True):
+        # Polls closer together than the line can show are thinned to the last of each.
+        points = (
+            group.group_by(pl.col(PRICES.time).dt.truncate(every).alias("t"), maintain_order=True)
+            .agg(pl.col("last_price", "low_price", "high_price").last().cast(pl.Float64))
+            .sort("t")
+        )
+        x = _naive(points["t"])
+        (line,) = axes.plot(
+            x, points["last_price"].to_numpy(), linewidth=1.4, label=f"{market} last price"
+        )
+        axes.fill_between(
+            x,
+            points["low_price"].to_numpy(),
+            points["high_price"].to_numpy(),
+            color=line.get_color(),
+            alpha=0.12,
+            linewidth=0,
+            label=f"{market} 24 h low-high (rolling)",
+        )
+    _time_axis(axes, window)
+    formatter = ScalarFormatter(useOffset=False)
+    formatter.set_scientific(False)
+    axes.yaxis.set_major_formatter(formatter)
+    axes.set_ylabel("price, quote currency")
+    axes.legend(loc="upper left")
+    prices = rows["last_price"].cast(pl.Float64)
+    axes.set_title(
+        f"{symbol} price, {window.label}: latest {prices[-1]:,.10g} "
+        f"(low {prices.min():,.10g}, high {prices.max():,.10g})"
+    )
+
+
+def _save(figure: Figure, path: Path, fmt: str, width: int, height: int, summary: str) -> None:
+    if fmt == "png":
+        figure.savefig(path, format="png", dpi=DPI)
+        return
+    buffer = io.StringIO()
+    # No date in the metadata: the same rows give the same file.
+    figure.savefig(buffer, format="svg", metadata={"Date": None})
+    svg = buffer.getvalue()
+    # matplotlib sizes an SVG in points (72 per inch); say pixels, so that it shows at
+    # the size asked for. The viewBox scales the drawing to it.
+    svg = re.sub(
+        r'width="[\d.]+pt" height="[\d.]+pt"', f'width="{width}" height="{height}"', svg, count=1
+    )
+    if fmt == "html":
+        svg = svg[svg.index("<svg") :]
+        title = html.escape(summary)
+        svg = (
+            '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            f"<title>{title}</title>\n</head>\n<body>\n<figure>\n{svg}"
+            f"<figcaption>{title}</figcaption>\n</figure>\n</body>\n</html>\n"
+        )
+    path.write_text(svg, encoding="utf-8")
