@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 from matplotlib import dates as mdates
+from matplotlib import rc_context
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, ScalarFormatter
@@ -176,10 +177,10 @@ def plot_table(
     figure = Figure(figsize=(width / DPI, height / DPI), dpi=DPI, layout="constrained")
     if chart is LIQUIDATIONS:
         _draw_liquidations(figure.add_subplot(), rows, window, symbol, span)
-        count = f"{rows.height:,} events"
+        count = _count(rows.height, "event")
     else:
         _draw_prices(figure.add_subplot(), rows, window, symbol or "", span)
-        count = f"{rows.height:,} polls"
+        count = _count(rows.height, "poll")
     summary = f"{chart.name} {symbol or 'all symbols'}, {window.label}, {count}"
     _save(figure, path, fmt, width, height, summary)
     return f"{path}: {summary}, {width}x{height}"
@@ -274,6 +275,10 @@ def _empty(scan: pl.LazyFrame, name: str, chart: Kind, window: Window, symbol: s
     )
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
 def _when(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
 
@@ -353,7 +358,7 @@ def _draw_liquidations(
     axes.legend(loc="upper left")
     total = f"{_short(bottom.sum())}{unit}" if contracts else f"{_short(bottom.sum())} notional"
     who = f"of {symbol}" if symbol else "of all symbols"
-    axes.set_title(f"Liquidations {who}, {window.label}: {rows.height:,} events, {total}")
+    axes.set_title(f"Liquidations {who}, {window.label}: {_count(rows.height, 'event')}, {total}")
 
 
 def _draw_prices(
@@ -399,8 +404,10 @@ def _save(figure: Figure, path: Path, fmt: str, width: int, height: int, summary
         figure.savefig(path, format="png", dpi=DPI)
         return
     buffer = io.StringIO()
-    # No date in the metadata: the same rows give the same file.
-    figure.savefig(buffer, format="svg", metadata={"Date": None})
+    # Text as text, not outlines: smaller, selectable and searchable. No date in the
+    # metadata: the same rows give the same file.
+    with rc_context({"svg.fonttype": "none"}):
+        figure.savefig(buffer, format="svg", metadata={"Date": None})
     svg = buffer.getvalue()
     # matplotlib sizes an SVG in points (72 per inch); say pixels, so that it shows at
     # the size asked for. The viewBox scales the drawing to it.

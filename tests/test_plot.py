@@ -1,0 +1,349 @@
+"""``lakeflow plot``: charts of real Delta tables, written through the real sink."""
+
+from __future__ import annotations
+
+import itertools
+import struct
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from click.testing import CliRunner, Result
+from PIL import Image
+
+from lakeflow.cli import cli as lakeflow_cli
+from lakeflow.config import Pipeline, load_pipeline
+from lakeflow.plot import bucket_for, parse_duration
+from lakeflow.plugins import load
+from lakeflow.sinks.delta import DeltaSink
+
+PIPELINE = """
+[sources.liquidations]
+type = "binance_liquidations"
+
+[sources.prices]
+type = "binance_prices"
+"""
+NOW = datetime.now(UTC)
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def liquidation(
+    minutes_ago: float,
+    symbol: str = "BTCUSDT",
+    side: str = "SELL",
+    average_price: str = "100",
+    filled_quantity: str = "2",
+    market: str = "usdm",
+) -> dict[str, Any]:
+    """One ``liquidation`` row, ``minutes_ago`` before the test started."""
+    at = NOW - timedelta(minutes=minutes_ago)
+    return {
+        "exchange": "binance",
+        "market": market,
+        "symbol": symbol,
+        "pair": None,
+        "side": side,
+        "order_type": "LIMIT",
+        "time_in_force": "IOC",
+        "quantity": filled_quantity,
+        # Unlike the average price, the order price must not count in the notional.
+        "price": "1",
+        "average_price": average_price,
+        "status": "FILLED",
+        "last_filled_quantity": filled_quantity,
+        "filled_quantity": filled_quantity,
+        "trade_time": at,
+        "event_time": at,
+        "received_at": at,
+        "date": at.date(),
+    }
+
+
+def ticker(
+    minutes_ago: float, symbol: str = "BTCUSDT", last: str = "100", market: str = "spot"
+) -> dict[str, Any]:
+    """One ``ticker_24h`` row (one symbol of one poll), ``minutes_ago`` before the test."""
+    at = NOW - timedelta(minutes=minutes_ago)
+    decimals = dict.fromkeys(
+        [
+            "price_change",
+            "price_change_percent",
+            "weighted_avg_price",
+            "prev_close_price",
+            "last_quantity",
+            "bid_price",
+            "bid_quantity",
+            "ask_price",
+            "ask_quantity",
+            "open_price",
+            "volume",
+            "quote_volume",
+        ],
+        "1",
+    )
+    return {
+        "exchange": "binance",
+        "market": market,
+        "symbol": symbol,
+        **decimals,
+        "last_price": last,
+        "high_price": str(float(last) + 5),
+        "low_price": str(float(last) - 5),
+        "open_time": at - timedelta(days=1),
+        "close_time": at,
+        "first_trade_id": 1,
+        "last_trade_id": 2,
+        "trade_count": 2,
+        "polled_at": at,
+        "date": at.date(),
+    }
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path, write_toml: Callable[[str], Path], monkeypatch) -> Pipeline:
+    """The two Binance sources writing into ``tmp_path/tables``; the cwd is ``tmp_path``."""
+    monkeypatch.chdir(tmp_path)
+    return load_pipeline(write_toml(PIPELINE), load())
+
+
+@pytest.fixture
+def commit(pipeline: Pipeline) -> Callable[..., None]:
+    """Commit rows into a source's table (or into ``table``) through the real Delta sink."""
+    sink = DeltaSink(pipeline.sink)
+    sequence = itertools.count(1)
+
+    def write(source: str, rows: list[dict[str, Any]], table: str | None = None) -> None:
+        spec = pipeline.sources[source]
+        frame = pl.DataFrame(rows, infer_schema_length=None)
+        sink.commit(table or spec.table, spec.schema, frame, "test", next(sequence))
+
+    return write
+
+
+@pytest.fixture
+def plot(pipeline: Pipeline) -> Callable[..., Result]:
+    """Run ``lakeflow plot`` in-process on the fixture's pipeline."""
+
+    def run(*args: str) -> Result:
+        return CliRunner().invoke(lakeflow_cli, ["plot", str(pipeline.path), *args])
+
+    return run
+
+
+@pytest.fixture
+def liquidations(commit: Callable[..., None]) -> None:
+    """Three recent liquidations: two BTCUSDT (a long and a short), one ETHUSDT."""
+    commit(
+        "liquidations",
+        [
+            liquidation(30, "BTCUSDT", "SELL", "100", "3"),
+            liquidation(20, "BTCUSDT", "BUY", "200", "0.5"),
+            liquidation(10, "ETHUSDT", "SELL", "10", "1"),
+        ],
+    )
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """Width and height from the PNG signature and IHDR chunk, checked to be there."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def svg_texts(root: ET.Element) -> list[str]:
+    return ["".join(node.itertext()) for node in root.iter(f"{SVG}text")]
+
+
+def test_liquidations_png_has_the_requested_pixel_size(plot, liquidations, tmp_path):
+    done = plot("liquidations", "--size", "1000x517", "-o", "chart.png")
+    assert done.exit_code == 0, done.output
+    assert png_size(tmp_path / "chart.png") == (1000, 517)
+    with Image.open(tmp_path / "chart.png") as image:
+        image.verify()
+        assert image.format == "PNG"
+
+
+def test_png_is_1200x600_by_default(plot, liquidations, tmp_path):
+    assert plot("liquidations", "-o", "chart.png").exit_code == 0
+    with Image.open(tmp_path / "chart.png") as image:
+        assert image.size == (1200, 600)
+
+
+def test_success_prints_a_one_line_summary(plot, liquidations):
+    done = plot("liquidations", "--symbol", "BTCUSDT", "-o", "chart.png")
+    assert done.stdout == "chart.png: liquidations BTCUSDT, last 24h, 2 events, 1200x600\n"
+
+
+def test_without_a_symbol_every_symbol_counts(plot, liquidations):
+    done = plot("liquidations", "-o", "chart.png")
+    assert done.stdout == "chart.png: liquidations all symbols, last 24h, 3 events, 1200x600\n"
+
+
+def test_svg_is_xml_sized_in_pixels(plot, liquidations, tmp_path):
+    assert plot("liquidations", "--size", "800x400", "-o", "chart.svg").exit_code == 0
+    root = ET.parse(tmp_path / "chart.svg").getroot()
+    assert root.tag == f"{SVG}svg"
+    assert (root.get("width"), root.get("height")) == ("800", "400")
+
+
+def test_notional_is_average_price_times_filled_quantity_per_side(plot, liquidations, tmp_path):
+    plot("liquidations", "--symbol", "BTCUSDT", "-o", "chart.svg")
+    texts = svg_texts(ET.parse(tmp_path / "chart.svg").getroot())
+    assert "longs liquidated (SELL): 300" in texts
+    assert "shorts liquidated (BUY): 100" in texts
+    assert "Liquidations of BTCUSDT, last 24h: 2 events, 400 notional" in texts
+
+
+def test_html_holds_the_chart_inline_with_its_summary(plot, liquidations, tmp_path):
+    assert plot("liquidations", "-o", "chart.html").exit_code == 0
+    page = (tmp_path / "chart.html").read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    assert '<svg xmlns:xlink="http://www.w3.org/1999/xlink" width="1200" height="600"' in page
+    assert "<figcaption>liquidations all symbols, last 24h, 3 events</figcaption>" in page
+    svg = page[page.index("<svg") : page.index("</svg>") + len("</svg>")]
+    assert ET.fromstring(svg).tag == f"{SVG}svg"
+
+
+def test_symbol_matches_whatever_the_case(plot, liquidations):
+    done = plot("liquidations", "--symbol", "ethusdt", "-o", "chart.png")
+    assert done.exit_code == 0, done.output
+    assert "liquidations ETHUSDT, last 24h, 1 event" in done.stdout
+
+
+def test_since_narrows_the_window(plot, liquidations):
+    done = plot("liquidations", "--since", "25m", "-o", "chart.png")
+    assert "last 25m, 2 events" in done.stdout
+
+
+def test_until_ends_the_window_in_the_past(plot, commit):
+    commit("liquidations", [liquidation(60 * 24 * 30), liquidation(60 * 24 * 30 + 1)])
+    until = (NOW - timedelta(days=29)).isoformat()
+    done = plot("liquidations", "--since", "2d", "--until", until, "-o", "chart.png")
+    assert done.exit_code == 0, done.output
+    assert ", 2 events" in done.stdout
+
+
+def test_coinm_liquidations_are_sized_in_contracts(plot, commit, tmp_path):
+    commit("liquidations", [liquidation(5, "BTCUSD_PERP", "SELL", "97000", "4", market="coinm")])
+    plot("liquidations", "-o", "chart.svg")
+    texts = svg_texts(ET.parse(tmp_path / "chart.svg").getroot())
+    assert "longs liquidated (SELL): 4 contracts" in texts
+
+
+def test_mixing_coinm_and_usdm_liquidations_exits_2(plot, commit, liquidations):
+    commit("liquidations", [liquidation(5, "BTCUSD_PERP", market="coinm")])
+    done = plot("liquidations", "-o", "chart.png")
+    assert done.exit_code == 2
+    assert "mixes COIN-M liquidations (sized in contracts)" in done.stderr
+
+
+def test_table_option_reads_another_table(plot, commit):
+    commit("liquidations", [liquidation(5, "SOLUSDT")], table="more_liquidations")
+    done = plot("liquidations", "--table", "more_liquidations", "-o", "chart.png")
+    assert done.exit_code == 0, done.output
+    assert "liquidations all symbols, last 24h, 1 event" in done.stdout
+
+
+def test_prices_draw_the_last_price_of_each_market(plot, commit, tmp_path):
+    rows = [ticker(m, "BTCUSDT", str(100 + m)) for m in range(60)]
+    commit("prices", [*rows, ticker(1, "BTCUSDT", "99", market="usdm")])
+    done = plot("prices", "--symbol", "BTCUSDT", "--since", "6h", "-o", "chart.svg")
+    assert done.stdout == "chart.svg: prices BTCUSDT, last 6h, 61 polls, 1200x600\n"
+    texts = svg_texts(ET.parse(tmp_path / "chart.svg").getroot())
+    assert {"spot last price", "usdm last price"} <= set(texts)
+    assert "BTCUSDT price, last 6h: latest 100 (low 99, high 159)" in texts
+
+
+def test_prices_need_a_symbol(plot, commit):
+    commit("prices", [ticker(1)])
+    done = plot("prices", "-o", "chart.png")
+    assert done.exit_code == 2
+    assert done.stderr == "Error: prices: --symbol is required (one price line per chart)\n"
+
+
+def test_unknown_symbol_exits_2_naming_the_symbols_there(plot, liquidations, tmp_path):
+    done = plot("liquidations", "--symbol", "DOGEUSDT", "-o", "chart.png")
+    assert done.exit_code == 2
+    assert done.stderr == (
+        "Error: no symbol 'DOGEUSDT' in table 'liquidations' (it has BTCUSDT, ETHUSDT)\n"
+    )
+    assert not (tmp_path / "chart.png").exists()
+
+
+def test_empty_window_exits_2_with_the_range_the_table_covers(plot, commit):
+    commit("liquidations", [liquidation(60 * 24 * 3)])
+    done = plot("liquidations", "-o", "chart.png")
+    assert done.exit_code == 2
+    assert "Error: no liquidations in the last 24h (" in done.stderr
+    day = (NOW - timedelta(days=3)).strftime("%Y-%m-%d")
+    assert f"table 'liquidations' holds them from {day} " in done.stderr
+    assert len(done.stderr.splitlines()) == 1
+
+
+def test_missing_table_exits_2(plot, tmp_path):
+    done = plot("liquidations", "-o", "chart.png")
+    assert done.exit_code == 2
+    assert f"Error: no table 'liquidations' under {tmp_path / 'tables'}" in done.stderr
+
+
+def test_table_of_another_schema_exits_2(plot, commit):
+    commit("prices", [ticker(1)])
+    done = plot("liquidations", "--table", "prices", "-o", "chart.png")
+    assert done.exit_code == 2
+    assert "it does not hold liquidation records" in done.stderr
+
+
+def test_two_liquidation_tables_in_the_pipeline_ask_for_table(tmp_path, write_toml, plot):
+    write_toml(PIPELINE + '\n[sources.coinm]\ntype = "binance_liquidations"\ntable = "coinm"\n')
+    done = plot("liquidations", "-o", "chart.png")
+    assert done.exit_code == 2
+    assert "several tables hold liquidations (liquidations, coinm); choose one with --table" in (
+        done.stderr
+    )
+
+
+@pytest.mark.parametrize("since", ["24x", "h", "0h", "-1h", "1.5h"])
+def test_bad_since_exits_2(plot, liquidations, since):
+    done = plot("liquidations", "--since", since, "-o", "chart.png")
+    assert done.exit_code == 2
+    assert done.stderr.startswith(f"Error: --since: {since!r} is not")
+
+
+@pytest.mark.parametrize("output", ["chart.jpg", "chart"])
+def test_bad_output_extension_exits_2(plot, liquidations, output):
+    done = plot("liquidations", "-o", output)
+    assert done.exit_code == 2
+    assert "is not a chart format (use .png, .svg or .html)" in done.stderr
+
+
+def test_unknown_chart_exits_2(plot, liquidations):
+    done = plot("candles", "-o", "chart.png")
+    assert done.exit_code == 2
+    assert "no chart named 'candles' (choose liquidations or prices)" in done.stderr
+
+
+def test_compound_durations_add_up():
+    assert parse_duration("1h30m") == timedelta(minutes=90)
+    assert parse_duration("2w") == timedelta(days=14)
+
+
+@pytest.mark.parametrize(
+    ("since", "bucket"),
+    [("90m", "1m"), ("6h", "1m"), ("24h", "5m"), ("3d", "15m"), ("7d", "1h"), ("30d", "6h")],
+)
+def test_bars_widen_with_the_window(since, bucket):
+    assert bucket_for(parse_duration(since))[0] == bucket
+
+
+def test_the_installed_command_draws_a_chart(cli, pipeline, liquidations, tmp_path):
+    # The console script end to end, from the default ./lakeflow.toml.
+    done = cli("plot", "liquidations", "-o", "chart.png")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("chart.png: liquidations all symbols, last 24h, 3 events")
+    assert png_size(tmp_path / "chart.png") == (1200, 600)
