@@ -91,10 +91,6 @@ class Window:
     end: datetime
     label: str
 
-    def describe(self) -> str:
-        """The label with the exact times, for error messages."""
-        return f"{self.label} ({_when(self.start)} to {_when(self.end)} UTC)"
-
 
 def parse_duration(text: str) -> timedelta:
     """``90m``, ``24h``, ``7d``, ``1h30m``: a positive duration (s, m, h, d, w)."""
@@ -270,7 +266,8 @@ def _empty(scan: pl.LazyFrame, name: str, chart: Kind, window: Window, symbol: s
     if first is None:
         return f"table {name!r} has no rows yet"
     return (
-        f"no {what} in the {window.describe()}; table {name!r} holds them from "
+        f"no {what} from {_when(window.start)} to {_when(window.end)} UTC; "
+        f"table {name!r} holds them from "
         f"{_when(first)} to {_when(last)} UTC (widen --since, or set --until)"
     )
 
@@ -355,7 +352,7 @@ def _draw_liquidations(
     _time_axis(axes, window)
     axes.set_ylabel(f"{'contracts' if contracts else 'notional, quote currency'} per {every_label}")
     axes.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: _short(v)))
-    axes.legend(loc="upper left")
+    axes.legend(loc="best")
     total = f"{_short(bottom.sum())}{unit}" if contracts else f"{_short(bottom.sum())} notional"
     who = f"of {symbol}" if symbol else "of all symbols"
     axes.set_title(f"Liquidations {who}, {window.label}: {_count(rows.height, 'event')}, {total}")
@@ -391,7 +388,7 @@ def _draw_prices(
     formatter.set_scientific(False)
     axes.yaxis.set_major_formatter(formatter)
     axes.set_ylabel("price, quote currency")
-    axes.legend(loc="upper left")
+    axes.legend(loc="best")
     prices = rows["last_price"].cast(pl.Float64)
     axes.set_title(
         f"{symbol} price, {window.label}: latest {prices[-1]:,.10g} "

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import re
+import shlex
 import struct
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -29,6 +31,7 @@ type = "binance_liquidations"
 type = "binance_prices"
 """
 NOW = datetime.now(UTC)
+README = Path(__file__).resolve().parents[1] / "README.md"
 SVG = "{http://www.w3.org/2000/svg}"
 
 
@@ -280,8 +283,8 @@ def test_empty_window_exits_2_with_the_range_the_table_covers(plot, commit):
     commit("liquidations", [liquidation(60 * 24 * 3)])
     done = plot("liquidations", "-o", "chart.png")
     assert done.exit_code == 2
-    assert "Error: no liquidations in the last 24h (" in done.stderr
     day = (NOW - timedelta(days=3)).strftime("%Y-%m-%d")
+    assert done.stderr.startswith("Error: no liquidations from ")
     assert f"table 'liquidations' holds them from {day} " in done.stderr
     assert len(done.stderr.splitlines()) == 1
 
@@ -347,3 +350,14 @@ def test_the_installed_command_draws_a_chart(cli, pipeline, liquidations, tmp_pa
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("chart.png: liquidations all symbols, last 24h, 3 events")
     assert png_size(tmp_path / "chart.png") == (1200, 600)
+
+
+def test_the_readme_plot_commands_work(plot, commit, liquidations, tmp_path):
+    commit("prices", [ticker(m) for m in range(10)])
+    commands = re.findall(r"^uv run lakeflow plot (.*)$", README.read_text(), re.MULTILINE)
+    assert commands
+    for command in commands:
+        args = shlex.split(command)
+        done = plot(*args)
+        assert done.exit_code == 0, (command, done.output)
+        assert (tmp_path / args[args.index("-o") + 1]).is_file()
