@@ -211,7 +211,7 @@ def _scan(sink: Sink, pipeline: Pipeline, name: str, chart: Kind) -> pl.LazyFram
     missing = [c for c in (chart.time, *chart.columns) if c not in columns]
     if missing:
         raise PlotError(
-            f"table {name!r} has no column {', '.join(missing)}: it does not hold "
+            f"table {name!r} lacks {', '.join(missing)}: it does not hold "
             f"{chart.schema} records (choose another with --table)"
         )
     return scan

@@ -331,6 +331,12 @@ def test_unknown_chart_exits_2(plot, liquidations):
     assert "no chart named 'candles' (choose liquidations or prices)" in done.stderr
 
 
+def test_plot_has_help():
+    done = CliRunner().invoke(lakeflow_cli, ["plot", "--help"], prog_name="lakeflow")
+    assert done.exit_code == 0
+    assert "Usage: lakeflow plot [OPTIONS] [PIPELINE] {liquidations|prices}" in done.stdout
+
+
 def test_compound_durations_add_up():
     assert parse_duration("1h30m") == timedelta(minutes=90)
     assert parse_duration("2w") == timedelta(days=14)
