@@ -79,7 +79,7 @@ class SourceStatus:
             return "stopped on an error (see the log)"
         if self.kind == "streaming":
             if self.state != "connected":
-                return f"{self.state}, not connected"
+                return f"not connected ({self.state})"
             return None
         interval = self.interval or 60.0
         since = self.last_poll if self.last_poll is not None else self.started
