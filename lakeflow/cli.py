@@ -99,15 +99,33 @@ def cli() -> None:
     type=click.Path(dir_okay=False),
     help="Also log to this file, rotated by size. Overrides [log] file.",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    help="Text lines, or one JSON object per line. Overrides [log] format.",
+)
+@click.option(
+    "--live/--no-live",
+    default=None,
+    help="Draw a live status table (default: when stdout is a terminal).",
+)
 def run(
-    pipeline: str, sources: tuple[str, ...], once: bool, log_level: str | None, log_file: str | None
+    pipeline: str,
+    sources: tuple[str, ...],
+    once: bool,
+    log_level: str | None,
+    log_file: str | None,
+    log_format: str | None,
+    live: bool | None,
 ) -> None:
     """Run the pipeline's sources into its tables until SIGINT or SIGTERM.
 
     On a signal, sources stop reading, everything received is committed, and the
-    command exits 0.
+    command exits 0. On a terminal a live table shows each source's state; otherwise
+    a status line per source is logged every [log] status_interval seconds.
     """
     from lakeflow.runtime import Runtime
+    from lakeflow.runtime.pipeline import MetricsUnavailable
 
     registry, spec = _load(pipeline)
     cfg = spec.log
@@ -117,6 +135,7 @@ def run(
         terminal=cfg.terminal,
         max_bytes=cfg.max_bytes,
         backups=cfg.backups,
+        format=log_format or cfg.format,  # type: ignore[arg-type]
     )
     for plugin, error in registry.errors.items():
         logger.error("plugin %s failed to load and is skipped: %s", plugin, error)
@@ -128,10 +147,15 @@ def run(
         )
     if not spec.sources:
         _fail(f"{pipeline}: no [sources.NAME] sections: nothing to run")
-    runtime = Runtime(spec, registry, only=list(sources) or None, once=once)
+    if live is None:
+        live = sys.stdout.isatty() and not once
+    runtime = Runtime(spec, registry, only=list(sources) or None, once=once, live=live)
     if not runtime.specs:
         _fail("--once runs polling sources only, and none is selected")
-    result = asyncio.run(runtime.run())
+    try:
+        result = asyncio.run(runtime.run())
+    except MetricsUnavailable as exc:
+        _fail(f"{pipeline}: {exc}")
     if not result.ok:
         logger.error("sources stopped on errors: %s", ", ".join(result.failed))
         sys.exit(1)
@@ -212,6 +236,43 @@ def list_sources(as_json: bool) -> None:
         click.echo(f"    config: {keys}")
     for plugin, error in registry.errors.items():
         click.echo(f"BROKEN plugin {plugin}: {error}", err=True)
+
+
+@cli.command()
+@pipeline_argument
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(pipeline: str, as_json: bool) -> None:
+    """Show what each source of a running (or the last) `lakeflow run` is doing.
+
+    Per source: state, rows/s, rows, last commit age, reconnects, dead letters, gaps
+    and backlog, read from the status files the run refreshes every second. Exits 0
+    when every source runs and is healthy, 1 otherwise.
+    """
+    from rich.console import Console
+
+    from lakeflow.runtime.status import read_status, status_dir
+    from lakeflow.view import status_table
+
+    _, spec = _load(pipeline)
+    statuses = read_status(status_dir(spec.runtime.state_dir), list(spec.sources))
+    seen = {s.source for s in statuses}
+    never = [name for name in spec.sources if name not in seen]
+    problems = {s.source: s.problem() for s in statuses}
+    if as_json:
+        rows = [{**json.loads(s.to_json()), "problem": problems[s.source]} for s in statuses]
+        rows += [{"source": name, "running": False, "problem": "never ran"} for name in never]
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        console = Console(width=None if sys.stdout.isatty() else 200)
+        if statuses:
+            console.print(status_table(statuses))
+        for name in never:
+            click.echo(f"{name}: never ran with state folder {spec.runtime.state_dir}")
+        for name, problem in problems.items():
+            if problem:
+                click.echo(f"{name}: {problem}")
+    if never or any(problems.values()):
+        sys.exit(1)
 
 
 def _size(n: int) -> str:

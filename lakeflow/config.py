@@ -11,7 +11,7 @@ import os
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -88,6 +88,14 @@ class LogConfig(_Strict):
     terminal: bool = Field(default=True, description="Log to the terminal (stderr).")
     max_bytes: int = Field(default=10_000_000, gt=0)
     backups: int = Field(default=5, ge=0)
+    format: Literal["text", "json"] = Field(
+        default="text", description="Log lines as text, or as one JSON object per line."
+    )
+    status_interval: float = Field(
+        default=60.0,
+        ge=0,
+        description="Seconds between status lines when stdout is not a terminal (0: none).",
+    )
 
     @field_validator("level", mode="before")
     @classmethod
@@ -121,12 +129,33 @@ class RuntimeConfig(_Strict):
     )
 
 
+def _listen_address(value: str | None) -> str | None:
+    """``host:port`` (``[::1]:port`` for IPv6); port 0 picks a free one."""
+    if value is None:
+        return None
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("must be host:port, like 127.0.0.1:9464")
+    return value
+
+
+class MetricsConfig(_Strict):
+    """``[metrics]``: Prometheus metrics and a health check over HTTP."""
+
+    listen: str | None = Field(
+        default=None,
+        description="host:port serving /metrics and /healthz (unset: no server).",
+    )
+    _check_listen = field_validator("listen")(lambda value: _listen_address(value))
+
+
 class PipelineFile(_Strict):
     """The whole file, before sources are matched with their plugins."""
 
     sink: SinkConfig = Field(default_factory=SinkConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
@@ -150,6 +179,7 @@ class Pipeline:
     log: LogConfig
     runtime: RuntimeConfig
     sources: dict[str, SourceSpec]
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     def spool_dir(self, source: str) -> Path:
         """The spool folder of one source instance."""
@@ -206,7 +236,14 @@ def load_pipeline(path: str | Path, registry: Registry) -> Pipeline:
     runtime = parsed.runtime.model_copy(
         update={"state_dir": str((path.parent / parsed.runtime.state_dir).resolve())}
     )
-    return Pipeline(path=path, sink=sink, log=parsed.log, runtime=runtime, sources=sources)
+    return Pipeline(
+        path=path,
+        sink=sink,
+        log=parsed.log,
+        runtime=runtime,
+        sources=sources,
+        metrics=parsed.metrics,
+    )
 
 
 def _load_source(

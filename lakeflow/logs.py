@@ -1,11 +1,18 @@
-"""Logging set-up: terminal and/or a size-rotated file, the source name on every line."""
+"""Logging set-up: terminal and/or a size-rotated file, the source name on every line.
+
+Lines are text (``FORMAT``) or, with ``format="json"``, one JSON object per line with
+the keys ``time``, ``level``, ``logger``, ``source`` and ``message`` (and ``exception``).
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import logging.handlers
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 from lakeflow.secrets import RedactingFilter
 
@@ -21,12 +28,46 @@ class _SourceDefault(logging.Filter):
         return True
 
 
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, for log shippers (Loki, Elasticsearch, CloudWatch)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "source": getattr(record, "source", "-"),
+            "message": record.getMessage(),
+        }
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        return json.dumps(entry, ensure_ascii=False)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time, so the live view can redirect it."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self):  # type: ignore[no-untyped-def]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass
+
+
 def configure(
     level: str = "INFO",
     file: str | Path | None = None,
     terminal: bool = True,
     max_bytes: int = 10_000_000,
     backups: int = 5,
+    format: Literal["text", "json"] = "text",
 ) -> None:
     """Send lakeflow's (and its libraries') log records to the terminal and/or ``file``."""
     root = logging.getLogger()
@@ -36,7 +77,7 @@ def configure(
             handler.close()
     handlers: list[logging.Handler] = []
     if terminal:
-        handlers.append(logging.StreamHandler(sys.stderr))
+        handlers.append(_StderrHandler())
     if file is not None:
         Path(file).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(
@@ -44,7 +85,7 @@ def configure(
                 file, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
             )
         )
-    formatter = logging.Formatter(FORMAT)
+    formatter = JsonFormatter() if format == "json" else logging.Formatter(FORMAT)
     for handler in handlers:
         handler._lakeflow = True  # type: ignore[attr-defined]
         handler.setFormatter(formatter)

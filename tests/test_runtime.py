@@ -39,6 +39,17 @@ def test_undecodable_payloads_land_in_dead_letters_with_their_raw_bytes(tmp_path
     assert dead["received_at"].null_count() == 0
 
 
+def test_a_steady_stream_commits_once_per_flush_interval_not_once_per_arrival(tmp_path):
+    # Arrivals during a commit wait for the next flush; chasing them drained a 500/s
+    # stream in a commit every few milliseconds.
+    started = time.monotonic()
+    result = collect("test_sequence", {"count": 1000, "rate": 500}, tmp_path, payloads=1000)
+    elapsed = time.monotonic() - started
+    assert result.rows.height == 1000
+    flush_interval = 0.2  # write_pipeline's default
+    assert result.result.stats["source"].commits <= elapsed / flush_interval + 3
+
+
 def test_restart_continues_the_sequence_recorded_in_the_table(tmp_path):
     collect("test_sequence", {"count": 300}, tmp_path, payloads=300)
     collect("test_sequence", {"count": 200}, tmp_path, payloads=200)

@@ -207,17 +207,26 @@ class Committer:
             await asyncio.to_thread(spool.fsync)
 
     async def flush(self) -> None:
-        """Commit everything buffered now, ``flush_rows`` payloads per commit at most.
+        """Commit what is buffered when called, ``flush_rows`` payloads per commit at most.
 
+        Payloads that arrive meanwhile wait for the next flush: draining until the buffer
+        is empty would, on a steady stream, chase it with ever smaller commits.
         Retries a failed commit until it lands (or, when stopping, until ``give_up_at``).
         """
         async with self._lock:
-            while len(self.buffer) or self.gaps:
-                first, batch = self.buffer.take(self.flush_rows)
+            pending = len(self.buffer)
+            while pending or self.gaps:
+                first, batch = self.buffer.take(min(self.flush_rows, pending))
+                pending -= len(batch)
                 gaps, self.gaps = self.gaps, []
-                await self._commit_with_retry(first, first + len(batch) - 1, batch, gaps)
-            # A wake-up (a disconnect) with nothing to commit must not spin the loop.
-            self.buffer.ready.clear()
+                self.stats.in_flight = len(batch)
+                try:
+                    await self._commit_with_retry(first, first + len(batch) - 1, batch, gaps)
+                finally:
+                    self.stats.in_flight = 0
+            if len(self.buffer) < self.flush_rows:
+                # A wake-up (a disconnect) with nothing more to commit must not spin the loop.
+                self.buffer.ready.clear()
 
     async def _commit_with_retry(
         self, first: int, last: int, batch: Batch, gaps: list[Gap]
@@ -340,7 +349,12 @@ class Committer:
             key = int(gaps[-1].end.timestamp() * 1_000_000)
             self.sink.commit(GAPS.table, GAPS, frame, name, key)
             landed.add(GAPS.table)
-        self.stats.last_commit = time.time()
+        now = time.time()
+        self.stats.last_commit = now
+        self.stats.commit_seconds.observe(time.perf_counter() - started)
+        if len(batch):
+            first_received = batch.received_at[0].timestamp()
+            self.stats.latency.observe(max(0.0, now - first_received))
         self.log.debug(
             "committed payloads %d..%d: %d rows to %s in %.3fs",
             first,

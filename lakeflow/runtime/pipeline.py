@@ -15,9 +15,11 @@ from lakeflow.errors import SourceError
 from lakeflow.plugins import Registry
 from lakeflow.runtime.backoff import Backoff
 from lakeflow.runtime.committer import CommitAbandoned, Committer
+from lakeflow.runtime.metrics import MetricsServer
 from lakeflow.runtime.polling import run_polls
 from lakeflow.runtime.spool import Spool, SpoolLocked
 from lakeflow.runtime.stats import SourceStats
+from lakeflow.runtime.status import StatusTracker, status_dir, write_status
 from lakeflow.runtime.streaming import supervise_stream
 from lakeflow.secrets import mask_uri
 from lakeflow.sinks import Sink
@@ -39,12 +41,17 @@ class RunResult:
         return not self.failed
 
 
+class MetricsUnavailable(RuntimeError):
+    """The ``[metrics]`` server could not start (its port is taken, say)."""
+
+
 class Runtime:
     """Runs a pipeline's sources concurrently into its sink.
 
     ``once`` polls every polling source one time and skips streaming sources (a one-off
     snapshot). ``stop_when`` is called after every flush tick with the stats and ends the
-    run when it returns True (tests and benchmarks use it).
+    run when it returns True (tests and benchmarks use it). ``live`` draws the status
+    table on the terminal instead of logging a status line every ``status_interval``.
     """
 
     def __init__(
@@ -55,13 +62,17 @@ class Runtime:
         only: list[str] | None = None,
         once: bool = False,
         stop_when: Callable[[dict[str, SourceStats]], bool] | None = None,
-        status_interval: float = 60.0,
+        status_interval: float | None = None,
+        live: bool = False,
     ) -> None:
         self.pipeline = pipeline
         self.sink: Sink = registry.sinks[pipeline.sink.type](pipeline.sink)
         self.once = once
         self.stop_when = stop_when
-        self.status_interval = status_interval
+        self.status_interval = (
+            pipeline.log.status_interval if status_interval is None else status_interval
+        )
+        self.live = live
         specs = list(pipeline.sources.values())
         if only:
             specs = [s for s in specs if s.name in only]
@@ -74,6 +85,10 @@ class Runtime:
         self.stopping = asyncio.Event()
         self.stats: dict[str, SourceStats] = {s.name: SourceStats() for s in specs}
         self.committers: dict[str, Committer] = {}
+        self.tracker = StatusTracker(specs, self.stats)
+        self.metrics: MetricsServer | None = None
+        if pipeline.metrics.listen:
+            self.metrics = MetricsServer(pipeline.metrics.listen, self.tracker)
 
     def stop(self) -> None:
         """Ask the run to stop: sources stop reading, everything buffered is committed."""
@@ -112,6 +127,15 @@ class Runtime:
             self.pipeline.sink.flush_interval,
             self.pipeline.sink.flush_rows,
         )
+        if self.metrics is not None:
+            # Before any source starts: a port in use must fail the run, not go unnoticed.
+            try:
+                await self.metrics.start()
+            except OSError as exc:
+                raise MetricsUnavailable(
+                    f"metrics.listen: cannot listen on {self.pipeline.metrics.listen}: "
+                    f"{exc.strerror or exc}"
+                ) from exc
         started = time.monotonic()
         workers = [
             asyncio.create_task(self._source(spec, result), name=spec.name) for spec in self.specs
@@ -126,6 +150,10 @@ class Runtime:
             waiter.cancel()
             watcher.cancel()
             await asyncio.shield(all_done)
+            await asyncio.gather(watcher, return_exceptions=True)
+            await self._publish()
+            if self.metrics is not None:
+                await self.metrics.stop()
         elapsed = time.monotonic() - started
         for name, stats in self.stats.items():
             table = self.committers[name].spec.table if name in self.committers else "?"
@@ -142,29 +170,56 @@ class Runtime:
             )
         return result
 
+    async def _publish(self) -> list:
+        """Write every source's status file; returns the snapshots."""
+        statuses = self.tracker.snapshot()
+        folder = status_dir(self.pipeline.runtime.state_dir)
+        try:
+            await asyncio.to_thread(write_status, folder, statuses)
+        except OSError as exc:
+            logger.debug("cannot write status files to %s: %s", folder, exc)
+        return statuses
+
     async def _watch(self) -> None:
-        last_status = time.monotonic()
-        last_rows = {name: 0 for name in self.stats}
-        while True:
-            await asyncio.sleep(0.05 if self.stop_when else 1.0)
-            if self.stop_when is not None and self.stop_when(self.stats):
-                self.stop()
-            now = time.monotonic()
-            if now - last_status >= self.status_interval:
-                for name, stats in self.stats.items():
-                    rate = (stats.rows - last_rows[name]) / (now - last_status)
-                    last_rows[name] = stats.rows
-                    logger.info(
-                        "%s, %d rows (%.1f/s), %d dead letters, %d reconnects, %d gaps",
-                        stats.state,
-                        stats.rows,
-                        rate,
-                        stats.dead_letters,
-                        stats.reconnects,
-                        stats.gaps,
-                        extra={"source": name},
-                    )
-                last_status = now
+        """Once a second: status files, the live view; a status line every status_interval."""
+        view = None
+        if self.live:
+            from lakeflow.view import LiveView
+
+            view = LiveView()
+            view.start()
+        last_line = time.monotonic()
+        last_publish = 0.0
+        try:
+            while True:
+                await asyncio.sleep(0.05 if self.stop_when else 1.0)
+                if self.stop_when is not None and self.stop_when(self.stats):
+                    self.stop()
+                now = time.monotonic()
+                if now - last_publish < 1.0:
+                    continue
+                last_publish = now
+                statuses = await self._publish()
+                if view is not None:
+                    view.update(statuses)
+                elif self.status_interval and now - last_line >= self.status_interval:
+                    last_line = now
+                    for status in statuses:
+                        logger.info(
+                            "%s, %d rows (%.1f/s), %d dead letters, %d reconnects, %d gaps, "
+                            "backlog %d",
+                            status.state,
+                            status.rows,
+                            status.rows_per_second,
+                            status.dead_letters,
+                            status.reconnects,
+                            status.gaps,
+                            status.backlog,
+                            extra={"source": status.source},
+                        )
+        finally:
+            if view is not None:
+                view.stop()
 
     async def _source(self, spec: SourceSpec, result: RunResult) -> None:
         """One source instance: open, read until stopped, close, commit the rest."""

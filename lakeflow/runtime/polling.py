@@ -99,6 +99,7 @@ async def run_polls(
             # One receipt time per poll: its bodies share one polled_at.
             committer.buffer.extend([bytes(p) for p in payloads], time.time_ns())
             stats.polls += 1
+            stats.last_poll = time.time()
             stats.state = "idle"
             if gap_since is not None:
                 committer.add_gap(gap_since, time.time(), gap_reason)

@@ -1,12 +1,44 @@
-"""Counters per source, read by the status log and the final summary."""
+"""Counters per source, read by the status view, the metrics endpoint and the summary.
+
+The hot path touches none of them per payload: arrivals are counted by the buffer, and
+everything else changes once per commit, poll or connection.
+"""
 
 from __future__ import annotations
 
+import bisect
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from lakeflow.runtime.buffer import PayloadBuffer
+
+#: Upper bounds (seconds) of the latency histograms' buckets, the last one open-ended.
+LATENCY_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+@dataclass
+class Histogram:
+    """Observations counted into fixed buckets (non-cumulative), with their sum."""
+
+    bounds: tuple[float, ...] = LATENCY_BUCKETS
+    counts: list[int] = field(default_factory=list)
+    total: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.counts:
+            self.counts = [0] * (len(self.bounds) + 1)
+
+    def observe(self, value: float) -> None:
+        """Count one observation."""
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    @property
+    def count(self) -> int:
+        """Observations so far."""
+        return sum(self.counts)
 
 
 @dataclass
@@ -22,7 +54,15 @@ class SourceStats:
     gaps: int = 0
     polls: int = 0
     failed_polls: int = 0
+    #: Epoch seconds of the last commit, the last successful poll, the current connection.
     last_commit: float | None = None
+    last_poll: float | None = None
+    connected_since: float | None = None
+    started: float = field(default_factory=time.time)
+    #: Seconds from a batch's first receipt until its commit landed.
+    latency: Histogram = field(default_factory=Histogram)
+    #: Seconds one commit took (decode and write).
+    commit_seconds: Histogram = field(default_factory=Histogram)
     # The source's buffer counts arrivals itself, so the hot path touches no counter here.
     buffer: PayloadBuffer | None = field(default=None, repr=False)
 
@@ -31,3 +71,12 @@ class SourceStats:
         """Payloads received so far, committed or still buffered."""
         buffer = self.buffer
         return 0 if buffer is None else buffer.taken + len(buffer)
+
+    #: Payloads handed to the commit under way.
+    in_flight: int = 0
+
+    @property
+    def backlog(self) -> int:
+        """Payloads received but not yet committed (buffered or being committed)."""
+        buffer = self.buffer
+        return self.in_flight + (0 if buffer is None else len(buffer))

@@ -39,6 +39,7 @@ class StreamFeed:
             self._committer.add_gap(self.gap_since, now, self.gap_reason)
             self.gap_since = None
         stats.state = "connected"
+        stats.connected_since = now
         self.connected_at = now
         self._committer.log.info("connected%s", f" to {detail}" if detail else "")
 
@@ -50,6 +51,7 @@ class StreamFeed:
             self.gap_reason = reason
         self.connected_at = None
         self._committer.stats.state = "disconnected"
+        self._committer.stats.connected_since = None
 
 
 async def supervise_stream(

@@ -1,0 +1,166 @@
+"""``[metrics] listen``: Prometheus metrics at ``/metrics`` and a health check at ``/healthz``.
+
+The figures are read from each source's :class:`SourceStats` when scraped, so collecting
+costs nothing per payload. The exposition format is prometheus_client's, not ours.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
+
+from lakeflow.runtime.stats import Histogram, SourceStats
+from lakeflow.runtime.status import StatusTracker
+
+logger = logging.getLogger(__name__)
+
+_COUNTERS: tuple[tuple[str, str, Callable[[SourceStats], int]], ...] = (
+    ("lakeflow_payloads_received", "Payloads received from the source.", lambda s: s.received),
+    ("lakeflow_rows_committed", "Rows committed to the source's table.", lambda s: s.rows),
+    ("lakeflow_commits", "Commits to the source's table.", lambda s: s.commits),
+    ("lakeflow_dead_letters", "Payloads that went to _dead_letters.", lambda s: s.dead_letters),
+    ("lakeflow_ignored", "Payloads carrying no rows (control frames).", lambda s: s.ignored),
+    ("lakeflow_reconnects", "Reconnects of a streaming source.", lambda s: s.reconnects),
+    ("lakeflow_gaps", "Gaps recorded in _gaps.", lambda s: s.gaps),
+    ("lakeflow_polls", "Successful polls of a polling source.", lambda s: s.polls),
+    ("lakeflow_failed_polls", "Failed polls of a polling source.", lambda s: s.failed_polls),
+)
+
+
+def _buckets(histogram: Histogram) -> list[tuple[str, float]]:
+    cumulative = 0
+    out = []
+    for bound, count in zip((*histogram.bounds, float("inf")), histogram.counts, strict=True):
+        cumulative += count
+        out.append(("+Inf" if bound == float("inf") else repr(bound), float(cumulative)))
+    return out
+
+
+class StatsCollector(Collector):
+    """A prometheus_client collector over the runtime's per-source stats."""
+
+    def __init__(self, tracker: StatusTracker) -> None:
+        self.tracker = tracker
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["source", "table"]
+        specs = self.tracker.specs
+        items = [(name, [name, specs[name].table], s) for name, s in self.tracker.stats.items()]
+        for metric, documentation, read in _COUNTERS:
+            family = CounterMetricFamily(metric, documentation, labels=labels)
+            for _, values, stats in items:
+                family.add_metric(values, read(stats))
+            yield family
+        backlog = GaugeMetricFamily(
+            "lakeflow_spool_backlog_payloads",
+            "Payloads received and spooled but not yet committed.",
+            labels=labels,
+        )
+        last_commit = GaugeMetricFamily(
+            "lakeflow_last_commit_timestamp_seconds",
+            "Unix time of the source's last commit.",
+            labels=labels,
+        )
+        latency = HistogramMetricFamily(
+            "lakeflow_commit_latency_seconds",
+            "Seconds from a batch's first receipt until its commit landed.",
+            labels=labels,
+        )
+        duration = HistogramMetricFamily(
+            "lakeflow_commit_duration_seconds",
+            "Seconds one commit took: decode and write.",
+            labels=labels,
+        )
+        for _, values, stats in items:
+            backlog.add_metric(values, stats.backlog)
+            if stats.last_commit is not None:
+                last_commit.add_metric(values, stats.last_commit)
+            latency.add_metric(values, _buckets(stats.latency), stats.latency.total)
+            duration.add_metric(values, _buckets(stats.commit_seconds), stats.commit_seconds.total)
+        yield from (backlog, last_commit, latency, duration)
+        up = GaugeMetricFamily(
+            "lakeflow_source_healthy",
+            "1 while the source is connected or polled within two intervals, else 0.",
+            labels=["source"],
+        )
+        connected = GaugeMetricFamily(
+            "lakeflow_source_connected",
+            "1 while a streaming source holds a connection, else 0.",
+            labels=["source"],
+        )
+        for status in self.tracker.snapshot():
+            up.add_metric([status.source], 0.0 if status.problem() else 1.0)
+            if status.kind == "streaming":
+                connected.add_metric([status.source], 1.0 if status.state == "connected" else 0.0)
+        yield up
+        yield connected
+
+
+class MetricsServer:
+    """An aiohttp server on the runtime's event loop: ``/metrics`` and ``/healthz``."""
+
+    def __init__(self, listen: str, tracker: StatusTracker) -> None:
+        host, _, port = listen.rpartition(":")
+        self.host = host.strip("[]") or "127.0.0.1"
+        self.port = int(port)
+        self.tracker = tracker
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(StatsCollector(tracker))
+        # RSS, CPU and open files of this process: what a months-long run needs watched.
+        ProcessCollector(registry=self.registry)
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        """Start listening; the real port is in ``self.port`` (useful with port 0)."""
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        bound = self._runner.addresses
+        if bound:
+            self.port = bound[0][1]
+        logger.info("metrics at http://%s:%d/metrics, health at /healthz", self.host, self.port)
+
+    async def stop(self) -> None:
+        """Stop listening."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body = generate_latest(self.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        now = time.time()
+        sources = {}
+        problems = []
+        for status in self.tracker.snapshot():
+            problem = status.problem(now)
+            sources[status.source] = {"state": status.state, "problem": problem}
+            if problem:
+                problems.append(f"{status.source}: {problem}")
+        body = {"status": "unhealthy" if problems else "ok", "sources": sources}
+        if problems:
+            body["reason"] = "; ".join(problems)
+        return web.Response(
+            text=json.dumps(body) + "\n",
+            status=503 if problems else 200,
+            content_type="application/json",
+        )

@@ -1,0 +1,190 @@
+"""What each source is doing, as a snapshot: for the live view, status files and /healthz.
+
+A running ``lakeflow run`` writes one small JSON file per source into
+``<state_dir>/status/`` every second; ``lakeflow status`` reads them from another
+process. A file whose process is gone (or that stopped being refreshed) reads as "not
+running", with the last figures it holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lakeflow.config import SourceSpec
+    from lakeflow.runtime.stats import SourceStats
+
+#: A status file not refreshed for this long belongs to a process that hung or died.
+STALE_AFTER = 15.0
+#: Seconds of history the rows/s rate is measured over.
+RATE_WINDOW = 10.0
+
+
+@dataclass
+class SourceStatus:
+    """One source instance at one moment, as shown by ``lakeflow status``."""
+
+    source: str
+    type: str
+    kind: str
+    table: str
+    interval: float | None
+    pid: int
+    state: str
+    received: int
+    rows: int
+    rows_per_second: float
+    commits: int
+    dead_letters: int
+    ignored: int
+    reconnects: int
+    gaps: int
+    polls: int
+    failed_polls: int
+    backlog: int
+    started: float
+    updated: float
+    last_commit: float | None
+    last_poll: float | None
+    connected_since: float | None
+    running: bool = True
+
+    def to_json(self) -> str:
+        """The snapshot as one JSON object."""
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SourceStatus:
+        """Read a snapshot written by :meth:`to_json`, ignoring keys it does not know."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def problem(self, now: float | None = None) -> str | None:
+        """Why this source is not healthy, or None if it is.
+
+        Healthy means: a streaming source is connected; a polling source polled
+        successfully within two intervals (counted from its start before its first poll).
+        """
+        now = time.time() if now is None else now
+        if not self.running:
+            return "not running"
+        if self.state == "failed":
+            return "stopped on an error (see the log)"
+        if self.kind == "streaming":
+            if self.state != "connected":
+                return f"not connected ({self.state})"
+            return None
+        interval = self.interval or 60.0
+        since = self.last_poll if self.last_poll is not None else self.started
+        if now - since > 2 * interval:
+            what = "no successful poll" if self.last_poll is None else "last successful poll"
+            return f"{what} for {now - since:.0f}s (interval {interval:g}s)"
+        if self.state == "paused":
+            return "paused"
+        return None
+
+
+class StatusTracker:
+    """Turns live :class:`SourceStats` into :class:`SourceStatus` snapshots with a rate."""
+
+    def __init__(self, specs: list[SourceSpec], stats: dict[str, SourceStats]) -> None:
+        self.specs = {spec.name: spec for spec in specs}
+        self.stats = stats
+        self._history: dict[str, deque[tuple[float, int]]] = {name: deque() for name in stats}
+
+    def snapshot(self) -> list[SourceStatus]:
+        """The status of every source now."""
+        now = time.time()
+        pid = os.getpid()
+        out = []
+        for name, stats in self.stats.items():
+            spec = self.specs[name]
+            history = self._history[name]
+            history.append((now, stats.rows))
+            while len(history) > 1 and now - history[0][0] > RATE_WINDOW:
+                history.popleft()
+            then, rows_then = history[0]
+            rate = (stats.rows - rows_then) / (now - then) if now > then else 0.0
+            out.append(
+                SourceStatus(
+                    source=name,
+                    type=spec.cls.type,
+                    kind=spec.cls.kind,
+                    table=spec.table,
+                    interval=getattr(spec.config, "interval", None),
+                    pid=pid,
+                    state=stats.state,
+                    received=stats.received,
+                    rows=stats.rows,
+                    rows_per_second=round(rate, 2),
+                    commits=stats.commits,
+                    dead_letters=stats.dead_letters,
+                    ignored=stats.ignored,
+                    reconnects=stats.reconnects,
+                    gaps=stats.gaps,
+                    polls=stats.polls,
+                    failed_polls=stats.failed_polls,
+                    backlog=stats.backlog,
+                    started=stats.started,
+                    updated=now,
+                    last_commit=stats.last_commit,
+                    last_poll=stats.last_poll,
+                    connected_since=stats.connected_since,
+                )
+            )
+        return out
+
+
+def status_dir(state_dir: str | Path) -> Path:
+    """Where a pipeline's status files live."""
+    return Path(state_dir) / "status"
+
+
+def write_status(folder: Path, statuses: list[SourceStatus]) -> None:
+    """Write each snapshot to ``folder/<source>.json``, atomically (write, then rename)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for status in statuses:
+        target = folder / f"{status.source}.json"
+        temporary = target.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(status.to_json(), encoding="utf-8")
+        os.replace(temporary, target)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def read_status(folder: Path, sources: list[str], now: float | None = None) -> list[SourceStatus]:
+    """The last snapshot of each of ``sources`` found in ``folder``, marked running or not.
+
+    Sources that never ran here have no snapshot and are left out.
+    """
+    now = time.time() if now is None else now
+    found = []
+    for name in sources:
+        path = folder / f"{name}.json"
+        with contextlib.suppress(FileNotFoundError):
+            try:
+                status = SourceStatus.from_dict(json.loads(path.read_text(encoding="utf-8")))
+            except (ValueError, TypeError):
+                continue  # a torn or foreign file: say nothing rather than something wrong
+            status.running = (
+                status.state != "stopped"
+                and now - status.updated <= STALE_AFTER
+                and _alive(status.pid)
+            )
+            found.append(status)
+    return found
