@@ -147,6 +147,10 @@ def validate(pipeline: str) -> None:
         f"sink: {spec.sink.type} at {mask_uri(spec.sink.uri)} "
         f"(flush every {spec.sink.flush_interval:g}s or {spec.sink.flush_rows} payloads)"
     )
+    from lakeflow.maintain import settings_summary
+
+    scheduled = spec.maintenance.scheduled
+    click.echo(f"maintenance: {settings_summary(spec.maintenance) if scheduled else 'off'}")
     for name, source in spec.sources.items():
         keys = source.config.model_dump(exclude_defaults=True, exclude={"table"})
         shown = redact(json.dumps(keys, default=str)) if keys else "defaults"

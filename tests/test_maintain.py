@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -187,7 +188,7 @@ def test_the_schedule_inside_run_maintains_tables_while_collecting(pm, tmp_path,
     result, tables = run(
         pm,
         tmp_path,
-        COLLECT.format(maintenance="interval = 0.5\nvacuum_retention = 0", count=300, rate=100),
+        COLLECT.format(maintenance="interval = 0.5", count=300, rate=100),
         until=lambda stats: stats["seq"].rows >= 300 and "maintained" in caplog.text,
         timeout=60,
     )
@@ -271,3 +272,17 @@ def test_a_table_whose_maintenance_lock_is_taken_is_skipped(table, cli):
     assert done.returncode == 0, done.stderr
     assert "test_records: skipped, another maintenance of this table is running" in done.stdout
     assert DeltaTable(str(table)).get_add_actions().num_rows == 30
+
+
+def test_the_readme_maintenance_section_is_valid_and_the_defaults(tmp_path):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("[maintenance]", 1)[1].split("\n\n", 1)[0]
+    data = tomllib.loads(section.split("\n", 1)[1])
+    assert MaintenanceConfig.model_validate(data) == MaintenanceConfig()
+
+
+def test_validate_shows_the_maintenance_schedule(cli, write_toml):
+    configure(write_toml, 'interval = "6h"')
+    assert "maintenance: every 6h: target 128.0 MB files" in cli("validate").stdout
+    configure(write_toml, "enabled = false")
+    assert "maintenance: off" in cli("validate").stdout
