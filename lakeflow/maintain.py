@@ -94,6 +94,7 @@ class MaintainReport:
             f"{self.table}: files {b.files} -> {a.files}, bytes {size(b.bytes)} -> "
             f"{size(a.bytes)}, version {b.version} -> {a.version}; {done}, vacuumed "
             f"{self.vacuumed_files} files; {self.seconds:.2f}s"
+            + (f" ({self.retries} commit conflicts retried)" if self.retries else "")
         )
 
 
