@@ -286,3 +286,28 @@ def test_validate_shows_the_maintenance_schedule(cli, write_toml):
     assert "maintenance: every 6h: target 128.0 MB files" in cli("validate").stdout
     configure(write_toml, "enabled = false")
     assert "maintenance: off" in cli("validate").stdout
+
+
+def commit_rows(tmp_path: Path, day: datetime, first: int, count: int) -> None:
+    sink = DeltaSink(SinkConfig(uri=str(tmp_path / "tables")))
+    for n in range(first, first + count):
+        rows = pl.DataFrame(
+            {"source": "clock", "n": n, "value": str(n), "received_at": day, "date": day.date()}
+        )
+        sink.commit("test_records", RECORD, rows, "clock", n)
+
+
+def test_only_partitions_that_received_appends_are_rewritten(tmp_path, cli, write_toml):
+    write_toml(CLOCK.format(""))
+    monday, tuesday = datetime(2026, 11, 2, tzinfo=UTC), datetime(2026, 11, 3, tzinfo=UTC)
+    commit_rows(tmp_path, monday, 1, 5)
+    commit_rows(tmp_path, tuesday, 6, 5)
+    cli("maintain")
+    table = DeltaTable(str(tmp_path / "tables" / "test_records"))
+    monday_file = [p for p in table.file_uris() if "2026-11-02" in p]
+    commit_rows(tmp_path, tuesday, 11, 3)
+    done = cli("maintain")
+    assert "rewrote 4 files" in done.stdout and "in 1 partition," in done.stdout
+    table = DeltaTable(str(tmp_path / "tables" / "test_records"))
+    assert [p for p in table.file_uris() if "2026-11-02" in p] == monday_file
+    assert table.get_add_actions().num_rows == 2
