@@ -171,6 +171,10 @@ def validate(pipeline: str) -> None:
         f"sink: {spec.sink.type} at {mask_uri(spec.sink.uri)} "
         f"(flush every {spec.sink.flush_interval:g}s or {spec.sink.flush_rows} payloads)"
     )
+    from lakeflow.maintain import settings_summary
+
+    scheduled = spec.maintenance.scheduled
+    click.echo(f"maintenance: {settings_summary(spec.maintenance) if scheduled else 'off'}")
     for name, source in spec.sources.items():
         keys = source.config.model_dump(exclude_defaults=True, exclude={"table"})
         shown = redact(json.dumps(keys, default=str)) if keys else "defaults"
@@ -414,28 +418,27 @@ def _printable(frame: pl.DataFrame) -> pl.DataFrame:
 @click.option("--table", "only", multiple=True, metavar="T", help="Only this table (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Report what would be done; change nothing.")
 def maintain(pipeline: str, only: tuple[str, ...], dry_run: bool) -> None:
-    """Compact, vacuum and checkpoint the pipeline's tables (safe while collecting)."""
-    from lakeflow.maintain import maintain_table
+    """Compact, Z-order, vacuum and checkpoint the pipeline's tables (safe while collecting).
+
+    Settings come from the pipeline's [maintenance] section. Prints, per table, files,
+    bytes and version before and after, and the time it took.
+    """
+    from lakeflow.maintain import maintain_table, settings_summary
 
     registry, spec = _load(pipeline)
     sink = _sink(registry, spec)
     names = list(only) or _existing_tables(sink, spec)
+    click.echo(f"maintenance: {settings_summary(spec.maintenance).split(': ', 1)[1]}")
     for table in names:
         try:
-            report = maintain_table(sink, table, dry_run=dry_run)
+            report = maintain_table(sink, table, spec.maintenance, dry_run=dry_run)
         except Exception as exc:
             _fail(f"maintenance of {table} failed: {exc}", code=1)
             return
         if report is None:
             click.echo(f"{table}: no such table")
             continue
-        b, a = report.before, report.after
-        verb = "would vacuum" if dry_run else "vacuumed"
-        click.echo(
-            f"{table}: files {b.files} -> {a.files}, bytes {_size(b.bytes)} -> {_size(a.bytes)}, "
-            f"version {b.version} -> {a.version}; compacted {report.compacted_files} files, "
-            f"{verb} {report.vacuumed_files}; {report.seconds:.2f}s"
-        )
+        click.echo(report.summary())
 
 
 @cli.command()

@@ -149,6 +149,99 @@ class MetricsConfig(_Strict):
     _check_listen = field_validator("listen")(lambda value: _listen_address(value))
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|KiB|MiB|GiB)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "kib": 1 << 10,
+    "mib": 1 << 20,
+    "gib": 1 << 30,
+}
+
+
+def parse_duration(value: Any) -> Any:
+    """Seconds from a number (as elsewhere in the file) or a string with a unit.
+
+    Units: ``s``, ``m``, ``h``, ``d``, ``w`` (``"90s"``, ``"15m"``, ``"6h"``, ``"7d"``).
+    """
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError(
+                f"{value!r} is not a duration: use seconds (3600) or a number with a unit "
+                's, m, h, d or w ("1h", "7d")'
+            )
+        return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    return value
+
+
+def parse_size(value: Any) -> Any:
+    """Bytes from an integer or ``"128MiB"``/``"100MB"`` (KiB/MiB/GiB are powers of 1024)."""
+    if isinstance(value, str):
+        match = _SIZE.match(value)
+        if not match:
+            raise ValueError(
+                f"{value!r} is not a size: use bytes (134217728) or a number with a unit "
+                'B, KB, MB, GB, KiB, MiB or GiB ("128MiB")'
+            )
+        return int(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()])
+    return value
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest exact way to write ``seconds`` with one unit: ``"1h"``, ``"7d"``, ``"0.5s"``."""
+    for unit in ("w", "d", "h", "m"):
+        size = _DURATION_UNITS[unit]
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+class MaintenanceConfig(_Strict):
+    """``[maintenance]``: compaction, Z-order, vacuum and log cleanup, by ``lakeflow run``
+    every ``interval`` and on demand by ``lakeflow maintain``.
+
+    Durations are seconds or strings with a unit (``"1h"``, ``"7d"``); sizes are bytes or
+    strings with a unit (``"128MiB"``).
+    """
+
+    enabled: bool = Field(default=True, description="Maintain on a schedule inside `run`.")
+    interval: float = Field(
+        default=3600.0, ge=0, description="Seconds between scheduled runs (0: never)."
+    )
+    target_file_size: int = Field(
+        default=128 << 20, ge=1 << 20, description="Bytes a compacted data file aims for."
+    )
+    z_order: list[str] = Field(
+        default_factory=lambda: ["symbol"],
+        description="Columns to cluster rows by (skipped in tables that lack them).",
+    )
+    vacuum_retention: float = Field(
+        default=86_400.0,
+        ge=0,
+        description="Delete files unreferenced for longer than this (seconds).",
+    )
+    log_retention: float = Field(
+        default=7 * 86_400.0,
+        gt=0,
+        description="Keep log entries this long (the table's delta.logRetentionDuration).",
+    )
+
+    _durations = field_validator("interval", "vacuum_retention", "log_retention", mode="before")(
+        lambda value: parse_duration(value)
+    )
+    _sizes = field_validator("target_file_size", mode="before")(lambda value: parse_size(value))
+
+    @property
+    def scheduled(self) -> bool:
+        """True when ``lakeflow run`` should maintain on its own."""
+        return self.enabled and self.interval > 0
+
+
 class PipelineFile(_Strict):
     """The whole file, before sources are matched with their plugins."""
 
@@ -156,6 +249,7 @@ class PipelineFile(_Strict):
     log: LogConfig = Field(default_factory=LogConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    maintenance: MaintenanceConfig = Field(default_factory=MaintenanceConfig)
     sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
@@ -180,6 +274,7 @@ class Pipeline:
     runtime: RuntimeConfig
     sources: dict[str, SourceSpec]
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    maintenance: MaintenanceConfig = field(default_factory=MaintenanceConfig)
 
     def spool_dir(self, source: str) -> Path:
         """The spool folder of one source instance."""
@@ -243,6 +338,7 @@ def load_pipeline(path: str | Path, registry: Registry) -> Pipeline:
         runtime=runtime,
         sources=sources,
         metrics=parsed.metrics,
+        maintenance=parsed.maintenance,
     )
 
 

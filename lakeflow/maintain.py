@@ -1,16 +1,67 @@
-"""Table maintenance: compaction, vacuum, checkpoint and log cleanup of Delta tables."""
+"""Table maintenance: compaction, Z-order, vacuum, checkpoint and log cleanup of Delta tables.
+
+Safe while a collector writes: the rewrite commits with ``dataChange = false`` and only
+removes files it read, so a concurrent blind append never conflicts with it (delta-rs
+rebases the append on top, or the rewrite on top of the append); a rewrite whose commit
+fails anyway is planned again and retried. Maintenance never takes the sink's per-table
+commit lock.
+
+Two rewrites of one table must never run at once: delta-rs 1.6 does not detect that two
+concurrent optimize commits removed the same files, and both land, which doubles the
+rows (checked: two handles, two ``compact()``, twice the rows). So a local table is
+maintained under an exclusive ``flock`` on ``<table>/_lakeflow_maintenance.lock``
+(``_`` files are ignored by Delta readers and by vacuum), shared by the scheduled
+maintenance of ``lakeflow run`` and by ``lakeflow maintain``; a maintenance that finds
+it taken skips the table. On object storage there is no such lock: maintain each table
+from one place only (one collector's schedule, or a cron job).
+
+Incremental: only partitions that received appends since they were last rewritten
+(two or more small files) are rewritten, so a table maintained an hour ago costs one rewrite of the
+partition that grew since, and an untouched table costs a look at its file list.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import math
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
+import polars as pl
 from deltalake import DeltaTable
+from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
+from lakeflow.config import MaintenanceConfig, format_duration
 from lakeflow.sinks import Sink, TableInfo
 
-#: Files no longer referenced are kept this long, so readers of older versions still work.
-DEFAULT_VACUUM_HOURS = 168
+#: Attempts at a rewrite that keeps losing commit races before giving up until next time.
+ATTEMPTS = 5
+LOG_RETENTION = "delta.logRetentionDuration"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What maintenance would rewrite in one table."""
+
+    partitions: list[dict[str, str]]
+    files: int
+    bytes: int
+    z_order: tuple[str, ...]
+
+    def describe(self) -> str:
+        """``"rewrite 43200 files (4.6 GB) in 30 partitions, Z-ordered by symbol"``."""
+        if not self.files:
+            return "nothing to compact"
+        how = f"Z-ordered by {', '.join(self.z_order)}" if self.z_order else "compacted"
+        count = len(self.partitions)
+        plural = "s" if count > 1 else ""
+        where = f" in {count} partition{plural}" if self.partitions != [{}] else ""
+        return f"rewrite {self.files} files ({size(self.bytes)}){where}, {how}"
 
 
 @dataclass(frozen=True)
@@ -20,56 +71,253 @@ class MaintainReport:
     table: str
     before: TableInfo
     after: TableInfo
-    compacted_files: int
+    plan: Plan
     vacuumed_files: int
     seconds: float
     dry_run: bool
+    retries: int = 0
+    skipped: bool = False
+
+    def summary(self) -> str:
+        """One line: files, bytes and version before and after, and the time it took."""
+        b, a = self.before, self.after
+        if self.skipped:
+            return f"{self.table}: skipped, another maintenance of this table is running"
+        if self.dry_run:
+            return (
+                f"{self.table}: {b.files} files, {size(b.bytes)}, version {b.version}; "
+                f"would {self.plan.describe()}, vacuum {self.vacuumed_files} files "
+                f"(dry run, {self.seconds:.2f}s)"
+            )
+        done = self.plan.describe().replace("rewrite", "rewrote", 1)
+        return (
+            f"{self.table}: files {b.files} -> {a.files}, bytes {size(b.bytes)} -> "
+            f"{size(a.bytes)}, version {b.version} -> {a.version}; {done}, vacuumed "
+            f"{self.vacuumed_files} files; {self.seconds:.2f}s"
+            + (f" ({self.retries} commit conflicts retried)" if self.retries else "")
+        )
+
+
+def size(n: int) -> str:
+    """Bytes for people: ``"4.6 GB"`` (powers of 1024)."""
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def table_info(handle: DeltaTable, name: str) -> TableInfo:
+    """Statistics of an open table, read without the sink's commit lock."""
+    actions = pl.DataFrame(handle.get_add_actions(flatten=True))
+    history = handle.history(1)
+    last = history[0].get("timestamp") if history else None
+    rows = actions["num_records"].sum() if "num_records" in actions.columns else 0
+    return TableInfo(
+        name=name,
+        uri=handle.table_uri,
+        version=handle.version(),
+        files=actions.height,
+        rows=int(rows or 0),
+        bytes=int(actions["size_bytes"].sum() or 0) if actions.height else 0,
+        last_commit=datetime.fromtimestamp(last / 1000, UTC) if last else None,
+    )
+
+
+def plan(handle: DeltaTable, settings: MaintenanceConfig) -> Plan:
+    """The partitions worth rewriting: those holding two or more small files.
+
+    A file is small below a quarter of ``target_file_size``. Appends are small (one
+    flush each); a rewrite leaves at most one small file per partition (the remainder),
+    since delta-rs fills its output files to between about half the target and the
+    target. So a partition that received appends since the last run is rewritten whole,
+    Z-ordered when the table has the ``z_order`` columns, and one that did not is left
+    alone: a second run on a maintained table only reads the file list.
+    """
+    columns = {f.name for f in handle.schema().fields}
+    partition_by = list(handle.metadata().partition_columns)
+    z_order = tuple(c for c in settings.z_order if c in columns and c not in partition_by)
+    actions = pl.DataFrame(handle.get_add_actions(flatten=True))
+    if actions.height == 0:
+        return Plan([], 0, 0, z_order)
+    keys = [f"partition.{c}" for c in partition_by]
+    small = pl.col("size_bytes") < settings.target_file_size // 4
+    groups = (
+        actions.group_by(keys or pl.lit(0).alias("_all"))
+        .agg(
+            pl.len().alias("files"),
+            pl.col("size_bytes").sum().alias("bytes"),
+            small.sum().alias("small"),
+        )
+        .filter(pl.col("small") >= 2)
+    )
+    if groups.height == 0:
+        return Plan([], 0, 0, z_order)
+    partitions = [
+        {c: _partition_value(row[f"partition.{c}"]) for c in partition_by}
+        for row in groups.iter_rows(named=True)
+    ]
+    return Plan(partitions, int(groups["files"].sum()), int(groups["bytes"].sum()), z_order)
+
+
+def _partition_value(value: Any) -> str:
+    # Delta stores partition values as strings; dates as ISO dates.
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def _rewrite(handle: DeltaTable, work: Plan, settings: MaintenanceConfig) -> None:
+    """Compact or Z-order the planned partitions, one commit per filter."""
+    if work.partitions == [{}] or not work.partitions:
+        filters: list[Any] = [None]
+    elif len(work.partitions[0]) == 1:
+        # One partition column (the usual `date`): every planned partition in one call.
+        (column,) = work.partitions[0]
+        filters = [[(column, "in", [p[column] for p in work.partitions])]]
+    else:
+        filters = [[(c, "=", v) for c, v in p.items()] for p in work.partitions]
+    for partition_filters in filters:
+        if work.z_order:
+            handle.optimize.z_order(
+                list(work.z_order),
+                partition_filters=partition_filters,
+                target_size=settings.target_file_size,
+            )
+        else:
+            handle.optimize.compact(
+                partition_filters=partition_filters, target_size=settings.target_file_size
+            )
+
+
+def _with_retries(action: Callable[[], None], handle: DeltaTable) -> int:
+    """Run ``action``; when its commit loses a race, reload the table and run it again."""
+    for attempt in range(ATTEMPTS):
+        try:
+            action()
+            return attempt
+        except CommitFailedError:
+            if attempt == ATTEMPTS - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+            handle.update_incremental()
+    return ATTEMPTS
+
+
+class Busy(Exception):
+    """Another maintenance of the table holds its lock."""
+
+
+@contextlib.contextmanager
+def exclusive(uri: str) -> Iterator[None]:
+    """Hold the table's maintenance lock (local tables only); raise :class:`Busy` if taken."""
+    if "://" in uri and not uri.startswith("file://"):
+        yield  # object storage: no lock (see the module docstring)
+        return
+    path = Path(uri.removeprefix("file://")) / "_lakeflow_maintenance.lock"
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Busy(uri) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def maintain_table(
     sink: Sink,
     table: str,
+    settings: MaintenanceConfig | None = None,
     *,
     dry_run: bool = False,
-    target_size: int | None = None,
-    vacuum_hours: int = DEFAULT_VACUUM_HOURS,
 ) -> MaintainReport | None:
-    """Compact small files, vacuum expired ones, checkpoint and clean the log of ``table``.
+    """Compact (or Z-order), vacuum, checkpoint and clean the log of ``table``.
 
-    Compaction rewrites files into fewer, larger ones in a commit that concurrent blind
-    appends do not conflict with. Returns None when the table does not exist.
+    Returns None when the table does not exist. With ``dry_run`` nothing is written:
+    the report says what would be rewritten and vacuumed. Blocks; call it from a
+    worker thread inside the event loop.
     """
-    before = sink.info(table)
-    if before is None:
-        return None
+    settings = settings or MaintenanceConfig()
     started = time.perf_counter()
-    handle = DeltaTable(
-        sink.table_uri(table), storage_options=getattr(sink, "storage_options", None)
-    )
-    compacted = vacuumed = 0
+    try:
+        handle = DeltaTable(
+            sink.table_uri(table), storage_options=getattr(sink, "storage_options", None)
+        )
+    except TableNotFoundError:
+        return None
+    before = table_info(handle, table)
     if dry_run:
-        vacuumed = len(
-            handle.vacuum(
-                retention_hours=vacuum_hours, dry_run=True, enforce_retention_duration=False
-            )
+        return _maintain(handle, table, before, settings, True, started)
+    try:
+        with exclusive(sink.table_uri(table)):
+            return _maintain(handle, table, before, settings, False, started)
+    except Busy:
+        empty = Plan([], 0, 0, ())
+        return MaintainReport(table, before, before, empty, 0, 0.0, False, skipped=True)
+
+
+def _maintain(
+    handle: DeltaTable,
+    table: str,
+    before: TableInfo,
+    settings: MaintenanceConfig,
+    dry_run: bool,
+    started: float,
+) -> MaintainReport:
+    # deltalake vacuums by whole hours: round up, so nothing younger than asked goes.
+    vacuum_hours = math.ceil(settings.vacuum_retention / 3600)
+    work = plan(handle, settings)
+    if dry_run:
+        doomed = handle.vacuum(
+            retention_hours=vacuum_hours, dry_run=True, enforce_retention_duration=False
         )
-    else:
-        metrics = handle.optimize.compact(target_size=target_size)
-        compacted = int(metrics.get("numFilesRemoved", 0))
-        vacuumed = len(
-            handle.vacuum(
-                retention_hours=vacuum_hours, dry_run=False, enforce_retention_duration=False
-            )
+        return MaintainReport(
+            table, before, before, work, len(doomed), time.perf_counter() - started, True
         )
-        handle.create_checkpoint()
-        handle.cleanup_metadata()
-    after = sink.info(table) or before
+
+    # Under the lock now: what another maintenance committed before must be seen, or
+    # this one would rewrite files that are already gone (and double their rows).
+    handle.update_incremental()
+    retries = 0
+    wanted = f"interval {int(settings.log_retention)} seconds"
+    if handle.metadata().configuration.get(LOG_RETENTION) != wanted:
+        # A metadata commit, so only when the setting changes: cleanup_metadata reads it.
+        retries += _with_retries(
+            lambda: handle.alter.set_table_properties({LOG_RETENTION: wanted}), handle
+        )
+
+    def rewrite() -> None:
+        nonlocal work
+        work = plan(handle, settings)  # again after a lost race: the table moved on
+        if work.files:
+            _rewrite(handle, work, settings)
+
+    retries += _with_retries(rewrite, handle)
+    vacuumed = handle.vacuum(
+        retention_hours=vacuum_hours, dry_run=False, enforce_retention_duration=False
+    )
+    handle.update_incremental()
+    handle.create_checkpoint()
+    handle.cleanup_metadata()
+    after = table_info(handle, table)
     return MaintainReport(
-        table=table,
-        before=before,
-        after=after,
-        compacted_files=compacted,
-        vacuumed_files=vacuumed,
-        seconds=time.perf_counter() - started,
-        dry_run=dry_run,
+        table,
+        before,
+        after,
+        work,
+        len(vacuumed),
+        time.perf_counter() - started,
+        False,
+        retries,
+    )
+
+
+def settings_summary(settings: MaintenanceConfig) -> str:
+    """``"every 1h: target 128.0 MB files, Z-order by symbol, vacuum after 1d, log 7d"``."""
+    z = ", ".join(settings.z_order) or "nothing"
+    return (
+        f"every {format_duration(settings.interval)}: target {size(settings.target_file_size)} "
+        f"files, Z-order by {z}, vacuum after {format_duration(settings.vacuum_retention)}, "
+        f"log kept {format_duration(settings.log_retention)}"
     )

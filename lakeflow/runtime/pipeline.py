@@ -15,6 +15,7 @@ from lakeflow.errors import SourceError
 from lakeflow.plugins import Registry
 from lakeflow.runtime.backoff import Backoff
 from lakeflow.runtime.committer import CommitAbandoned, Committer
+from lakeflow.runtime.maintenance import maintain_periodically
 from lakeflow.runtime.metrics import MetricsServer
 from lakeflow.runtime.polling import run_polls
 from lakeflow.runtime.spool import Spool, SpoolLocked
@@ -24,6 +25,7 @@ from lakeflow.runtime.streaming import supervise_stream
 from lakeflow.secrets import mask_uri
 from lakeflow.sinks import Sink
 from lakeflow.sources import PollingSource, Source, StreamingSource
+from lakeflow.system_tables import DEAD_LETTERS, GAPS
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +143,12 @@ class Runtime:
             asyncio.create_task(self._source(spec, result), name=spec.name) for spec in self.specs
         ]
         watcher = asyncio.create_task(self._watch())
+        maintainer = None
+        if self.pipeline.maintenance.scheduled and not self.once:
+            tables = [*(s.table for s in self.specs), DEAD_LETTERS.table, GAPS.table]
+            maintainer = asyncio.create_task(
+                maintain_periodically(self.sink, tables, self.pipeline.maintenance, self.stopping)
+            )
         waiter = asyncio.ensure_future(self.stopping.wait())
         all_done = asyncio.ensure_future(asyncio.gather(*workers, return_exceptions=True))
         try:
@@ -154,6 +162,9 @@ class Runtime:
             await self._publish()
             if self.metrics is not None:
                 await self.metrics.stop()
+            if maintainer is not None:
+                # Lets a table's maintenance in progress finish: a rewrite is atomic anyway.
+                await asyncio.gather(maintainer, return_exceptions=True)
         elapsed = time.monotonic() - started
         for name, stats in self.stats.items():
             table = self.committers[name].spec.table if name in self.committers else "?"

@@ -1,0 +1,313 @@
+"""Table maintenance: `lakeflow maintain`, the [maintenance] section, and the schedule in `run`."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import tomllib
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+from deltalake import DeltaTable
+from lakeflow_testsource import RECORD, SequenceSource
+
+from harness import LAKEFLOW, Plugin, run
+from lakeflow.config import MaintenanceConfig, SinkConfig, load_pipeline
+from lakeflow.errors import ConfigError
+from lakeflow.maintain import exclusive
+from lakeflow.plugins import load
+from lakeflow.sinks.delta import DeltaSink
+
+COLLECT = """
+[sink]
+uri = "tables"
+flush_interval = 0.05
+
+[maintenance]
+{maintenance}
+
+[sources.seq]
+type = "test_sequence"
+count = {count}
+rate = {rate}
+"""
+
+
+CLOCK = '[sink]\nuri = "tables"\n[maintenance]\n{}\n[sources.clock]\ntype = "test_clock"\n'
+
+
+@pytest.fixture
+def table(tmp_path: Path, write_toml) -> Path:
+    """A `test_records` table of 30 one-row commits through the real sink."""
+    write_toml(CLOCK.format(""))
+    sink = DeltaSink(SinkConfig(uri=str(tmp_path / "tables")))
+    now = datetime.now(UTC)
+    for n in range(1, 31):
+        rows = pl.DataFrame(
+            {"source": "clock", "n": n, "value": str(n), "received_at": now, "date": now.date()}
+        )
+        sink.commit("test_records", RECORD, rows, "clock", n)
+    return tmp_path / "tables" / "test_records"
+
+
+def files_on_disk(table: Path) -> int:
+    return sum(1 for _ in table.rglob("*.parquet") if "_delta_log" not in _.parts)
+
+
+def configure(write_toml, maintenance: str) -> None:
+    write_toml(CLOCK.format(maintenance))
+
+
+def test_maintain_prints_files_bytes_versions_before_and_after_and_seconds(table, cli):
+    done = cli("maintain")
+    assert done.returncode == 0, done.stderr
+    line = next(x for x in done.stdout.splitlines() if x.startswith("test_records:"))
+    assert line.startswith("test_records: files 30 -> 1, bytes ")
+    assert "version 29 -> 3" in line
+    assert line.endswith("s") and "; rewrote 30 files" in line
+
+
+def test_maintain_keeps_every_row(table, cli):
+    rows = pl.read_delta(str(table)).sort("n")
+    cli("maintain")
+    assert pl.read_delta(str(table)).sort("n").equals(rows)
+
+
+def test_z_order_columns_a_table_lacks_are_skipped(table, cli, write_toml):
+    configure(write_toml, 'z_order = ["symbol", "n"]')
+    done = cli("maintain")
+    assert done.returncode == 0, done.stderr
+    assert "Z-ordered by n;" in done.stdout.replace(", vacuumed", ";")
+    assert "symbol" not in done.stdout.split("\n", 1)[1]
+
+
+def test_a_table_without_any_z_order_column_is_compacted(table, cli):
+    done = cli("maintain")
+    assert "rewrote 30 files" in done.stdout and ", compacted," in done.stdout
+
+
+def test_a_second_maintain_on_a_maintained_table_changes_nothing(table, cli):
+    cli("maintain")
+    version = DeltaTable(str(table)).version()
+    done = cli("maintain")
+    assert "nothing to compact" in done.stdout
+    assert DeltaTable(str(table)).version() == version
+
+
+def test_dry_run_reports_the_plan_and_changes_nothing(table, cli):
+    version = DeltaTable(str(table)).version()
+    done = cli("maintain", "--dry-run")
+    assert done.returncode == 0, done.stderr
+    assert "test_records: 30 files" in done.stdout
+    assert "would rewrite 30 files" in done.stdout
+    assert DeltaTable(str(table)).version() == version
+    assert files_on_disk(table) == 30
+
+
+def test_vacuum_deletes_rewritten_files_past_the_retention(table, cli, write_toml):
+    configure(write_toml, "vacuum_retention = 0")
+    done = cli("maintain")
+    assert "vacuumed 30 files" in done.stdout
+    assert files_on_disk(table) == 1
+
+
+def test_vacuum_keeps_rewritten_files_younger_than_the_retention(table, cli):
+    cli("maintain")
+    assert files_on_disk(table) == 31
+
+
+def test_log_retention_becomes_the_tables_log_retention_duration(table, cli, write_toml):
+    configure(write_toml, 'log_retention = "2d"')
+    cli("maintain")
+    config = DeltaTable(str(table)).metadata().configuration
+    assert config["delta.logRetentionDuration"] == "interval 172800 seconds"
+
+
+def test_maintain_writes_a_checkpoint(table, cli):
+    cli("maintain")
+    assert list((table / "_delta_log").glob("*.checkpoint.parquet"))
+
+
+def test_maintain_of_a_missing_table_says_so(table, cli):
+    done = cli("maintain", "--table", "nowhere")
+    assert done.returncode == 0
+    assert "nowhere: no such table" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        (90, 90.0),
+        ("90s", 90.0),
+        ("15m", 900.0),
+        ("6h", 21_600.0),
+        ("7d", 604_800.0),
+        ("1w", 604_800.0),
+    ],
+)
+def test_durations_are_seconds_or_a_number_with_a_unit(value, seconds):
+    assert MaintenanceConfig(interval=value).interval == seconds
+
+
+@pytest.mark.parametrize(
+    ("value", "size"), [(2 << 20, 2 << 20), ("128MiB", 128 << 20), ("64MB", 64_000_000)]
+)
+def test_target_file_size_is_bytes_or_a_number_with_a_unit(value, size):
+    assert MaintenanceConfig(target_file_size=value).target_file_size == size
+
+
+def load_errors(write_toml, maintenance: str) -> str:
+    path = write_toml(f"[maintenance]\n{maintenance}\n")
+    with pytest.raises(ConfigError) as error:
+        load_pipeline(path, load())
+    return str(error.value)
+
+
+def test_an_unknown_maintenance_key_is_an_error_with_a_suggestion(write_toml):
+    message = load_errors(write_toml, 'vacum_retention = "7d"')
+    assert "maintenance.vacum_retention: unknown key; did you mean 'vacuum_retention'?" in message
+
+
+def test_a_malformed_duration_is_an_error_naming_the_key(write_toml):
+    message = load_errors(write_toml, 'interval = "6 hours"')
+    assert "maintenance.interval:" in message
+    assert "is not a duration" in message
+
+
+def test_interval_zero_turns_the_schedule_off():
+    assert not MaintenanceConfig(interval=0).scheduled
+    assert not MaintenanceConfig(enabled=False).scheduled
+    assert MaintenanceConfig().scheduled
+
+
+def test_the_schedule_inside_run_maintains_tables_while_collecting(pm, tmp_path, caplog):
+    pm.register(Plugin(SequenceSource), name="t")
+    caplog.set_level("INFO")
+    result, tables = run(
+        pm,
+        tmp_path,
+        COLLECT.format(maintenance="interval = 0.5", count=300, rate=100),
+        until=lambda stats: stats["seq"].rows >= 300 and "maintained" in caplog.text,
+        timeout=60,
+    )
+    assert result.ok
+    assert "maintained test_records: files" in caplog.text
+    rows = pl.read_delta(str(tables / "test_records"))
+    assert rows["n"].sort().to_list() == list(range(1, 301))
+    files = DeltaTable(str(tables / "test_records")).get_add_actions().num_rows
+    assert files < result.stats["seq"].commits
+
+
+def test_a_failing_maintenance_is_logged_and_the_run_goes_on(pm, tmp_path, caplog, monkeypatch):
+    def broken(*args, **kwargs):
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr("lakeflow.runtime.maintenance.maintain_table", broken)
+    pm.register(Plugin(SequenceSource), name="t")
+    result, tables = run(
+        pm,
+        tmp_path,
+        COLLECT.format(maintenance="interval = 0.2", count=200, rate=200),
+        until=lambda stats: stats["seq"].rows >= 200 and "disk on fire" in caplog.text,
+    )
+    assert result.ok
+    assert "maintenance of test_records failed, next try in 0s: disk on fire" in caplog.text
+    assert pl.read_delta(str(tables / "test_records")).height == 200
+
+
+def test_no_maintenance_runs_when_disabled(pm, tmp_path, caplog):
+    pm.register(Plugin(SequenceSource), name="t")
+    caplog.set_level("INFO")
+    run(
+        pm,
+        tmp_path,
+        COLLECT.format(maintenance="enabled = false\ninterval = 0.1", count=100, rate=200),
+        until=lambda stats: stats["seq"].rows >= 100,
+    )
+    assert not [r for r in caplog.records if r.name == "lakeflow.runtime.maintenance"]
+
+
+def committed(table: Path) -> int:
+    try:
+        return DeltaTable(str(table)).transaction_version("seq") or 0
+    except Exception:  # not created yet
+        return 0
+
+
+def test_scheduled_and_manual_maintenance_while_writing_lose_and_double_nothing(tmp_path, cli):
+    # The collector maintains its own table every 0.3 s while `lakeflow maintain` runs
+    # beside it: appends race two rewriters, which race each other.
+    (tmp_path / "lakeflow.toml").write_text(
+        COLLECT.format(maintenance="interval = 0.3", count=4000, rate=1000)
+    )
+    collector = subprocess.Popen(
+        [LAKEFLOW, "run"], cwd=tmp_path, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
+    )
+    table = tmp_path / "tables" / "test_records"
+    try:
+        deadline = time.monotonic() + 60
+        while committed(table) == 0:
+            assert time.monotonic() < deadline, "collector did not commit"
+            time.sleep(0.05)
+        while committed(table) < 4000:
+            done = cli("maintain", "--table", "test_records")
+            assert done.returncode == 0, done.stderr
+            assert time.monotonic() < deadline + 60, "collector did not finish"
+        collector.terminate()
+        _, err = collector.communicate(timeout=60)
+    finally:
+        collector.kill()
+    assert collector.returncode == 0, err
+    assert "maintained test_records" in err
+    assert pl.read_delta(str(table))["n"].sort().to_list() == list(range(1, 4001))
+
+
+def test_a_table_whose_maintenance_lock_is_taken_is_skipped(table, cli):
+    # Two rewrites at once would both commit (delta-rs does not see that they removed
+    # the same files) and double the rows, so the second one must stand aside.
+    with exclusive(str(table)):
+        done = cli("maintain")
+    assert done.returncode == 0, done.stderr
+    assert "test_records: skipped, another maintenance of this table is running" in done.stdout
+    assert DeltaTable(str(table)).get_add_actions().num_rows == 30
+
+
+def test_the_readme_maintenance_section_is_valid_and_the_defaults(tmp_path):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("[maintenance]", 1)[1].split("\n\n", 1)[0]
+    data = tomllib.loads(section.split("\n", 1)[1])
+    assert MaintenanceConfig.model_validate(data) == MaintenanceConfig()
+
+
+def test_validate_shows_the_maintenance_schedule(cli, write_toml):
+    configure(write_toml, 'interval = "6h"')
+    assert "maintenance: every 6h: target 128.0 MB files" in cli("validate").stdout
+    configure(write_toml, "enabled = false")
+    assert "maintenance: off" in cli("validate").stdout
+
+
+def commit_rows(tmp_path: Path, day: datetime, first: int, count: int) -> None:
+    sink = DeltaSink(SinkConfig(uri=str(tmp_path / "tables")))
+    for n in range(first, first + count):
+        rows = pl.DataFrame(
+            {"source": "clock", "n": n, "value": str(n), "received_at": day, "date": day.date()}
+        )
+        sink.commit("test_records", RECORD, rows, "clock", n)
+
+
+def test_only_partitions_that_received_appends_are_rewritten(tmp_path, cli, write_toml):
+    write_toml(CLOCK.format(""))
+    monday, tuesday = datetime(2026, 11, 2, tzinfo=UTC), datetime(2026, 11, 3, tzinfo=UTC)
+    commit_rows(tmp_path, monday, 1, 5)
+    commit_rows(tmp_path, tuesday, 6, 5)
+    cli("maintain")
+    table = DeltaTable(str(tmp_path / "tables" / "test_records"))
+    monday_file = [p for p in table.file_uris() if "2026-11-02" in p]
+    commit_rows(tmp_path, tuesday, 11, 3)
+    done = cli("maintain")
+    assert "rewrote 4 files" in done.stdout and "in 1 partition," in done.stdout
+    table = DeltaTable(str(tmp_path / "tables" / "test_records"))
+    assert [p for p in table.file_uris() if "2026-11-02" in p] == monday_file
+    assert table.get_add_actions().num_rows == 2
