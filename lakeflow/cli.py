@@ -17,6 +17,7 @@ from lakeflow import logs
 from lakeflow.config import DEFAULT_PIPELINE, Pipeline, load_pipeline
 from lakeflow.errors import ConfigError
 from lakeflow.plugins import Registry, load
+from lakeflow.scaffold import new_plugin
 from lakeflow.secrets import mask_uri, redact
 from lakeflow.sinks import Sink
 from lakeflow.system_tables import DEAD_LETTERS, GAPS
@@ -375,3 +376,6 @@ def maintain(pipeline: str, only: tuple[str, ...], dry_run: bool) -> None:
             f"version {b.version} -> {a.version}; compacted {report.compacted_files} files, "
             f"{verb} {report.vacuumed_files}; {report.seconds:.2f}s"
         )
+
+
+cli.add_command(new_plugin)
