@@ -45,7 +45,7 @@ EXAMPLE_KEYS = {
 }
 
 
-class NameError_(ValueError):
+class PluginNameError(ValueError):
     """NAME cannot name a plugin; the message says why and what would do."""
 
 
@@ -60,23 +60,23 @@ class Names:
 
     @classmethod
     def of(cls, name: str) -> Names:
-        """Check NAME and derive the names, or raise :class:`NameError_` saying what is wrong."""
+        """Check NAME and derive the names; :class:`PluginNameError` says what is wrong."""
         if name.lower().startswith(("lakeflow-", "lakeflow_")) or name.lower() == "lakeflow":
             rest = name[len("lakeflow-") :] or "okx_trades"
-            raise NameError_(
+            raise PluginNameError(
                 f"{name!r}: give the name without the lakeflow prefix ({rest!r}); "
                 "the distribution becomes lakeflow-NAME and the module lakeflow_NAME"
             )
         if len(name) > MAX_NAME:
-            raise NameError_(f"{name!r} is {len(name)} characters long; at most {MAX_NAME}")
+            raise PluginNameError(f"{name!r} is {len(name)} characters long; at most {MAX_NAME}")
         if not _NAME.fullmatch(name):
-            raise NameError_(
+            raise PluginNameError(
                 f"{name!r} is not a plugin name: use lower-case letters and digits, starting "
                 "with a letter, words joined by '_' or '-' (for example okx_liquidations)"
             )
         type_ = name.replace("-", "_")
         if keyword.iskeyword(type_):
-            raise NameError_(f"{name!r} is a Python keyword; choose another name")
+            raise PluginNameError(f"{name!r} is a Python keyword; choose another name")
         camel = "".join(word.capitalize() for word in type_.split("_"))
         return cls(
             type=type_,
@@ -105,7 +105,7 @@ def render(text: str, values: dict[str, str]) -> str:
 def scaffold(name: str, kind: Kind, target: Path) -> list[Path]:
     """Write the plugin distribution NAME of ``kind`` into ``target``; return the files.
 
-    Raises :class:`NameError_` for a bad NAME and FileExistsError when ``target`` exists
+    Raises :class:`PluginNameError` for a bad NAME and FileExistsError when ``target`` exists
     and is not an empty folder (nothing is overwritten).
     """
     names = Names.of(name)
@@ -165,7 +165,7 @@ def new_plugin(name: str, streaming: bool, directory: Path | None) -> None:
         names = Names.of(name)
         target = directory if directory is not None else Path(names.dist)
         written = scaffold(name, kind, target)
-    except (NameError_, FileExistsError) as exc:
+    except (PluginNameError, FileExistsError) as exc:
         raise click.UsageError(str(exc)) from None
     try:
         if importlib.metadata.distribution(names.dist):
