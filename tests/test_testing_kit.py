@@ -140,6 +140,20 @@ def test_http_then_computes_answers_from_the_request(http_standin, lakeflow_coll
     assert in_arrival_order(result.rows)[:3] == [1, 2, 3]
 
 
+def test_a_queued_function_answers_the_request_it_is_given(http_standin):
+    server = http_standin([lambda request: {"echo": request.query["q"]}, b"plain"])
+
+    async def get(query: str) -> bytes:
+        import aiohttp
+
+        async with aiohttp.ClientSession() as session, session.get(server.url + query) as r:
+            return await r.read()
+
+    assert asyncio.run(get("/?q=1")) == b'{"echo":"1"}'
+    assert asyncio.run(get("/")) == b"plain"
+    assert asyncio.run(get("/")) == b"plain"  # the last answer repeats
+
+
 def test_a_failed_poll_is_a_gap_and_polling_goes_on(http_standin, lakeflow_collect):
     server = http_standin([Response(503, "down"), record(7)])
 

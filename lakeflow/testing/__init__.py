@@ -15,6 +15,7 @@ module :mod:`lakeflow.testing.plugin`) with the fixtures ``lakeflow_tables``,
 
 from lakeflow.testing.collect import Collected, collect, collect_async, read_table, write_pipeline
 from lakeflow.testing.standins import (
+    Answer,
     HttpStandIn,
     Request,
     Response,
@@ -23,6 +24,7 @@ from lakeflow.testing.standins import (
 )
 
 __all__ = [
+    "Answer",
     "Collected",
     "HttpStandIn",
     "Request",

@@ -213,6 +213,8 @@ class Request:
 
 #: What a response may be given as: a :class:`Response`, or just its body.
 ResponseLike = Response | bytes | str | list[Any] | dict[str, Any]
+#: A response, or a function of the request that returns one.
+Answer = ResponseLike | Callable[[Request], ResponseLike]
 
 
 def as_response(value: ResponseLike) -> Response:
@@ -224,8 +226,9 @@ class HttpStandIn(_StandIn):
     """An HTTP server that answers requests with a sequence of responses.
 
     Request *k* gets ``responses[k]``; more can be added while it runs with
-    :meth:`queue`. When none is left, ``then`` answers: a response, or a function of
-    the :class:`Request` returning one (to compute an answer from the query). Without
+    :meth:`queue`. When none is left, ``then`` answers. Each is a :class:`Response`, a
+    bare body (status 200; not ``bytes``/``str`` means JSON), or a function of the
+    :class:`Request` returning one (to compute an answer from the query). Without
     ``then``, the last response is served again, so one response serves any number of
     polls. ``headers`` are added to every response (a rate-limit header, say).
 
@@ -236,26 +239,26 @@ class HttpStandIn(_StandIn):
 
     def __init__(
         self,
-        responses: Iterable[ResponseLike] = (),
+        responses: Iterable[Answer] = (),
         *,
-        then: ResponseLike | Callable[[Request], ResponseLike] | None = None,
+        then: Answer | None = None,
         path: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
-        self.responses: deque[Response] = deque(as_response(r) for r in responses)
+        self.responses: deque[Answer] = deque(responses)
         self.then = then
         self.path = path
         self.headers = dict(headers or {})
         self.requests: list[Request] = []
         self.unexpected: list[str] = []
-        self._last: Response | None = None
+        self._last: Answer | None = None
         self._runner: web.AppRunner | None = None
         self._closing: asyncio.Event | None = None
 
-    def queue(self, *responses: ResponseLike) -> None:
+    def queue(self, *responses: Answer) -> None:
         """Serve these responses, in order, to the next requests."""
-        self.responses.extend(as_response(r) for r in responses)
+        self.responses.extend(responses)
 
     async def _start(self) -> None:
         self._closing = asyncio.Event()
@@ -276,18 +279,17 @@ class HttpStandIn(_StandIn):
             self._runner = None
 
     def _next(self, request: Request) -> Response:
+        answer: Answer | None
         if self.responses:
-            response = self.responses.popleft()
-        elif callable(self.then):
-            response = as_response(self.then(request))
+            answer = self.responses.popleft()
         elif self.then is not None:
-            response = as_response(self.then)
-        elif self._last is not None:
-            response = self._last
+            answer = self.then
         else:
-            response = Response(404, b"the stand-in has no response for this request")
-        self._last = response
-        return response
+            answer = self._last
+        if answer is None:
+            return Response(404, b"the stand-in has no response for this request")
+        self._last = answer
+        return as_response(answer(request) if callable(answer) else answer)
 
     async def _handle(self, http: web.Request) -> web.StreamResponse:
         peer = http.transport.get_extra_info("peername") if http.transport else None
