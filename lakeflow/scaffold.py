@@ -180,6 +180,7 @@ def new_plugin(name: str, streaming: bool, directory: Path | None) -> None:
     for path in written:
         click.echo(f"  {path.relative_to(target)}")
     click.echo("Next:")
-    click.echo(f"  uv pip install -e {target}    # or: pip install -e {target}")
+    click.echo(f'  uv pip install -e "{target}[test]"    # or: pip install -e "{target}[test]"')
     click.echo("  lakeflow list-sources")
     click.echo(f"  pytest {target}")
+    click.echo("The guide: docs/plugins.md in the lakeflow repository.")

@@ -198,7 +198,7 @@ def test_a_scaffolded_plugin_installs_lists_passes_its_tests_and_collects(
         capture_output=True, text=True, cwd=tmp_path, timeout=180,
     )  # fmt: skip
     assert tests.returncode == 0, tests.stdout + tests.stderr
-    assert "8 passed" in tests.stdout
+    assert "9 passed" in tests.stdout  # 4 streaming + 5 polling
 
     # And `lakeflow run` of the streaming one against a stand-in, stopped by SIGINT.
     run_dir = tmp_path / "run"
