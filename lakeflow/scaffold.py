@@ -9,7 +9,6 @@ like the code they become.
 from __future__ import annotations
 
 import importlib.metadata
-import keyword
 import re
 from dataclasses import dataclass
 from importlib.resources import files
@@ -75,8 +74,6 @@ class Names:
                 "with a letter, words joined by '_' or '-' (for example okx_liquidations)"
             )
         type_ = name.replace("-", "_")
-        if keyword.iskeyword(type_):
-            raise PluginNameError(f"{name!r} is a Python keyword; choose another name")
         camel = "".join(word.capitalize() for word in type_.split("_"))
         return cls(
             type=type_,

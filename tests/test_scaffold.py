@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from harness import LAKEFLOW
-from lakeflow.scaffold import Names, PluginNameError, new_plugin, scaffold
+from lakeflow.scaffold import FILES, Names, PluginNameError, new_plugin, scaffold
 from lakeflow.testing import WebSocketStandIn
 
 BIN = Path(sys.executable).parent
@@ -234,3 +235,23 @@ def test_the_command_is_registered_with_the_cli(cli):
 
     assert done.returncode == 0
     assert "--streaming / --polling" in done.stdout
+
+
+def test_the_wheel_ships_the_templates_and_the_pytest_plugin(tmp_path):
+    uv = shutil.which("uv")
+    if uv is None:
+        pytest.skip("uv is needed to build the wheel")
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [uv, "build", "--wheel", "--offline", "--out-dir", str(tmp_path), str(root)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (wheel,) = tmp_path.glob("lakeflow_core-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        entry_points = archive.read(next(n for n in names if n.endswith("entry_points.txt")))
+    for template in FILES:
+        for kind in ("streaming", "polling"):
+            assert f"lakeflow/templates/plugin/{template.format(kind=kind)}" in names
+    assert b"[pytest11]\nlakeflow = lakeflow.testing.plugin" in entry_points

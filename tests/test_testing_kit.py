@@ -229,3 +229,32 @@ def test_a_test_file_without_conftest_gets_the_fixtures(tmp_path: Path):
 
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 passed" in done.stdout
+
+
+def test_server_pings_are_answered_and_the_connection_stays_up(ws_standin, lakeflow_collect):
+    # Frames 0.5 s apart with a ping every 0.2 s: a client that did not answer would be
+    # dropped (a gap) before the second frame.
+    server = ws_standin([record(1), record(2)], ping_interval=0.2, delay=0.5)
+
+    result = lakeflow_collect(WS, {"url": server.url}, payloads=2)
+
+    assert sorted(result.rows["n"]) == [1, 2]
+    assert result.gaps.is_empty()
+    assert len(server.paths) == 1
+
+
+def test_binary_frames_are_payloads_too(ws_standin, lakeflow_collect):
+    server = ws_standin([record(1)], binary=True)
+
+    result = lakeflow_collect(WS, {"url": server.url}, payloads=1)
+
+    assert result.rows["n"].to_list() == [1]
+
+
+def test_the_kit_imports_without_pytest():
+    code = "import sys; sys.modules['pytest'] = None; import lakeflow.testing; print('ok')"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+
+    assert done.stdout.strip() == "ok", done.stderr
