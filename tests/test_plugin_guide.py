@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import inspect
+import os
 import re
+import shutil
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -120,3 +124,30 @@ def test_quick_start_commands_are_the_real_ones():
     assert "lakeflow new-plugin okx_trades" in shell
     assert 'uv pip install -e "./lakeflow-okx-trades[test]"' in shell
     assert "pytest lakeflow-okx-trades" in shell
+
+
+def quick_start() -> str:
+    """The shell commands of the guide's quick start, up to the first run of the tests."""
+    section = GUIDE.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    install, scaffold_and_test = blocks("sh", section)[:2]
+    return install + scaffold_and_test
+
+
+def test_quick_start_gives_a_working_tested_plugin_in_a_fresh_environment(tmp_path):
+    """What a new user types, as the guide writes it, in a new virtual environment."""
+    if shutil.which("uv") is None:
+        pytest.skip("the quick start uses uv")
+    script = quick_start().replace("/path/to/lakeflow", str(GUIDE_PATH.parents[1]))
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    # Offline: packages come from uv's cache, never the internet. The same Python version
+    # as this run, whose wheels that cache holds.
+    env |= {"UV_OFFLINE": "1", "UV_PYTHON": "{}.{}".format(*sys.version_info[:2])}
+
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "okx_trades  (streaming)  lakeflow-okx-trades 0.1.0" in done.stdout
+    assert re.search(r"^4 passed", done.stdout.splitlines()[-1].strip("= ")), done.stdout
