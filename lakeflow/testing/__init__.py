@@ -13,7 +13,14 @@ module :mod:`lakeflow.testing.plugin`) with the fixtures ``lakeflow_tables``,
 ``lakeflow_collect``, ``ws_standin`` and ``http_standin``; see ``docs/plugins.md``.
 """
 
-from lakeflow.testing.collect import Collected, collect, collect_async, read_table, write_pipeline
+from lakeflow.testing.collect import (
+    Collected,
+    Collector,
+    collect,
+    collect_async,
+    read_table,
+    write_pipeline,
+)
 from lakeflow.testing.standins import (
     Answer,
     HttpStandIn,
@@ -26,6 +33,7 @@ from lakeflow.testing.standins import (
 __all__ = [
     "Answer",
     "Collected",
+    "Collector",
     "HttpStandIn",
     "Request",
     "Response",

@@ -12,73 +12,14 @@ conftest and no import:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lakeflow.testing.collect import Collected, Watched, collect, collect_async
+from lakeflow.testing.collect import Collector
 from lakeflow.testing.standins import HttpStandIn, WebSocketStandIn
-
-
-class Collector:
-    """Runs one source in the test's folder; see :func:`lakeflow.testing.collect_async`.
-
-    ``lakeflow_collect("my_type", {"url": server.url}, payloads=10)`` blocks until ten
-    payloads were received and committed, and returns a :class:`Collected`:
-    ``.rows`` (the table as a polars DataFrame), ``.dead_letters``, ``.gaps``,
-    ``.result.stats["source"]`` (counters). A second call continues the same tables.
-    """
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    def __call__(
-        self,
-        source_type: str,
-        config: Mapping[str, Any],
-        *,
-        payloads: int | None = None,
-        polls: int | None = None,
-        timeout: float = 30.0,
-        standins: Sequence[Watched] = (),
-        **options: Any,
-    ) -> Collected:
-        """Run the source to the goal from a sync test (stand-ins on their own thread)."""
-        return collect(
-            source_type,
-            config,
-            self.folder,
-            payloads=payloads,
-            polls=polls,
-            timeout=timeout,
-            standins=standins,
-            **options,
-        )
-
-    async def run_async(
-        self,
-        source_type: str,
-        config: Mapping[str, Any],
-        *,
-        payloads: int | None = None,
-        polls: int | None = None,
-        timeout: float = 30.0,  # noqa: ASYNC109 - bounds the whole run, not one call
-        standins: Sequence[Watched] = (),
-        **options: Any,
-    ) -> Collected:
-        """The same from inside a running event loop (stand-ins may share it)."""
-        return await collect_async(
-            source_type,
-            config,
-            self.folder,
-            payloads=payloads,
-            polls=polls,
-            timeout=timeout,
-            standins=standins,
-            **options,
-        )
 
 
 @pytest.fixture

@@ -16,8 +16,7 @@ from typing import Any
 
 import pytest
 
-from lakeflow.testing import Collected, WebSocketStandIn
-from lakeflow.testing.plugin import Collector
+from lakeflow.testing import Collected, Collector, WebSocketStandIn
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SOURCE_TYPE = "binance_liquidations"
