@@ -17,6 +17,7 @@ from lakeflow import logs
 from lakeflow.config import DEFAULT_PIPELINE, Pipeline, load_pipeline
 from lakeflow.errors import ConfigError
 from lakeflow.plugins import Registry, load
+from lakeflow.scaffold import new_plugin
 from lakeflow.secrets import mask_uri, redact
 from lakeflow.sinks import Sink
 from lakeflow.system_tables import DEAD_LETTERS, GAPS
@@ -466,3 +467,6 @@ def plot(args: tuple[str, ...], output: str, until: str | None, **options: Any) 
         click.echo(plot_table(_sink(registry, spec), spec, kind, output, until=end, **options))
     except PlotError as exc:
         _fail(str(exc))
+
+
+cli.add_command(new_plugin)

@@ -1,4 +1,5 @@
-"""Test kit of the binance_liquidations plugin: fixture frames and a loopback Binance stand-in.
+"""Test kit of the binance_liquidations plugin: fixture frames, expected rows, and
+``lakeflow.testing``'s WebSocket stand-in and collector bound to this source.
 
 Everything here is offered as pytest fixtures (not imported by module name) so that the
 test folders of several plugins can sit side by side in one pytest run.
@@ -6,7 +7,6 @@ test folders of several plugins can sit side by side in one pytest run.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from websockets.asyncio.server import Server, ServerConnection, serve
 
-from lakeflow.testing import Collected, collect_async
+from lakeflow.testing import Collected, Collector, WebSocketStandIn
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SOURCE_TYPE = "binance_liquidations"
@@ -62,56 +61,6 @@ def expected_row(frame: bytes, market: str = "usdm") -> dict[str, Any]:
     }
 
 
-class StandIn:
-    """A loopback WebSocket server that plays Binance for one test.
-
-    Connection *k* receives ``connections[k]`` as text frames. Every connection but the
-    last is then closed by the server with ``close`` (code, reason); the last stays open
-    until the client leaves. A request for any path but ``path`` is refused and recorded
-    in ``wrong_path``, which :func:`collect` turns into a test failure at once.
-    """
-
-    def __init__(
-        self,
-        path: str,
-        *connections: Sequence[bytes],
-        close: tuple[int, str] = (1001, "going away"),
-    ) -> None:
-        self.path = path
-        self.connections = connections
-        self.close = close
-        self.paths: list[str] = []
-        self.wrong_path = asyncio.Event()
-        self.url = ""
-        self._server: Server | None = None
-
-    async def __aenter__(self) -> StandIn:
-        self._server = await serve(self._handle, "127.0.0.1", 0, compression=None)
-        host, port = self._server.sockets[0].getsockname()[:2]
-        self.url = f"ws://{host}:{port}"
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        await self._server.wait_closed()
-
-    async def _handle(self, ws: ServerConnection) -> None:
-        index = len(self.paths)
-        self.paths.append(ws.request.path if ws.request else "")
-        if self.paths[-1] != self.path:
-            self.wrong_path.set()
-            await ws.close(1008, "unexpected path")
-            return
-        frames = self.connections[index] if index < len(self.connections) else ()
-        for frame in frames:
-            await ws.send(frame.decode())  # Binance sends text frames
-        if index < len(self.connections) - 1:
-            await ws.close(*self.close)
-        else:
-            await ws.wait_closed()
-
-
 @pytest.fixture
 def frames() -> Callable[[str], list[bytes]]:
     """``frames(name)``: the frames of a file in ``tests/fixtures``."""
@@ -125,37 +74,41 @@ def expected() -> Callable[..., dict[str, Any]]:
 
 
 @pytest.fixture
-def stand_in() -> type[StandIn]:
-    """The :class:`StandIn` server class: ``async with stand_in(path, frames) as server``."""
-    return StandIn
+def stand_in() -> Callable[..., WebSocketStandIn]:
+    """``async with stand_in(path, frames, ...) as server``: Binance on 127.0.0.1.
+
+    A :class:`lakeflow.testing.WebSocketStandIn` that serves only ``path``. Connection
+    *k* receives the *k*-th list of frames; every connection but the last is then
+    closed with ``close`` (code, reason), like Binance dropping a client.
+    """
+
+    def make(
+        path: str,
+        *connections: Sequence[bytes],
+        close: tuple[int, str] = (1001, "going away"),
+    ) -> WebSocketStandIn:
+        return WebSocketStandIn(*connections, path=path, close=close)
+
+    return make
 
 
 @pytest.fixture
-def collect(tmp_path: Path) -> Callable[..., Awaitable[Collected]]:
+def collect(lakeflow_collect: Collector) -> Callable[..., Awaitable[Collected]]:
     """``await collect(server, config, payloads=n)``: run the real source against the stand-in.
 
-    Runs the real runtime and Delta sink in ``tmp_path`` until ``n`` payloads arrived,
-    then returns what was committed. ``ws_url`` always points at the stand-in, so no
-    test can reach Binance.
+    ``lakeflow_collect`` (from ``lakeflow.testing``) runs the real runtime and Delta sink
+    in ``tmp_path`` until ``n`` payloads arrived, then returns what was committed.
+    ``ws_url`` always points at the stand-in, so no test can reach Binance, and a request
+    for the wrong stream path fails the test at once.
     """
 
-    async def run(server: StandIn, config: dict[str, Any], *, payloads: int) -> Collected:
-        collecting = asyncio.ensure_future(
-            collect_async(
-                SOURCE_TYPE,
-                {**config, "ws_url": server.url},
-                tmp_path,
-                payloads=payloads,
-                timeout=COLLECT_TIMEOUT,
-            )
+    async def run(server: WebSocketStandIn, config: dict[str, Any], *, payloads: int) -> Collected:
+        return await lakeflow_collect.run_async(
+            SOURCE_TYPE,
+            {**config, "ws_url": server.url},
+            payloads=payloads,
+            timeout=COLLECT_TIMEOUT,
+            standins=[server],
         )
-        wrong = asyncio.ensure_future(server.wrong_path.wait())
-        await asyncio.wait({collecting, wrong}, return_when=asyncio.FIRST_COMPLETED)
-        wrong.cancel()
-        if not collecting.done():
-            collecting.cancel()
-            await asyncio.gather(collecting, return_exceptions=True)
-            raise AssertionError(f"the source asked for {server.paths[-1]!r}, not {server.path!r}")
-        return collecting.result()
 
     return run

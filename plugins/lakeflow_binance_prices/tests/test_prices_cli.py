@@ -13,7 +13,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from prices_standin import StandIn, standin_in_thread, tickers
+from prices_standin import StandIn, tickers
 
 LAKEFLOW = str(Path(sys.executable).parent / "lakeflow")
 README = Path(__file__).parents[1] / "README.md"
@@ -56,7 +56,7 @@ def lakeflow(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def once(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OnceRun]:
     """One ``lakeflow run --once`` against the stand-in, shared by this module's tests."""
     folder = tmp_path_factory.mktemp("once")
-    with standin_in_thread() as server:
+    with StandIn() as server:  # on its own thread: the command runs in a subprocess
         (folder / "lakeflow.toml").write_text(PIPELINE.format(url=server.url), encoding="utf-8")
         process = lakeflow(folder, "run", "--once")
         yield OnceRun(folder, process, server)

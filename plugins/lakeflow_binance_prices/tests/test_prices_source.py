@@ -14,7 +14,7 @@ from typing import Any
 import polars as pl
 import pytest
 from lakeflow_binance_prices import BinancePricesSource
-from prices_standin import Reply, StandIn, tickers
+from prices_standin import Reply, StandIn, market_of, symbols_of, tickers
 
 from lakeflow.testing import Collected, collect_async
 
@@ -90,7 +90,7 @@ def test_each_poll_stores_one_row_per_symbol_with_the_served_values(
     assert rows.height == polls * len(served)
     assert rows["polled_at"].n_unique() == polls
     assert len(server.requests) >= polls  # a poll cut short by the stop may have begun
-    assert {r.market for r in server.requests} == {market}
+    assert {market_of(r) for r in server.requests} == {market}
     assert collected.dead_letters.is_empty()
     by_symbol = {t["symbol"]: t for t in served}
     for row in rows.iter_rows(named=True):
@@ -140,7 +140,7 @@ def test_a_symbols_list_is_sent_as_a_compact_json_array(tmp_path: Path) -> None:
 
     (request,) = server.requests
     assert request.raw_query == "symbols=%5B%22BTCUSDT%22,%22ETHBTC%22%5D"
-    assert request.symbols == ["BTCUSDT", "ETHBTC"]
+    assert symbols_of(request) == ["BTCUSDT", "ETHBTC"]
     assert sorted(collected.rows["symbol"]) == ["BTCUSDT", "ETHBTC"]
 
 
@@ -148,7 +148,7 @@ def test_a_long_symbols_list_is_split_into_requests_of_at_most_100(tmp_path: Pat
     symbols = [f"COIN{i:03d}USDT" for i in range(250)]
     server, collected = run(tmp_path, {"symbols": symbols})
 
-    sent = [r.symbols for r in server.requests]
+    sent = [symbols_of(r) for r in server.requests]
     assert [len(s or []) for s in sent] == [100, 100, 50]
     assert [s for chunk in sent for s in chunk or []] == symbols
     assert collected.rows.height == 250

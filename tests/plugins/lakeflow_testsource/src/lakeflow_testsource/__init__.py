@@ -1,4 +1,5 @@
-"""Test-only sources that need no network: a numbered stream and a polled counter."""
+"""Test-only sources: a numbered stream and a polled counter (no network), and a
+WebSocket reader and an HTTP poller of a URL (for loopback stand-ins)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import itertools
 from collections.abc import Callable
 
+import aiohttp
 import polars as pl
 from pydantic import Field as ConfigField
 
@@ -88,6 +90,59 @@ class ClockSource(lakeflow.PollingSource):
         return _decode(self.name, batch)
 
 
+class UrlConfig(lakeflow.SourceConfig):
+    url: str = ConfigField(description="Where to read from (a loopback stand-in).")
+    subscribe: str | None = ConfigField(default=None, description="Sent once per connection.")
+
+
+class WebSocketTestSource(lakeflow.WebSocketSource):
+    """Reads every frame of ``url``: payloads shaped like ``{"n": 1, "value": "1.5"}``."""
+
+    type = "test_websocket"
+    schema = "test_record"
+    description = "Test fixture: reads {n, value} frames from a WebSocket URL."
+    Config = UrlConfig
+
+    def url(self) -> str:
+        return self.config.url  # type: ignore[attr-defined]
+
+    async def on_open(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        if self.config.subscribe is not None:  # type: ignore[attr-defined]
+            await ws.send_str(self.config.subscribe)  # type: ignore[attr-defined]
+
+    def decode(self, batch: Batch) -> Decoded:
+        return _decode(self.name, batch)
+
+
+class HttpPollConfig(lakeflow.PollingConfig):
+    url: str = ConfigField(description="The URL to GET on every poll.")
+
+
+class HttpTestSource(lakeflow.PollingSource):
+    """GETs ``url`` every interval; a 200 body is one payload, anything else loses the poll."""
+
+    type = "test_http"
+    schema = "test_record"
+    description = "Test fixture: GETs a URL every interval, one {n, value} body per poll."
+    Config = HttpPollConfig
+
+    async def open(self) -> None:
+        self._session = aiohttp.ClientSession()
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    async def poll(self) -> bytes:
+        async with self._session.get(self.config.url) as response:  # type: ignore[attr-defined]
+            body = await response.read()
+            if response.status != 200:
+                raise ConnectionError(f"HTTP {response.status}: {body[:100]!r}")
+            return body
+
+    def decode(self, batch: Batch) -> Decoded:
+        return _decode(self.name, batch)
+
+
 @lakeflow.hookimpl
 def register_schemas(register: Callable[[TableSchema], None]) -> None:
     register(RECORD)
@@ -97,3 +152,5 @@ def register_schemas(register: Callable[[TableSchema], None]) -> None:
 def register_sources(register: Callable[[type[lakeflow.Source]], None]) -> None:
     register(SequenceSource)
     register(ClockSource)
+    register(WebSocketTestSource)
+    register(HttpTestSource)

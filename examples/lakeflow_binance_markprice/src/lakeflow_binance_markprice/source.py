@@ -1,0 +1,137 @@
+"""The ``binance_markprice`` source: Binance USD-M ``!markPrice@arr`` frames over WebSocket.
+
+Unlike a stream of one event per frame, every frame of the all-market stream is a JSON
+*array*: the updates of every symbol at that second. :func:`decode_frames` turns a batch
+of such frames into rows in polars: it parses all frames at once, explodes the arrays
+into one row per update, and hands the updates to ``lakeflow.decode_json`` for the
+conversions and checks. A frame that does not parse goes to ``_dead_letters`` whole;
+when only some of its updates are bad, the good ones are stored and the frame also goes
+to ``_dead_letters``, its reason naming the bad symbols.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Literal
+from urllib.parse import urlsplit
+
+import polars as pl
+from pydantic import Field as ConfigField
+from pydantic import field_validator
+
+import lakeflow
+from lakeflow import DECIMAL, TIMESTAMP, Batch, Decoded, Field
+from lakeflow_binance_markprice.schema import MARK_PRICE
+
+BASE_URL = "wss://fstream.binance.com"
+EVENT_TYPE = "markPriceUpdate"
+
+#: Each column and its key in one update. ``r`` and ``T`` are empty for delivery
+#: contracts (no funding), so they may be missing.
+FIELDS = {
+    "event_type": Field("e", pl.String()),
+    "event_time": Field("E", TIMESTAMP, epoch="ms"),
+    "symbol": Field("s", pl.String()),
+    "mark_price": Field("p", DECIMAL),
+    "index_price": Field("i", DECIMAL),
+    "estimated_settle_price": Field("P", DECIMAL),
+    "funding_rate": Field("r", DECIMAL, required=False),
+    "next_funding_time": Field("T", TIMESTAMP, required=False, epoch="ms"),
+}
+#: How a frame is read before exploding: an array of updates, every value a string.
+FRAME = pl.Schema({"updates": pl.List(pl.Struct({f.path: pl.String() for f in FIELDS.values()}))})
+
+
+class MarkPriceConfig(lakeflow.SourceConfig):
+    """``[sources.NAME]`` keys of a ``binance_markprice`` source."""
+
+    speed: Literal["1s", "3s"] = ConfigField(
+        default="1s", description='How often Binance pushes: "1s" or "3s".'
+    )
+    symbols: list[str] = ConfigField(
+        default_factory=list,
+        description="Keep only these symbols (BTCUSDT); empty: every symbol of the market.",
+    )
+    ws_url: str | None = ConfigField(
+        default=None,
+        description="WebSocket base URL instead of Binance's (a testnet, a proxy, a stand-in).",
+    )
+
+    @field_validator("ws_url")
+    @classmethod
+    def _check_ws_url(cls, url: str | None) -> str | None:
+        if url is not None and urlsplit(url).scheme not in ("ws", "wss"):
+            raise ValueError("must be a ws:// or wss:// URL such as wss://fstream.binance.com")
+        return None if url is None else url.rstrip("/")
+
+    def stream_url(self) -> str:
+        """The all-market stream: ``!markPrice@arr@1s``, or ``!markPrice@arr`` for 3 s."""
+        stream = "!markPrice@arr@1s" if self.speed == "1s" else "!markPrice@arr"
+        return f"{self.ws_url or BASE_URL}/ws/{stream}"
+
+
+def decode_frames(batch: Batch, symbols: list[str] | None = None) -> Decoded:
+    """Decode frames that each hold a JSON array of mark-price updates, all at once."""
+    # Wrapping each array as an object lets one read_ndjson call parse the whole batch.
+    wrapped = [b'{"updates":' + payload + b"}" for payload in batch.payloads]
+    frames, rejects = lakeflow.read_ndjson(wrapped, FRAME)
+    updates = (
+        frames.explode("updates")
+        .filter(pl.col("updates").is_not_null())  # an empty array is a quiet second
+        .select(
+            pl.col("_payload_index"),
+            pl.col("updates").struct.json_encode().cast(pl.Binary).alias("json"),
+            pl.col("updates").struct.field("s").alias("symbol"),
+        )
+        # Delivery contracts send "" and 0 for the funding they do not have: null them.
+        .with_columns(
+            pl.col("json")
+            .cast(pl.String)
+            .str.replace('"r":""', '"r":null', literal=True)
+            .str.replace('"T":"0"', '"T":null', literal=True)
+            .cast(pl.Binary)
+        )
+    )
+    frame_of = updates["_payload_index"]
+    inner = Batch(
+        payloads=updates["json"].to_list(),
+        received_at=batch.received_at.gather(frame_of.cast(pl.UInt32)),
+    )
+    decoded = lakeflow.decode_json(
+        inner,
+        FIELDS,
+        constants={"exchange": "binance", "market": "usdm"},
+        checks={f"event type is not {EVENT_TYPE!r}": FIELDS["event_type"].expr() != EVENT_TYPE},
+    )
+    # An update's reject becomes its frame's, naming the symbol (rare: only bad data).
+    bad: dict[int, list[str]] = defaultdict(list)
+    for index, reason in decoded.rejects:
+        bad[int(frame_of[index])].append(f"{updates['symbol'][index]}: {reason}")
+    rejects += [
+        (frame, f"{len(r)} update(s) rejected: " + "; ".join(r)) for frame, r in bad.items()
+    ]
+    rows = decoded.rows.with_columns(date=pl.col("event_time").dt.date())
+    if symbols:
+        rows = rows.filter(pl.col("symbol").is_in(symbols))
+    return Decoded(rows=rows.select(list(MARK_PRICE.columns)), rejects=sorted(rejects))
+
+
+class BinanceMarkPriceSource(lakeflow.WebSocketSource):
+    """Streams the mark price and funding rate of every Binance USD-M symbol."""
+
+    type = "binance_markprice"
+    schema = MARK_PRICE.name
+    description = "Binance USD-M futures mark prices and funding rates (!markPrice@arr stream)."
+    Config = MarkPriceConfig
+    # Binance closes every connection at 24 h: roll over to a fresh one 10 minutes early.
+    max_age = 23 * 3600 + 50 * 60
+
+    config: MarkPriceConfig
+
+    def url(self) -> str:
+        """The all-market stream URL of the configured speed."""
+        return self.config.stream_url()
+
+    def decode(self, batch: Batch) -> Decoded:
+        """Decode a batch of frames; see :func:`decode_frames`."""
+        return decode_frames(batch, self.config.symbols)
