@@ -137,7 +137,24 @@ def test_quick_start_gives_a_working_tested_plugin_in_a_fresh_environment(tmp_pa
     """What a new user types, as the guide writes it, in a new virtual environment."""
     if shutil.which("uv") is None:
         pytest.skip("the quick start uses uv")
-    script = quick_start().replace("/path/to/lakeflow", str(GUIDE_PATH.parents[1]))
+    root = GUIDE_PATH.parents[1]
+    script = quick_start().replace("/path/to/lakeflow", str(root))
+    # The locked third-party packages go in first, without resolving: uv's cache holds their
+    # wheels (this checkout's own environment came from them) but not always the metadata a
+    # fresh resolution reads, and offline it cannot fetch it. The guide's commands then find
+    # every dependency already satisfied, as they would online.
+    locked = tmp_path / "locked.txt"
+    subprocess.run(
+        ["uv", "export", "--frozen", "--no-hashes", "--no-emit-workspace", "--all-packages",
+         "--all-extras", "--all-groups", "--quiet", "-o", str(locked)],
+        cwd=root, check=True, capture_output=True,
+    )  # fmt: skip
+    assert "source .venv/bin/activate\n" in script, "the quick start no longer makes a venv"
+    script = script.replace(
+        "source .venv/bin/activate\n",
+        f"source .venv/bin/activate\nuv pip install --quiet --no-deps -r {locked}\n",
+        1,
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
     # Offline: packages come from uv's cache, never the internet. The same Python version
     # as this run, whose wheels that cache holds.
