@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from deltalake import DeltaTable
 
 from lakeflow.sinks import Sink, TableInfo
+from lakeflow.sinks.store import explain
 
 #: Files no longer referenced are kept this long, so readers of older versions still work.
 DEFAULT_VACUUM_HOURS = 168
@@ -43,9 +44,32 @@ def maintain_table(
     if before is None:
         return None
     started = time.perf_counter()
-    handle = DeltaTable(
-        sink.table_uri(table), storage_options=getattr(sink, "storage_options", None)
+    uri = sink.table_uri(table)
+    try:
+        compacted, vacuumed = _maintain(
+            DeltaTable(uri, storage_options=getattr(sink, "storage_options", None)),
+            dry_run,
+            target_size,
+            vacuum_hours,
+        )
+    except OSError as exc:
+        raise explain(uri, exc) from exc
+    after = sink.info(table) or before
+    return MaintainReport(
+        table=table,
+        before=before,
+        after=after,
+        compacted_files=compacted,
+        vacuumed_files=vacuumed,
+        seconds=time.perf_counter() - started,
+        dry_run=dry_run,
     )
+
+
+def _maintain(
+    handle: DeltaTable, dry_run: bool, target_size: int | None, vacuum_hours: int
+) -> tuple[int, int]:
+    """Compacted and vacuumed file counts (what a dry run would vacuum)."""
     compacted = vacuumed = 0
     if dry_run:
         vacuumed = len(
@@ -63,13 +87,4 @@ def maintain_table(
         )
         handle.create_checkpoint()
         handle.cleanup_metadata()
-    after = sink.info(table) or before
-    return MaintainReport(
-        table=table,
-        before=before,
-        after=after,
-        compacted_files=compacted,
-        vacuumed_files=vacuumed,
-        seconds=time.perf_counter() - started,
-        dry_run=dry_run,
-    )
+    return compacted, vacuumed
