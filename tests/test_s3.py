@@ -223,3 +223,55 @@ def test_replay_into_another_s3_table(s3, folder):
     assert done.returncode == 0, done.stderr
     again = pl.read_delta(f"{root}/again", storage_options=s3.storage_options())
     assert sorted(again["n"].to_list()) == list(range(1, 201))
+
+
+def s3_pipeline(options: dict[str, str]) -> str:
+    """A pipeline on an S3 URI with these storage options (nothing is contacted)."""
+    lines = "\n".join(f'{key} = "{value}"' for key, value in options.items())
+    return f"""
+[sink]
+uri = "s3://bucket/tables"
+
+[sink.storage_options]
+{lines}
+
+{sequence("seq", 10)}
+"""
+
+
+def test_validate_masks_credential_storage_options(cli, write_toml):
+    write_toml(
+        s3_pipeline(
+            {
+                "AWS_ENDPOINT_URL": "http://127.0.0.1:1",
+                "AWS_ACCESS_KEY_ID": "AKIDVALUE1234",
+                "AWS_SECRET_ACCESS_KEY": f"${{{SECRET_VAR}}}",
+                "AWS_SESSION_TOKEN": "session-token-value",
+            }
+        )
+    )
+    done = cli("validate", env={SECRET_VAR: SECRET_KEY})
+    assert done.returncode == 0, done.stderr
+    assert "AWS_SECRET_ACCESS_KEY=***" in done.stdout
+    assert "AWS_SESSION_TOKEN=***" in done.stdout
+    assert "AWS_ENDPOINT_URL=http://127.0.0.1:1" in done.stdout
+    for secret in (SECRET_KEY, "AKIDVALUE1234", "session-token-value"):
+        assert secret not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("conditional_put", "disabled", 'set conditional_put = "etag", or remove it'),
+        ("AWS_S3_LOCKING_PROVIDER", "dynamodb", "ignores the DynamoDB locking provider"),
+    ],
+)
+def test_s3_options_that_make_commits_unsafe_exit_2_naming_the_option(
+    cli, write_toml, option, value, message
+):
+    write_toml(s3_pipeline({"AWS_REGION": "us-east-1", option: value}))
+    for command in ("validate", "run"):
+        done = cli(command)
+        assert done.returncode == 2, done.stderr
+        assert f"lakeflow.toml: sink.storage_options.{option}: " in done.stderr
+        assert message in done.stderr
