@@ -275,3 +275,24 @@ def test_s3_options_that_make_commits_unsafe_exit_2_naming_the_option(
         assert done.returncode == 2, done.stderr
         assert f"lakeflow.toml: sink.storage_options.{option}: " in done.stderr
         assert message in done.stderr
+
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+SCALING_OUT = README.split("## Scaling out", 1)[1].split("\n## ", 1)[0]
+
+
+def test_readme_scaling_out_pipeline_is_valid(cli, write_toml):
+    toml = re.search(r"```toml\n(.*?)```", SCALING_OUT, re.DOTALL)
+    assert toml is not None
+    write_toml(toml.group(1) + sequence("liquidations_eu", 10))
+    done = cli(
+        "validate", env={"AWS_ACCESS_KEY_ID": "AKIDREADME", "AWS_SECRET_ACCESS_KEY": "x" * 20}
+    )
+    assert done.returncode == 0, done.stderr
+    assert "sink: delta at s3://market-data/lakeflow" in done.stdout
+
+
+def test_readme_shows_the_missing_bucket_error_as_lakeflow_prints_it(s3, folder):
+    home = folder("readme", pipeline(s3, "s3://no-such-bucket/tables", sequence("seq", 10)))
+    done = lakeflow(home, "tables")
+    assert done.stderr.strip() in SCALING_OUT
