@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -64,6 +65,7 @@ class SeaweedFS:
         self.folder = folder
         self.bucket = bucket
         self.binary = weed_binary()
+        self.ports = free_ports(8)
         (
             self.master,
             self.master_grpc,
@@ -73,7 +75,7 @@ class SeaweedFS:
             self.filer_grpc,
             self.s3_port,
             self.s3_grpc,
-        ) = free_ports(8)
+        ) = self.ports
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -226,3 +228,7 @@ class SeaweedFS:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(15)
+        # weed leaves unix sockets named by our ports in the temp folder.
+        for port in self.ports:
+            for sock in Path(tempfile.gettempdir()).glob(f"seaweedfs-*-{port}.sock"):
+                sock.unlink(missing_ok=True)
