@@ -190,7 +190,8 @@ class SeaweedFS:
                 text=True,
                 timeout=30,
             )
-            if "created bucket" in done.stdout or "already exist" in done.stdout:
+            said = done.stdout + done.stderr
+            if "created bucket" in said or "already exists" in said:
                 return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"cannot create bucket: {done.stdout[-500:]}{done.stderr}")

@@ -296,3 +296,22 @@ def test_readme_shows_the_missing_bucket_error_as_lakeflow_prints_it(s3, folder)
     home = folder("readme", pipeline(s3, "s3://no-such-bucket/tables", sequence("seq", 10)))
     done = lakeflow(home, "tables")
     assert done.stderr.strip() in SCALING_OUT
+
+
+def test_an_object_store_outage_mid_run_loses_nothing(tmp_path, folder):
+    # Its own server, since this test stops it while a collector writes.
+    with SeaweedFS(tmp_path / "outage-server") as server:
+        root = server.uri()
+        table = f"{root}/test_records"
+        home = folder("outage", pipeline(server, root, sequence("seq", 4000, rate=500)))
+        process = start_run(home)
+        wait_for(lambda: committed(server, table, "seq") > 0)
+        server.stop()
+        time.sleep(3)  # commits fail meanwhile; payloads keep arriving into the spool
+        server.start()
+        wait_for(lambda: committed(server, table, "seq") >= 4000, timeout=120)
+        stop(process, home)
+        rows = pl.read_delta(table, storage_options=server.storage_options())
+    assert sorted(rows["n"].to_list()) == list(range(1, 4001))
+    log = (home / "run.log").read_text()
+    assert "cannot reach the object store" in log, log[-3000:]

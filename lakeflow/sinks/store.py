@@ -134,5 +134,7 @@ def explain(uri: str, exc: BaseException) -> StoreError:
     # Unknown: the first line that says something, without the nesting arrows.
     lines = [line.strip(" ↳") for line in text.splitlines() if line.strip(" ↳")]
     first = lines[0] if lines else type(exc).__name__
-    detail = next((line for line in lines[1:] if "status code" in line or "error" in line), "")
+    # The HTTP status says most ("503 Service Unavailable"), else the first error line.
+    status = next((line for line in lines[1:] if re.match(r"^\d{3} [A-Za-z]", line)), "")
+    detail = status or next((line for line in lines[1:] if "error" in line.lower()), "")
     return StoreError(f"{shown}: {first}{'; ' + detail if detail else ''}", config=False)
