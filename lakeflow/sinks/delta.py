@@ -50,9 +50,11 @@ class DeltaSink(Sink):
             return self._locks.setdefault(table, threading.Lock())
 
     def check(self) -> None:
-        """Reach the store once: raises :class:`StoreError` if the bucket is missing,
-        the credentials are refused or the store cannot be reached. A local folder needs
-        nothing (it is created on the first commit)."""
+        """Reach the store once; :class:`StoreError` says what is wrong if it cannot.
+
+        A missing bucket, refused credentials, an unreachable endpoint. A local folder
+        needs nothing (it is created on the first commit).
+        """
         if not self.remote:
             return
         try:
@@ -114,8 +116,11 @@ class DeltaSink(Sink):
             return True
 
     def tables(self) -> list[str]:
-        """Tables found under a local root. An object store is not listed (that needs a
-        client beyond deltalake): commands show the pipeline's own and system tables."""
+        """The tables found under a local root.
+
+        An object store is not listed (that needs a client beyond deltalake): commands
+        show the pipeline's own tables and the system tables there.
+        """
         if self.remote:
             return []
         root = Path(self.root.removeprefix("file://"))

@@ -123,12 +123,10 @@ def explain(uri: str, exc: BaseException) -> StoreError:
             config=True,
         )
     if "error sending request" in text or "Connection refused" in text or "dns error" in text:
-        endpoint = _option(os.environ, "AWS_ENDPOINT_URL") if family == "s3" else None
-        hint = "AWS_ENDPOINT_URL" if family == "s3" else "the endpoint option"
-        where = f" (from the environment: {endpoint[1]})" if endpoint else ""
+        hint = "AWS_ENDPOINT_URL" if family == "s3" else "the endpoint"
         return StoreError(
-            f"{shown}: cannot reach the object store{where}; check {hint} in "
-            "[sink.storage_options] and the network",
+            f"{shown}: cannot reach the object store; check {hint} in "
+            "[sink.storage_options] (or the environment) and the network",
             config=False,
         )
     # Unknown: the first line that says something, without the nesting arrows.
