@@ -315,3 +315,25 @@ def test_an_object_store_outage_mid_run_loses_nothing(tmp_path, folder):
     assert sorted(rows["n"].to_list()) == list(range(1, 4001))
     log = (home / "run.log").read_text()
     assert "cannot reach the object store" in log, log[-3000:]
+
+
+def test_two_collectors_sharing_a_source_name_refuse_to_commit_instead_of_skipping(s3, folder):
+    root = s3.uri()
+    table = f"{root}/test_records"
+    text = pipeline(s3, root, sequence("liquidations", 100_000, rate=200), "stop_timeout = 2")
+    first = folder("first", text)
+    second = folder("second", text)
+    runs = [start_run(first)]
+    wait_for(lambda: committed(s3, table, "liquidations") > 0)
+    runs.append(start_run(second))
+    message = "another collector also commits as source 'liquidations' to table test_records"
+    logs = [first / "run.log", second / "run.log"]
+    wait_for(lambda: any(message in log.read_text() for log in logs), timeout=60)
+    for process in runs:
+        process.terminate()
+    codes = [process.wait(60) for process in runs]
+    # The one refused exits 1 and keeps its batches in its spool; the table holds no
+    # batch that one of them skipped silently.
+    assert 1 in codes, [log.read_text()[-2000:] for log in logs]
+    refused = next(log for log in logs if message in log.read_text())
+    assert "kept in the spool for the next start" in refused.read_text()
