@@ -18,8 +18,9 @@ from lakeflow.config import DEFAULT_PIPELINE, Pipeline, load_pipeline
 from lakeflow.errors import ConfigError
 from lakeflow.plugins import Registry, load
 from lakeflow.scaffold import new_plugin
-from lakeflow.secrets import mask_uri, redact
+from lakeflow.secrets import MASK, is_secret_key, mask_uri, redact
 from lakeflow.sinks import Sink
+from lakeflow.sinks.store import StoreError
 from lakeflow.system_tables import DEAD_LETTERS, GAPS
 
 logger = logging.getLogger("lakeflow")
@@ -43,8 +44,23 @@ def _load(path: str) -> tuple[Registry, Pipeline]:
         raise  # unreachable; keeps type checkers content
 
 
-def _sink(registry: Registry, pipeline: Pipeline) -> Sink:
-    return registry.sinks[pipeline.sink.type](pipeline.sink)
+def _sink(registry: Registry, pipeline: Pipeline, *, check: bool = True) -> Sink:
+    """The pipeline's sink; with ``check``, after one round trip to its store.
+
+    A missing bucket or refused credentials exit 2 here, before a command starts (a run
+    before it opens any source, so nothing received can be lost).
+    """
+    try:
+        sink = registry.sinks[pipeline.sink.type](pipeline.sink)
+    except ConfigError as exc:
+        _fail(f"{pipeline.path}: {exc}")
+        raise  # unreachable
+    if check:
+        try:
+            sink.check()
+        except StoreError as exc:
+            _fail(str(exc), code=2 if exc.config else 1)
+    return sink
 
 
 def _existing_tables(sink: Sink, pipeline: Pipeline) -> list[str]:
@@ -150,6 +166,7 @@ def run(
         _fail(f"{pipeline}: no [sources.NAME] sections: nothing to run")
     if live is None:
         live = sys.stdout.isatty() and not once
+    _sink(registry, spec)
     runtime = Runtime(spec, registry, only=list(sources) or None, once=once, live=live)
     if not runtime.specs:
         _fail("--once runs polling sources only, and none is selected")
@@ -167,6 +184,7 @@ def run(
 def validate(pipeline: str) -> None:
     """Check a pipeline file and say what it would run. Exits 2 if it is wrong."""
     registry, spec = _load(pipeline)
+    _sink(registry, spec, check=False)  # options only: validate works offline
     click.echo(f"{pipeline}: valid")
     click.echo(
         f"sink: {spec.sink.type} at {mask_uri(spec.sink.uri)} "
@@ -176,6 +194,12 @@ def validate(pipeline: str) -> None:
 
     scheduled = spec.maintenance.scheduled
     click.echo(f"maintenance: {settings_summary(spec.maintenance) if scheduled else 'off'}")
+    if spec.sink.storage_options:
+        shown = ", ".join(
+            f"{key}={MASK if is_secret_key(key) else redact(value)}"
+            for key, value in sorted(spec.sink.storage_options.items())
+        )
+        click.echo(f"storage options: {shown}")
     for name, source in spec.sources.items():
         keys = source.config.model_dump(exclude_defaults=True, exclude={"table"})
         shown = redact(json.dumps(keys, default=str)) if keys else "defaults"
@@ -388,6 +412,7 @@ def replay(
     from lakeflow.replay import replay as run_replay
 
     registry, spec = _load(pipeline)
+    _sink(registry, spec)
     window = (_utc(since, "--from"), _utc(until, "--to"))
     try:
         stats = asyncio.run(

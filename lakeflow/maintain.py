@@ -38,6 +38,7 @@ from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
 from lakeflow.config import MaintenanceConfig, format_duration
 from lakeflow.sinks import Sink, TableInfo
+from lakeflow.sinks.store import explain
 
 #: Attempts at a rewrite that keeps losing commit races before giving up until next time.
 ATTEMPTS = 5
@@ -238,7 +239,17 @@ def maintain_table(
     the report says what would be rewritten and vacuumed. Blocks; call it from a
     worker thread inside the event loop.
     """
-    settings = settings or MaintenanceConfig()
+    uri = sink.table_uri(table)
+    try:
+        return _open_and_maintain(sink, table, settings or MaintenanceConfig(), dry_run)
+    except OSError as exc:
+        # An object store's failures arrive as OSError: one line that says what to change.
+        raise explain(uri, exc) from exc
+
+
+def _open_and_maintain(
+    sink: Sink, table: str, settings: MaintenanceConfig, dry_run: bool
+) -> MaintainReport | None:
     started = time.perf_counter()
     try:
         handle = DeltaTable(

@@ -12,12 +12,27 @@ import pytest
 
 from harness import LAKEFLOW
 from lakeflow.plugins import make_manager
+from seaweedfs import SeaweedFS, WeedUnavailable
 
 
 @pytest.fixture
 def pm() -> Iterator[pluggy.PluginManager]:
     """A plugin manager without entry points: tests register in-test plugins on it."""
     yield make_manager()
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+    """One SeaweedFS S3 server on loopback for the session, with a bucket ``lakeflow``.
+
+    Tests skip (saying why) only where the ``weed`` binary cannot run.
+    """
+    try:
+        server = SeaweedFS(tmp_path_factory.mktemp("seaweedfs"))
+    except WeedUnavailable as exc:
+        pytest.skip(f"no S3 server: {exc}")
+    with server:
+        yield server
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from lakeflow.runtime.backoff import Backoff
 from lakeflow.runtime.buffer import PayloadBuffer, make_batch
 from lakeflow.runtime.spool import Block, Spool
 from lakeflow.runtime.stats import SourceStats
+from lakeflow.schema import TableSchema
 from lakeflow.sinks import Sink
 from lakeflow.sources import Batch, Decoded, Source
 from lakeflow.system_tables import DEAD_LETTERS, GAPS
@@ -33,6 +34,14 @@ logger = logging.getLogger(__name__)
 #: Payloads decoded at once. Decoding peaks at several times the batch's size in
 #: memory; slices keep that peak flat whatever ``flush_rows`` is (see bench/README.md).
 DECODE_SLICE = 25_000
+
+
+class SourceNameTaken(RuntimeError):
+    """Another collector commits under this source's name to the same table.
+
+    The name keys the exactly-once bookkeeping, so two writers sharing it would skip
+    each other's batches; the commit is refused (and retried) instead, never skipped.
+    """
 
 
 class CommitAbandoned(RuntimeError):
@@ -102,14 +111,40 @@ class Committer:
         self._lock = asyncio.Lock()
         #: Loop time after which a failing commit stops being retried (set on stop).
         self.give_up_at: float | None = None
+        #: Per table, the last sequence this committer saw there under its name; None
+        #: until :meth:`committed` has read the tables.
+        self._known: dict[str, int | None] | None = None
 
     def committed(self) -> int:
         """The highest sequence of this source that its tables hold (0 if none). Blocks."""
-        found = [
-            self.sink.committed_sequence(table, self.spec.name)
+        self._known = {
+            table: self.sink.committed_sequence(table, self.spec.name)
             for table in (self.spec.table, DEAD_LETTERS.table)
-        ]
-        return max((s for s in found if s is not None), default=0)
+        }
+        return max((s for s in self._known.values() if s is not None), default=0)
+
+    def _check_owner(self, table: str, last: int) -> None:
+        """Refuse to commit when another writer has committed under our name to ``table``.
+
+        Collectors on several machines share tables; one that reuses another's source
+        name would otherwise see that writer's sequences as its own and skip batches.
+        """
+        if self._known is None or table not in self._known:
+            return
+        done = self.sink.committed_sequence(table, self.spec.name)
+        # ``last`` itself: this batch landed on an earlier attempt (a retry).
+        if done not in (self._known[table], last):
+            raise SourceNameTaken(
+                f"another collector also commits as source {self.spec.name!r} to table "
+                f"{table} (the table holds its sequence {done}, this one last committed "
+                f"{self._known[table]}); give each collector's sources distinct names"
+            )
+
+    def _commit_table(self, table: str, schema: TableSchema, rows: pl.DataFrame, last: int) -> None:
+        self._check_owner(table, last)
+        self.sink.commit(table, schema, rows, self.spec.name, last)
+        if self._known is not None:
+            self._known[table] = last
 
     async def start(self) -> None:
         """Commit what the spool holds beyond the tables, then resume numbering after it."""
@@ -244,7 +279,9 @@ class Committer:
                         f"commit to table {self.spec.table} still failing at stop: {exc}",
                         len(batch),
                     ) from exc
-                self.log.warning(
+                # Retried too: the spool keeps the batch until a person fixes the names.
+                log = self.log.error if isinstance(exc, SourceNameTaken) else self.log.warning
+                log(
                     "commit to table %s failed (attempt %d): %s; retrying in %.1fs",
                     self.spec.table,
                     backoff.attempt,
@@ -306,7 +343,7 @@ class Committer:
         if len(batch):
             decoded = self._decode(batch)
             if decoded.rows.height and table not in landed:
-                self.sink.commit(table, self.spec.schema, decoded.rows, name, last)
+                self._commit_table(table, self.spec.schema, decoded.rows, last)
                 landed.add(table)
                 rows = decoded.rows.height
                 self.stats.rows += rows
@@ -322,7 +359,7 @@ class Committer:
                         "payload": pl.Series([batch.payloads[i] for i in index], dtype=pl.Binary),
                     }
                 )
-                self.sink.commit(DEAD_LETTERS.table, DEAD_LETTERS, dead, name, last)
+                self._commit_table(DEAD_LETTERS.table, DEAD_LETTERS, dead, last)
                 landed.add(DEAD_LETTERS.table)
                 self.stats.dead_letters += dead.height
                 self.log.warning(

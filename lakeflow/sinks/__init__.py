@@ -68,6 +68,18 @@ class Sink(ABC):
     def info(self, table: str) -> TableInfo | None:
         """Statistics of ``table``, or None if it does not exist."""
 
+    def check(self) -> None:
+        """Make sure the store can be used (reachable, the credentials accepted).
+
+        Called by commands before they start; raises an error that says what to fix.
+        The default does nothing.
+        """
+        return None
+
     def scan(self, table: str) -> pl.LazyFrame:
-        """A lazy polars scan of ``table``."""
+        """A lazy polars scan of ``table``, with whatever options the store needs.
+
+        The one way commands read a table (``query``, ``plot``): it works the same on a
+        local folder and on an object store.
+        """
         raise NotImplementedError

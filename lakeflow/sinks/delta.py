@@ -21,6 +21,7 @@ from lakeflow.config import SinkConfig, check_table_name
 from lakeflow.hookspecs import hookimpl
 from lakeflow.schema import TableSchema
 from lakeflow.sinks import Sink, TableInfo
+from lakeflow.sinks.store import check_options, explain, is_remote
 
 
 class DeltaSink(Sink):
@@ -32,7 +33,9 @@ class DeltaSink(Sink):
         super().__init__(config)
         self.root = config.uri.rstrip("/")
         self.storage_options = dict(config.storage_options) or None
-        self._local = "://" not in self.root or self.root.startswith("file://")
+        self.remote = is_remote(self.root)
+        # Options under which concurrent commits are unsafe are refused before any I/O.
+        check_options(self.root, config.storage_options)
         # One lock per table: commits from several sources to one table take turns in
         # this process instead of racing to the same log version and retrying.
         self._locks: dict[str, threading.Lock] = {}
@@ -46,15 +49,34 @@ class DeltaSink(Sink):
         with self._locks_guard:
             return self._locks.setdefault(table, threading.Lock())
 
+    def check(self) -> None:
+        """Reach the store once; :class:`StoreError` says what is wrong if it cannot.
+
+        A missing bucket, refused credentials, an unreachable endpoint. A local folder
+        needs nothing (it is created on the first commit).
+        """
+        if not self.remote:
+            return
+        try:
+            # The root itself is (normally) no table: "not found" proves the bucket
+            # exists and the credentials may list it, in one request.
+            DeltaTable(self.root, storage_options=self.storage_options)
+        except TableNotFoundError:
+            return
+        except OSError as exc:
+            raise explain(self.root, exc) from exc
+
     def _open(self, table: str) -> DeltaTable | None:
         handle = self._tables.get(table)
-        if handle is not None:
-            handle.update_incremental()
-            return handle
         try:
+            if handle is not None:
+                handle.update_incremental()
+                return handle
             handle = DeltaTable(self.table_uri(table), storage_options=self.storage_options)
         except TableNotFoundError:
             return None
+        except OSError as exc:
+            raise explain(self.table_uri(table), exc) from exc
         self._tables[table] = handle
         return handle
 
@@ -73,27 +95,38 @@ class DeltaSink(Sink):
                 done = handle.transaction_version(app_id)
                 if done is not None and done >= sequence:
                     return False
-            write_deltalake(
-                handle if handle is not None else self.table_uri(table),
-                frame,
-                mode="append",
-                partition_by=list(schema.partition_by) or None,
-                storage_options=self.storage_options if handle is None else None,
-                description=schema.description or None,
-                commit_properties=CommitProperties(
-                    app_transactions=[Transaction(app_id, sequence)],
-                    custom_metadata={"lakeflow.source": app_id},
-                ),
-            )
+            try:
+                # A race with another writer (another collector, `lakeflow maintain`) for
+                # the same log version is retried inside deltalake: its put-if-absent lets
+                # one writer win, and a blind append never conflicts with the winner.
+                write_deltalake(
+                    handle if handle is not None else self.table_uri(table),
+                    frame,
+                    mode="append",
+                    partition_by=list(schema.partition_by) or None,
+                    storage_options=self.storage_options if handle is None else None,
+                    description=schema.description or None,
+                    commit_properties=CommitProperties(
+                        app_transactions=[Transaction(app_id, sequence)],
+                        custom_metadata={"lakeflow.source": app_id},
+                    ),
+                )
+            except OSError as exc:
+                raise explain(self.table_uri(table), exc) from exc
             return True
 
     def tables(self) -> list[str]:
-        if self._local:
-            root = Path(self.root.removeprefix("file://"))
-            if not root.is_dir():
-                return []
-            return sorted(p.name for p in root.iterdir() if (p / "_delta_log").is_dir())
-        return []
+        """The tables found under a local root.
+
+        An object store is not listed (that needs a client beyond deltalake): commands
+        show the pipeline's own tables and the system tables there.
+        """
+        if self.remote:
+            return []
+        root = Path(self.root.removeprefix("file://"))
+        if not root.is_dir():
+            return []
+        return sorted(p.name for p in root.iterdir() if (p / "_delta_log").is_dir())
 
     def info(self, table: str) -> TableInfo | None:
         with self._lock(table):
