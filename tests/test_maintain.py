@@ -179,7 +179,28 @@ def test_a_malformed_duration_is_an_error_naming_the_key(write_toml):
 def test_interval_zero_turns_the_schedule_off():
     assert not MaintenanceConfig(interval=0).scheduled
     assert not MaintenanceConfig(enabled=False).scheduled
-    assert MaintenanceConfig().scheduled
+    assert MaintenanceConfig(enabled=True).scheduled
+
+
+def test_a_local_sink_is_maintained_on_a_schedule_by_default(write_toml):
+    pipeline = load_pipeline(write_toml('[sink]\nuri = "tables"\n'), load())
+    assert pipeline.maintenance.scheduled
+
+
+def test_object_storage_is_not_maintained_on_a_schedule_unless_turned_on(write_toml):
+    # Several collectors may share an S3 table; two of them rewriting it at once double
+    # its rows, so only the one the user picks maintains it.
+    remote = '[sink]\nuri = "s3://bucket/tables"\n'
+    assert not load_pipeline(write_toml(remote), load()).maintenance.scheduled
+    chosen = load_pipeline(write_toml(remote + "[maintenance]\nenabled = true\n"), load())
+    assert chosen.maintenance.scheduled
+
+
+def test_validate_says_why_object_storage_is_not_maintained(cli, write_toml):
+    write_toml('[sink]\nuri = "s3://bucket/tables"\n')
+    done = cli("validate")
+    assert done.returncode == 0, done.stderr
+    assert "maintenance: off on object storage unless [maintenance] enabled = true" in done.stdout
 
 
 def test_the_schedule_inside_run_maintains_tables_while_collecting(pm, tmp_path, caplog):
