@@ -17,8 +17,13 @@ from pathlib import Path
 import polars as pl
 import pytest
 from deltalake import DeltaTable
+from PIL import Image
+from test_plot import liquidation
 
 from harness import LAKEFLOW
+from lakeflow.config import load_pipeline
+from lakeflow.plugins import load
+from lakeflow.sinks.delta import DeltaSink
 from seaweedfs import SECRET_KEY, SeaweedFS
 
 #: The secret reaches the pipeline through ${VAR}, as the README recommends.
@@ -337,3 +342,22 @@ def test_two_collectors_sharing_a_source_name_refuse_to_commit_instead_of_skippi
     assert 1 in codes, [log.read_text()[-2000:] for log in logs]
     refused = next(log for log in logs if message in log.read_text())
     assert "kept in the spool for the next start" in refused.read_text()
+
+
+def test_plot_draws_a_chart_of_an_s3_table(s3, folder, monkeypatch):
+    home = folder(
+        "plot",
+        pipeline(s3, s3.uri("plotted"), '[sources.liquidations]\ntype = "binance_liquidations"\n'),
+    )
+    monkeypatch.setenv(SECRET_VAR, SECRET_KEY)
+    spec = load_pipeline(home / "lakeflow.toml", load())
+    rows = pl.DataFrame([liquidation(30), liquidation(10, side="BUY")], infer_schema_length=None)
+    source = spec.sources["liquidations"]
+    DeltaSink(spec.sink).commit(source.table, source.schema, rows, "test", 1)
+
+    done = lakeflow(home, "plot", "liquidations", "--since", "2h", "-o", "chart.png")
+
+    assert done.returncode == 0, done.stderr
+    with Image.open(home / "chart.png") as image:
+        assert image.format == "PNG"
+        assert image.size == (1200, 600)
