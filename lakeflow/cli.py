@@ -297,7 +297,9 @@ def status(pipeline: str, as_json: bool) -> None:
     statuses = read_status(status_dir(spec.runtime.state_dir), list(spec.sources))
     seen = {s.source for s in statuses}
     never = [name for name in spec.sources if name not in seen]
-    problems = {s.source: s.problem() for s in statuses}
+    # Health as of each snapshot: the file is up to a publish interval old, and judged
+    # now a short poll interval would look overdue. A stale file is "not running".
+    problems = {s.source: s.problem(s.updated) for s in statuses}
     if as_json:
         rows = [{**json.loads(s.to_json()), "problem": problems[s.source]} for s in statuses]
         rows += [{"source": name, "running": False, "problem": "never ran"} for name in never]

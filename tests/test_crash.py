@@ -16,8 +16,10 @@ from harness import LAKEFLOW
 from standin import BASE_MS, StreamStandIn
 
 KILLS = 10
-#: Events in flight at a kill (socket buffers, the tick not yet spooled) at 1,000/s.
-MAX_LOST_PER_KILL = 100
+#: Events in flight at a kill at 1,000/s: in the server's and the kernel's socket buffers,
+#: sent but not yet read (what was read is on disk). Usually a few dozen; on a loaded
+#: machine the reader can fall a few hundred milliseconds behind.
+MAX_LOST_PER_KILL = 500
 
 
 def pipeline(url: str) -> str:
@@ -85,9 +87,10 @@ def test_kill_9_at_random_moments_loses_only_in_flight_events_and_duplicates_non
             continue
         lost.append(len(missing))
         assert len(missing) <= MAX_LOST_PER_KILL, (index, len(missing))
-        # Only the tail of a killed connection may be missing: what was in flight.
-        tail = set(connection.sent[-MAX_LOST_PER_KILL:])
-        assert set(missing) <= tail, (index, sorted(set(missing) - tail)[:10])
+        # Only the tail of a killed connection may be missing (what was in flight), and
+        # all of it: an event read after one that never landed was lost on the way.
+        tail = connection.sent[len(connection.sent) - len(missing) :]
+        assert missing == tail, (index, sorted(set(missing) - set(tail))[:10])
     assert rows.height >= sent_total - (KILLS + 1) * MAX_LOST_PER_KILL
     assert DeltaTable(str(tmp_path / "tables" / "liquidations")).transaction_version("liquidations")
     gaps = pl.read_delta(str(tmp_path / "tables" / "_gaps"))

@@ -19,7 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness import LAKEFLOW
-from lakeflow.runtime.status import SourceStatus
+from lakeflow.runtime.status import SourceStatus, write_status
 
 
 def free_port() -> int:
@@ -66,7 +66,7 @@ bad_every = 100
 
 [sources.clock]
 type = "test_clock"
-interval = 0.5
+interval = 1.0
 """
 
 
@@ -249,6 +249,20 @@ def test_status_of_a_pipeline_that_never_ran_says_so(tmp_path):
     result = lakeflow(tmp_path, "status")
     assert result.returncode == 1
     assert "clock: never ran" in result.stdout
+
+
+def test_status_judges_health_as_of_the_snapshot_not_of_the_read(tmp_path):
+    # Snapshot 3 s old (fresh), a poll 0.2 s before it, 0.5 s interval: healthy then.
+    (tmp_path / "lakeflow.toml").write_text('[sources.s]\ntype = "test_clock"\n')
+    taken = time.time() - 3
+    snapshot = status(
+        interval=0.5, pid=os.getpid(), started=taken - 10, updated=taken, last_poll=taken - 0.2
+    )
+    write_status(tmp_path / "state" / "status", [snapshot])
+
+    result = lakeflow(tmp_path, "status")
+
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_metrics_port_in_use_fails_the_run_before_collecting(tmp_path):
