@@ -411,7 +411,8 @@ def print_summary(result: dict[str, Any]) -> None:
     """Human-readable figures."""
     b, a = result["before"], result["after"]
     print(f"{result['polls']} polls x {result['symbols']} symbols = {b['rows']:,} rows")
-    print(f"written in {result['write']['seconds']:.0f}s through DeltaSink.commit")
+    if not result["write"].get("skipped"):
+        print(f"written in {result['write']['seconds']:.0f}s through DeltaSink.commit")
     for key in ("files", "bytes", "version", "max_files_per_partition", "log_files"):
         print(f"  {key:<24} {b[key]:>14,} -> {a[key]:>14,}")
     print(f"lakeflow maintain: {result['maintain']['seconds']:.1f}s (process wall time)")
