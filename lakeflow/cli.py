@@ -14,7 +14,7 @@ import click
 import polars as pl
 
 from lakeflow import logs
-from lakeflow.config import DEFAULT_PIPELINE, Pipeline, load_pipeline
+from lakeflow.config import DEFAULT_PIPELINE, Pipeline, format_size, load_pipeline
 from lakeflow.errors import ConfigError
 from lakeflow.plugins import Registry, load
 from lakeflow.scaffold import new_plugin
@@ -317,15 +317,6 @@ def status(pipeline: str, as_json: bool) -> None:
         sys.exit(1)
 
 
-def _size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1024 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
-
-
 @cli.command()
 @pipeline_argument
 def tables(pipeline: str) -> None:
@@ -345,7 +336,7 @@ def tables(pipeline: str) -> None:
         when = info.last_commit.strftime("%Y-%m-%d %H:%M:%S") if info.last_commit else "-"
         click.echo(
             f"{info.name:<20} {info.version:>8} {info.files:>7} {info.rows:>12} "
-            f"{_size(info.bytes):>10}  {when}"
+            f"{format_size(info.bytes):>10}  {when}"
         )
 
 

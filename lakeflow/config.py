@@ -192,6 +192,16 @@ def parse_size(value: Any) -> Any:
     return value
 
 
+def format_size(n: int) -> str:
+    """Bytes for people: ``"4.6 GB"`` (powers of 1024)."""
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
 def format_duration(seconds: float) -> str:
     """The shortest exact way to write ``seconds`` with one unit: ``"1h"``, ``"7d"``, ``"0.5s"``."""
     for unit in ("w", "d", "h", "m"):

@@ -36,7 +36,7 @@ import polars as pl
 from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
-from lakeflow.config import MaintenanceConfig, format_duration
+from lakeflow.config import MaintenanceConfig, format_duration, format_size
 from lakeflow.sinks import Sink, TableInfo
 from lakeflow.sinks.store import explain
 
@@ -62,7 +62,7 @@ class Plan:
         count = len(self.partitions)
         plural = "s" if count > 1 else ""
         where = f" in {count} partition{plural}" if self.partitions != [{}] else ""
-        return f"rewrite {self.files} files ({size(self.bytes)}){where}, {how}"
+        return f"rewrite {self.files} files ({format_size(self.bytes)}){where}, {how}"
 
 
 @dataclass(frozen=True)
@@ -86,27 +86,17 @@ class MaintainReport:
             return f"{self.table}: skipped, another maintenance of this table is running"
         if self.dry_run:
             return (
-                f"{self.table}: {b.files} files, {size(b.bytes)}, version {b.version}; "
+                f"{self.table}: {b.files} files, {format_size(b.bytes)}, version {b.version}; "
                 f"would {self.plan.describe()}, vacuum {self.vacuumed_files} files "
                 f"(dry run, {self.seconds:.2f}s)"
             )
         done = self.plan.describe().replace("rewrite", "rewrote", 1)
         return (
-            f"{self.table}: files {b.files} -> {a.files}, bytes {size(b.bytes)} -> "
-            f"{size(a.bytes)}, version {b.version} -> {a.version}; {done}, vacuumed "
+            f"{self.table}: files {b.files} -> {a.files}, bytes {format_size(b.bytes)} -> "
+            f"{format_size(a.bytes)}, version {b.version} -> {a.version}; {done}, vacuumed "
             f"{self.vacuumed_files} files; {self.seconds:.2f}s"
             + (f" ({self.retries} commit conflicts retried)" if self.retries else "")
         )
-
-
-def size(n: int) -> str:
-    """Bytes for people: ``"4.6 GB"`` (powers of 1024)."""
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1024 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
 
 
 def table_info(handle: DeltaTable, name: str) -> TableInfo:
@@ -327,8 +317,9 @@ def _maintain(
 def settings_summary(settings: MaintenanceConfig) -> str:
     """``"every 1h: target 128.0 MB files, Z-order by symbol, vacuum after 1d, log 7d"``."""
     z = ", ".join(settings.z_order) or "nothing"
+    target = format_size(settings.target_file_size)
     return (
-        f"every {format_duration(settings.interval)}: target {size(settings.target_file_size)} "
+        f"every {format_duration(settings.interval)}: target {target} "
         f"files, Z-order by {z}, vacuum after {format_duration(settings.vacuum_retention)}, "
         f"log kept {format_duration(settings.log_retention)}"
     )
