@@ -294,7 +294,7 @@ def time_queries(folder: Path, sql: dict[str, str], repeat: int) -> dict[str, An
 
 def query_inside(sql: str) -> float:
     """Seconds to open the pipeline's tables and run ``sql``, as ``lakeflow query`` does."""
-    from lakeflow.cli import _existing_tables, _sink
+    from lakeflow.cli import _sink, sql_context
     from lakeflow.config import load_pipeline
     from lakeflow.plugins import load
 
@@ -302,10 +302,7 @@ def query_inside(sql: str) -> float:
     spec = load_pipeline("lakeflow.toml", registry)
     started = time.perf_counter()
     sink = _sink(registry, spec)
-    context = pl.SQLContext()
-    for table in _existing_tables(sink, spec):
-        context.register(table, sink.scan(table))
-    context.execute(sql).collect()
+    sql_context(sink, spec).execute(sql).collect()
     return time.perf_counter() - started
 
 

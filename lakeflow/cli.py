@@ -63,9 +63,23 @@ def _sink(registry: Registry, pipeline: Pipeline, *, check: bool = True) -> Sink
     return sink
 
 
+def _table_names(sink: Sink, pipeline: Pipeline) -> list[str]:
+    """The pipeline's tables, the system tables and any other the sink holds (may not exist)."""
+    return list(dict.fromkeys([*pipeline.tables, DEAD_LETTERS.table, GAPS.table, *sink.tables()]))
+
+
 def _existing_tables(sink: Sink, pipeline: Pipeline) -> list[str]:
-    names = [*pipeline.tables, DEAD_LETTERS.table, GAPS.table, *sink.tables()]
-    return [t for t in dict.fromkeys(names) if sink.info(t) is not None]
+    return [t for t in _table_names(sink, pipeline) if sink.info(t) is not None]
+
+
+def sql_context(sink: Sink, pipeline: Pipeline) -> pl.SQLContext:
+    """A polars SQL context with every existing table of the pipeline's sink, by name."""
+    context = pl.SQLContext()
+    for table in _table_names(sink, pipeline):
+        scan = sink.scan(table)
+        if scan is not None:
+            context.register(table, scan)
+    return context
 
 
 def main() -> None:
@@ -359,11 +373,8 @@ def query(args: tuple[str, ...], fmt: str) -> None:
     pipeline, sql = args if len(args) == 2 else (DEFAULT_PIPELINE, args[0])
     registry, spec = _load(pipeline)
     sink = _sink(registry, spec)
-    context = pl.SQLContext()
-    for table in _existing_tables(sink, spec):
-        context.register(table, sink.scan(table))
     try:
-        frame = context.execute(sql).collect()
+        frame = sql_context(sink, spec).execute(sql).collect()
     except Exception as exc:
         _fail(f"query failed: {exc}", code=1)
         return

@@ -196,17 +196,16 @@ def _table_of(pipeline: Pipeline, chart: Kind) -> str:
 
 def _scan(sink: Sink, pipeline: Pipeline, name: str, chart: Kind) -> pl.LazyFrame:
     try:
-        exists = sink.info(name) is not None
+        scan = sink.scan(name)
     except ValueError as exc:  # a table name that could leave the sink's folder
         raise PlotError(f"--table: {exc}") from None
-    if not exists:
+    if scan is None:
         known = sink.tables()
         there = f" (tables there: {', '.join(known)})" if known else ""
         raise PlotError(
             f"no table {name!r} under {mask_uri(pipeline.sink.uri)}{there}; "
             "run the pipeline first, or choose one with --table"
         )
-    scan = sink.scan(name)
     columns = scan.collect_schema()
     missing = [c for c in (chart.time, *chart.columns) if c not in columns]
     if missing:

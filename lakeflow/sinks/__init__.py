@@ -76,8 +76,9 @@ class Sink(ABC):
         """
         return None
 
-    def scan(self, table: str) -> pl.LazyFrame:
-        """A lazy polars scan of ``table``, with whatever options the store needs.
+    def scan(self, table: str) -> pl.LazyFrame | None:
+        """A lazy polars scan of ``table``, with whatever options the store needs, or
+        None if it does not exist.
 
         The one way commands read a table (``query``, ``plot``): it works the same on a
         local folder and on an object store.

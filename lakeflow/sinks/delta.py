@@ -147,8 +147,13 @@ class DeltaSink(Sink):
             last_commit=datetime.fromtimestamp(last / 1000, UTC) if last else None,
         )
 
-    def scan(self, table: str) -> pl.LazyFrame:
-        return pl.scan_delta(self.table_uri(table), storage_options=self.storage_options)
+    def scan(self, table: str) -> pl.LazyFrame | None:
+        with self._lock(table):
+            handle = self._open(table)
+        # polars reads the snapshot of the handle just opened (with its storage options)
+        # instead of opening the table a second time: on a table with a long log that
+        # open is most of a small query.
+        return None if handle is None else pl.scan_delta(handle)
 
 
 @hookimpl
