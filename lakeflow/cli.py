@@ -20,7 +20,7 @@ from lakeflow.plugins import Registry, load
 from lakeflow.scaffold import new_plugin
 from lakeflow.secrets import MASK, is_secret_key, mask_uri, redact
 from lakeflow.sinks import Sink
-from lakeflow.sinks.store import StoreError, is_remote
+from lakeflow.sinks.store import StoreError
 from lakeflow.system_tables import DEAD_LETTERS, GAPS
 
 logger = logging.getLogger("lakeflow")
@@ -206,19 +206,8 @@ def validate(pipeline: str) -> None:
     )
     from lakeflow.maintain import settings_summary
 
-    if spec.maintenance.scheduled:
-        click.echo(f"maintenance: {settings_summary(spec.maintenance)}")
-    elif (
-        spec.maintenance.enabled is False
-        and spec.maintenance.interval > 0
-        and is_remote(spec.sink.uri)
-    ):
-        click.echo(
-            "maintenance: off on object storage unless [maintenance] enabled = true; "
-            "turn it on in one collector per table, or run `lakeflow maintain` from one place"
-        )
-    else:
-        click.echo("maintenance: off")
+    scheduled = spec.maintenance.scheduled
+    click.echo(f"maintenance: {settings_summary(spec.maintenance) if scheduled else 'off'}")
     if spec.sink.storage_options:
         shown = ", ".join(
             f"{key}={MASK if is_secret_key(key) else redact(value)}"

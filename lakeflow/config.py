@@ -219,13 +219,7 @@ class MaintenanceConfig(_Strict):
     strings with a unit (``"128MiB"``).
     """
 
-    enabled: bool | None = Field(
-        default=None,
-        description=(
-            "Maintain on a schedule inside `run`. Unset: yes for a local sink, no on object "
-            "storage, where several collectors may share a table and only one may maintain it."
-        ),
-    )
+    enabled: bool = Field(default=True, description="Maintain on a schedule inside `run`.")
     interval: float = Field(
         default=3600.0, ge=0, description="Seconds between scheduled runs (0: never)."
     )
@@ -255,7 +249,7 @@ class MaintenanceConfig(_Strict):
     @property
     def scheduled(self) -> bool:
         """True when ``lakeflow run`` should maintain on its own."""
-        return bool(self.enabled) and self.interval > 0
+        return self.enabled and self.interval > 0
 
 
 class PipelineFile(_Strict):
@@ -354,21 +348,8 @@ def load_pipeline(path: str | Path, registry: Registry) -> Pipeline:
         runtime=runtime,
         sources=sources,
         metrics=parsed.metrics,
-        maintenance=_maintenance_for(parsed.maintenance, sink.uri),
+        maintenance=parsed.maintenance,
     )
-
-
-def _maintenance_for(settings: MaintenanceConfig, uri: str) -> MaintenanceConfig:
-    """``settings`` with ``enabled`` decided when the file leaves it unset.
-
-    On object storage several collectors may write one table, and two rewrites of a
-    table at once both land (delta-rs does not see that they removed the same files),
-    doubling its rows: so there maintenance runs only where the user turned it on.
-    """
-    if settings.enabled is not None:
-        return settings
-    remote = "://" in uri and not uri.startswith("file://")
-    return settings.model_copy(update={"enabled": not remote})
 
 
 def _load_source(

@@ -12,8 +12,9 @@ rows (checked: two handles, two ``compact()``, twice the rows). So a local table
 maintained under an exclusive ``flock`` on ``<table>/_lakeflow_maintenance.lock``
 (``_`` files are ignored by Delta readers and by vacuum), shared by the scheduled
 maintenance of ``lakeflow run`` and by ``lakeflow maintain``; a maintenance that finds
-it taken skips the table. On object storage there is no such lock: maintain each table
-from one place only (one collector's schedule, or a cron job).
+it taken skips the table. On object storage, where there is no lock to take, the same
+part is played by a lease kept through Delta commits (:mod:`lakeflow.lease`), so
+several collectors' schedules and `lakeflow maintain` may share one table.
 
 Incremental: only partitions that received appends since they were last rewritten
 (two or more small files) are rewritten, so a table maintained an hour ago costs one rewrite of the
@@ -26,7 +27,7 @@ import contextlib
 import fcntl
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +38,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
 from lakeflow.config import MaintenanceConfig, format_duration, format_size
+from lakeflow.lease import LeaseHeld, lease
 from lakeflow.sinks import Sink, TableInfo
 from lakeflow.sinks.store import explain
 
@@ -78,12 +80,15 @@ class MaintainReport:
     dry_run: bool
     retries: int = 0
     skipped: bool = False
+    #: Who holds the table's maintenance, when known (an object store's lease).
+    holder: str = ""
 
     def summary(self) -> str:
         """One line: files, bytes and version before and after, and the time it took."""
         b, a = self.before, self.after
         if self.skipped:
-            return f"{self.table}: skipped, another maintenance of this table is running"
+            held = f" ({self.holder})" if self.holder else ""
+            return f"{self.table}: skipped, another maintenance of this table is running{held}"
         if self.dry_run:
             return (
                 f"{self.table}: {b.files} files, {format_size(b.bytes)}, version {b.version}; "
@@ -195,21 +200,28 @@ def _with_retries(action: Callable[[], None], handle: DeltaTable) -> int:
 
 
 class Busy(Exception):
-    """Another maintenance of the table holds its lock."""
+    """Another maintenance of the table holds its lock or lease."""
 
 
 @contextlib.contextmanager
-def exclusive(uri: str) -> Iterator[None]:
-    """Hold the table's maintenance lock (local tables only); raise :class:`Busy` if taken."""
+def exclusive(uri: str, storage_options: Mapping[str, str] | None = None) -> Iterator[None]:
+    """Hold the table's maintenance lock, or its lease on object storage.
+
+    Raises :class:`Busy` at once if another maintenance holds it.
+    """
     if "://" in uri and not uri.startswith("file://"):
-        yield  # object storage: no lock (see the module docstring)
+        try:
+            with lease(uri, storage_options):
+                yield
+        except LeaseHeld as exc:
+            raise Busy(str(exc)) from None
         return
     path = Path(uri.removeprefix("file://")) / "_lakeflow_maintenance.lock"
     with open(path, "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise Busy(uri) from None
+            raise Busy() from None
         try:
             yield
         finally:
@@ -251,11 +263,13 @@ def _open_and_maintain(
     if dry_run:
         return _maintain(handle, table, before, settings, True, started)
     try:
-        with exclusive(sink.table_uri(table)):
+        with exclusive(sink.table_uri(table), getattr(sink, "storage_options", None)):
             return _maintain(handle, table, before, settings, False, started)
-    except Busy:
+    except Busy as exc:
         empty = Plan([], 0, 0, ())
-        return MaintainReport(table, before, before, empty, 0, 0.0, False, skipped=True)
+        return MaintainReport(
+            table, before, before, empty, 0, 0.0, False, skipped=True, holder=str(exc)
+        )
 
 
 def _maintain(

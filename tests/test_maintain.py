@@ -16,6 +16,7 @@ from lakeflow_testsource import RECORD, SequenceSource
 from harness import LAKEFLOW, Plugin, run
 from lakeflow.config import MaintenanceConfig, SinkConfig, load_pipeline
 from lakeflow.errors import ConfigError
+from lakeflow.lease import lease, lease_uri
 from lakeflow.maintain import exclusive
 from lakeflow.plugins import load
 from lakeflow.sinks.delta import DeltaSink
@@ -179,28 +180,7 @@ def test_a_malformed_duration_is_an_error_naming_the_key(write_toml):
 def test_interval_zero_turns_the_schedule_off():
     assert not MaintenanceConfig(interval=0).scheduled
     assert not MaintenanceConfig(enabled=False).scheduled
-    assert MaintenanceConfig(enabled=True).scheduled
-
-
-def test_a_local_sink_is_maintained_on_a_schedule_by_default(write_toml):
-    pipeline = load_pipeline(write_toml('[sink]\nuri = "tables"\n'), load())
-    assert pipeline.maintenance.scheduled
-
-
-def test_object_storage_is_not_maintained_on_a_schedule_unless_turned_on(write_toml):
-    # Several collectors may share an S3 table; two of them rewriting it at once double
-    # its rows, so only the one the user picks maintains it.
-    remote = '[sink]\nuri = "s3://bucket/tables"\n'
-    assert not load_pipeline(write_toml(remote), load()).maintenance.scheduled
-    chosen = load_pipeline(write_toml(remote + "[maintenance]\nenabled = true\n"), load())
-    assert chosen.maintenance.scheduled
-
-
-def test_validate_says_why_object_storage_is_not_maintained(cli, write_toml):
-    write_toml('[sink]\nuri = "s3://bucket/tables"\n')
-    done = cli("validate")
-    assert done.returncode == 0, done.stderr
-    assert "maintenance: off on object storage unless [maintenance] enabled = true" in done.stdout
+    assert MaintenanceConfig().scheduled
 
 
 def test_the_schedule_inside_run_maintains_tables_while_collecting(pm, tmp_path, caplog):
@@ -293,6 +273,17 @@ def test_a_table_whose_maintenance_lock_is_taken_is_skipped(table, cli):
     assert done.returncode == 0, done.stderr
     assert "test_records: skipped, another maintenance of this table is running" in done.stdout
     assert DeltaTable(str(table)).get_add_actions().num_rows == 30
+
+
+def test_a_tables_vacuum_leaves_its_maintenance_lease_alone(table):
+    # On object storage the lease lives inside the table's folder; vacuum must not
+    # take it for an unreferenced data file.
+    with lease(str(table)):
+        pass
+    DeltaTable(str(table)).vacuum(
+        retention_hours=0, enforce_retention_duration=False, dry_run=False
+    )
+    assert pl.read_delta(lease_uri(str(table)))["holder"].to_list() == [""]
 
 
 def test_the_readme_maintenance_section_is_valid_and_the_defaults(tmp_path):

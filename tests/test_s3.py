@@ -20,8 +20,10 @@ from deltalake import DeltaTable
 from PIL import Image
 from test_plot import liquidation
 
+import lakeflow.lease as lease_module
 from harness import LAKEFLOW
 from lakeflow.config import load_pipeline
+from lakeflow.lease import LeaseHeld, lease, lease_uri
 from lakeflow.plugins import load
 from lakeflow.sinks.delta import DeltaSink
 from seaweedfs import SECRET_KEY, SeaweedFS
@@ -361,3 +363,34 @@ def test_plot_draws_a_chart_of_an_s3_table(s3, folder, monkeypatch):
     with Image.open(home / "chart.png") as image:
         assert image.format == "PNG"
         assert image.size == (1200, 600)
+
+
+def test_of_two_maintainers_racing_for_an_s3_lease_only_one_takes_it(s3, monkeypatch):
+    uri = s3.uri("leased")
+    options = s3.storage_options()
+    with lease(uri, options):
+        pass  # the lease exists and is free
+    # The second maintainer read the lease a moment before the first took it, and saw
+    # it free: only the store's conditional write can stop it now.
+    early = DeltaTable(lease_uri(uri), storage_options=options)
+    reads = iter([early])
+    real_open = lease_module._open
+    with lease(uri, options) as first:
+        with monkeypatch.context() as stale:
+            stale.setattr(lease_module, "_open", lambda u, o: next(reads, None) or real_open(u, o))
+            with pytest.raises(LeaseHeld, match=first), lease(uri, options):
+                pytest.fail("two maintainers hold one table's lease")
+        holder = pl.read_delta(lease_uri(uri), storage_options=options)["holder"].to_list()
+        assert holder == [first]
+    assert pl.read_delta(lease_uri(uri), storage_options=options)["holder"].to_list() == [""]
+
+
+def test_maintain_skips_an_s3_table_whose_lease_another_holds(s3, collected):
+    home, root = collected
+    with lease(f"{root}/test_records", s3.storage_options()) as holder:
+        done = lakeflow(home, "maintain", "--table", "test_records")
+    assert done.returncode == 0, done.stderr
+    assert "test_records: skipped, another maintenance of this table is running" in done.stdout
+    assert holder in done.stdout
+    rows = pl.read_delta(f"{root}/test_records", storage_options=s3.storage_options())
+    assert rows.height == 500

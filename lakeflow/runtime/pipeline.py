@@ -24,7 +24,6 @@ from lakeflow.runtime.status import StatusTracker, status_dir, write_status
 from lakeflow.runtime.streaming import supervise_stream
 from lakeflow.secrets import mask_uri
 from lakeflow.sinks import Sink
-from lakeflow.sinks.store import is_remote
 from lakeflow.sources import PollingSource, Source, StreamingSource
 from lakeflow.system_tables import DEAD_LETTERS, GAPS
 
@@ -147,12 +146,6 @@ class Runtime:
         maintainer = None
         if self.pipeline.maintenance.scheduled and not self.once:
             tables = [*(s.table for s in self.specs), DEAD_LETTERS.table, GAPS.table]
-            if is_remote(self.pipeline.sink.uri):
-                logger.warning(
-                    "this collector maintains its tables on object storage: no other "
-                    "collector or `lakeflow maintain` may rewrite them too (two rewrites "
-                    "of one table at once double its rows)"
-                )
             maintainer = asyncio.create_task(
                 maintain_periodically(self.sink, tables, self.pipeline.maintenance, self.stopping)
             )
