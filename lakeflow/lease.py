@@ -84,7 +84,14 @@ def _take(uri: str, options: dict[str, str], me: str, seconds: float) -> None:
     row = _row(me, time.time() + seconds)
     try:
         if handle is None:
-            write_deltalake(uri, row, mode="error", storage_options=options)
+            # A day of log is plenty for a lease, and keeps opening it one short listing.
+            write_deltalake(
+                uri,
+                row,
+                mode="error",
+                storage_options=options,
+                configuration={"delta.logRetentionDuration": "interval 1 days"},
+            )
         else:
             write_deltalake(handle, row, mode="overwrite", commit_properties=_ONCE)
     except (CommitFailedError, DeltaError) as exc:

@@ -173,12 +173,15 @@ def test_two_collectors_and_maintain_on_one_s3_table_commit_every_payload_once(s
     root = s3.uri()
     table = f"{root}/test_records"
     count = 6000
-    # Two machines' collectors: different source names, their own spools, one table.
-    east = folder("east", pipeline(s3, root, sequence("east", count, rate=1500)))
-    west = folder("west", pipeline(s3, root, sequence("west", count, rate=1500)))
+    # Two machines' collectors: different source names, their own spools, one table,
+    # each maintaining it every second on its own schedule.
+    every_second = "\n[maintenance]\ninterval = 1\n"
+    east = folder("east", pipeline(s3, root, sequence("east", count, rate=1500) + every_second))
+    west = folder("west", pipeline(s3, root, sequence("west", count, rate=1500) + every_second))
     runs = [start_run(east), start_run(west)]
     wait_for(lambda: committed(s3, table, "east") > 0 and committed(s3, table, "west") > 0)
-    # Maintenance beside them: compaction, vacuum and checkpoints race their appends.
+    # And `lakeflow maintain` beside them: three maintainers, whose rewrites the table's
+    # lease keeps apart, race the collectors' appends.
     maintained = []
     while committed(s3, table, "east") < count or committed(s3, table, "west") < count:
         done = lakeflow(east, "maintain", "--table", "test_records")

@@ -53,4 +53,7 @@ async def maintain_periodically(
                 )
                 continue
             if report is not None:
-                logger.info("maintained %s", report.summary())
+                # A skipped table says so itself: another maintainer has it this round.
+                logger.info(
+                    "%s", report.summary() if report.skipped else f"maintained {report.summary()}"
+                )
