@@ -10,6 +10,10 @@ committed on top of the version just read, with no retries: of two maintainers t
 read the lease free at once, exactly one commit lands and the other fails. Giving it
 back is another commit. A holder that died leaves the lease to expire.
 
+The lease is not renewed while it is held: a maintenance that outlived
+:data:`LEASE_SECONDS` (a process paused for hours, a rewrite of years of never-maintained
+data on a slow store) could overlap the next maintainer's.
+
 It needs nothing the sink does not already need: the same storage options and the
 store's conditional writes.
 """
@@ -17,6 +21,7 @@ store's conditional writes.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import time
@@ -26,7 +31,9 @@ from datetime import UTC, datetime
 
 import polars as pl
 from deltalake import CommitProperties, DeltaTable, write_deltalake
-from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+from deltalake.exceptions import DeltaError, TableNotFoundError
+
+logger = logging.getLogger(__name__)
 
 #: The lease table's folder inside the maintained table.
 FOLDER = "_lakeflow_maintenance"
@@ -44,8 +51,11 @@ class LeaseHeld(Exception):
     def __init__(self, holder: str, until: float) -> None:
         self.holder = holder
         self.until = until
-        when = datetime.fromtimestamp(until, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        super().__init__(f"lease held by {holder} until {when}")
+        if until > 0:
+            when = datetime.fromtimestamp(until, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+            super().__init__(f"lease held by {holder} until {when}")
+        else:  # the winner of the race has already given it back
+            super().__init__(f"lease taken by {holder}")
 
 
 def lease_uri(table_uri: str) -> str:
@@ -84,37 +94,52 @@ def _take(uri: str, options: dict[str, str], me: str, seconds: float) -> None:
     row = _row(me, time.time() + seconds)
     try:
         if handle is None:
-            # A day of log is plenty for a lease, and keeps opening it one short listing.
+            # No retries here either: a retried create lands on top of the winner's and
+            # both would hold the lease. A day of log keeps opening it one short listing.
             write_deltalake(
                 uri,
                 row,
                 mode="error",
                 storage_options=options,
                 configuration={"delta.logRetentionDuration": "interval 1 days"},
+                commit_properties=_ONCE,
             )
         else:
             write_deltalake(handle, row, mode="overwrite", commit_properties=_ONCE)
-    except (CommitFailedError, DeltaError) as exc:
-        # Lost the race: someone committed between our read and our write.
-        winner = _open(uri, options)
-        if winner is None:
-            raise
-        holder, until = _current(winner)
-        if holder == me:  # pragma: no cover - a failed commit that landed after all
-            return
-        raise LeaseHeld(holder or "another maintainer", until) from exc
+    except Exception as exc:
+        # Lost the race (someone committed between our read and our write), or the
+        # store failed us with the outcome unknown: the lease table says which.
+        try:
+            winner = _open(uri, options)
+            holder, until = _current(winner) if winner is not None else ("", 0.0)
+        except Exception:
+            raise exc from None
+        if holder == me:
+            return  # our write landed after all
+        if isinstance(exc, DeltaError):
+            raise LeaseHeld(holder or "another maintainer", until) from exc
+        raise
 
 
 def _give_back(uri: str, options: dict[str, str], me: str) -> None:
-    handle = _open(uri, options)
-    if handle is None or _current(handle)[0] != me:
-        return  # expired and taken over: nothing of ours to give back
-    if handle.version() % VACUUM_EVERY < 2:  # versions go by twos, or threes with a vacuum
-        handle.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
-        handle.update_incremental()
-    with contextlib.suppress(CommitFailedError):
-        # Failing means someone took it over after expiry; it is theirs now.
+    """Free the lease if it is still ours; never raises (it expires anyway)."""
+    try:
+        handle = _open(uri, options)
+        if handle is None or _current(handle)[0] != me:
+            return  # expired and taken over: nothing of ours to give back
+        # On the version just checked, with no retries: if someone took the lease over
+        # since, this fails instead of erasing their claim.
         write_deltalake(handle, _row("", 0.0), mode="overwrite", commit_properties=_ONCE)
+    except Exception as exc:
+        logger.warning("could not give back the maintenance lease %s: %s", uri, exc)
+        return
+    if handle.version() % VACUUM_EVERY < 2:  # versions go by twos (take, give back)
+        # The one-row files replaced (and any a lost race left behind) are deleted after
+        # an hour, so a maintainer reading the lease now never finds its file gone.
+        with contextlib.suppress(Exception):
+            handle.vacuum(
+                retention_hours=1, enforce_retention_duration=False, dry_run=False, full=True
+            )
 
 
 def _open(uri: str, options: dict[str, str]) -> DeltaTable | None:
@@ -128,8 +153,12 @@ def _current(handle: DeltaTable) -> tuple[str, float]:
     rows = pl.read_delta(handle)
     if rows.is_empty():
         return "", 0.0
-    last = rows.row(0, named=True)
-    return str(last["holder"]), float(last["until"])
+    if rows.height > 1:
+        # Never written so (one row, overwritten): count it held, as long as any claim.
+        latest = rows.sort("until").row(-1, named=True)
+        return f"one of {rows.height} claimants", float(latest["until"])
+    row = rows.row(0, named=True)
+    return str(row["holder"]), float(row["until"])
 
 
 def _row(holder: str, until: float) -> pl.DataFrame:

@@ -16,7 +16,6 @@ from lakeflow_testsource import RECORD, SequenceSource
 from harness import LAKEFLOW, Plugin, run
 from lakeflow.config import MaintenanceConfig, SinkConfig, load_pipeline
 from lakeflow.errors import ConfigError
-from lakeflow.lease import lease, lease_uri
 from lakeflow.maintain import exclusive
 from lakeflow.plugins import load
 from lakeflow.sinks.delta import DeltaSink
@@ -273,17 +272,6 @@ def test_a_table_whose_maintenance_lock_is_taken_is_skipped(table, cli):
     assert done.returncode == 0, done.stderr
     assert "test_records: skipped, another maintenance of this table is running" in done.stdout
     assert DeltaTable(str(table)).get_add_actions().num_rows == 30
-
-
-def test_a_tables_vacuum_leaves_its_maintenance_lease_alone(table):
-    # On object storage the lease lives inside the table's folder; vacuum must not
-    # take it for an unreferenced data file.
-    with lease(str(table)):
-        pass
-    DeltaTable(str(table)).vacuum(
-        retention_hours=0, enforce_retention_duration=False, dry_run=False
-    )
-    assert pl.read_delta(lease_uri(str(table)))["holder"].to_list() == [""]
 
 
 def test_the_readme_maintenance_section_is_valid_and_the_defaults(tmp_path):

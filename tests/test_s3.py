@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -397,3 +398,26 @@ def test_maintain_skips_an_s3_table_whose_lease_another_holds(s3, collected):
     assert holder in done.stdout
     rows = pl.read_delta(f"{root}/test_records", storage_options=s3.storage_options())
     assert rows.height == 500
+
+
+@pytest.mark.parametrize("round_", range(5))
+def test_two_maintainers_creating_a_new_s3_lease_at_once_never_both_hold_it(s3, round_):
+    uri, options = s3.uri("fresh"), s3.storage_options()
+    start = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def maintain() -> None:
+        start.wait()
+        try:
+            with lease(uri, options):
+                outcomes.append("held")
+                time.sleep(0.5)  # overlap with the other's attempt
+        except LeaseHeld:
+            outcomes.append("refused")
+
+    workers = [threading.Thread(target=maintain) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert sorted(outcomes) == ["held", "refused"]
