@@ -29,7 +29,6 @@ import math
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ from deltalake.exceptions import CommitFailedError, TableNotFoundError
 from lakeflow.config import MaintenanceConfig, format_duration, format_size
 from lakeflow.lease import LeaseHeld, lease
 from lakeflow.sinks import Sink, TableInfo
+from lakeflow.sinks.delta import table_info
 from lakeflow.sinks.store import explain
 
 #: Attempts at a rewrite that keeps losing commit races before giving up until next time.
@@ -102,23 +102,6 @@ class MaintainReport:
             f"{self.vacuumed_files} files; {self.seconds:.2f}s"
             + (f" ({self.retries} commit conflicts retried)" if self.retries else "")
         )
-
-
-def table_info(handle: DeltaTable, name: str) -> TableInfo:
-    """Statistics of an open table, read without the sink's commit lock."""
-    actions = pl.DataFrame(handle.get_add_actions(flatten=True))
-    history = handle.history(1)
-    last = history[0].get("timestamp") if history else None
-    rows = actions["num_records"].sum() if "num_records" in actions.columns else 0
-    return TableInfo(
-        name=name,
-        uri=handle.table_uri,
-        version=handle.version(),
-        files=actions.height,
-        rows=int(rows or 0),
-        bytes=int(actions["size_bytes"].sum() or 0) if actions.height else 0,
-        last_commit=datetime.fromtimestamp(last / 1000, UTC) if last else None,
-    )
 
 
 def plan(handle: DeltaTable, settings: MaintenanceConfig) -> Plan:

@@ -133,19 +133,7 @@ class DeltaSink(Sink):
             handle = self._open(table)
             if handle is None:
                 return None
-            actions = pl.DataFrame(handle.get_add_actions(flatten=True))
-            history = handle.history(1)
-        last = history[0].get("timestamp") if history else None
-        rows = actions["num_records"].sum() if "num_records" in actions.columns else 0
-        return TableInfo(
-            name=table,
-            uri=self.table_uri(table),
-            version=handle.version(),
-            files=actions.height,
-            rows=int(rows or 0),
-            bytes=int(actions["size_bytes"].sum() or 0) if actions.height else 0,
-            last_commit=datetime.fromtimestamp(last / 1000, UTC) if last else None,
-        )
+            return table_info(handle, table, self.table_uri(table))
 
     def scan(self, table: str) -> pl.LazyFrame | None:
         with self._lock(table):
@@ -154,6 +142,23 @@ class DeltaSink(Sink):
         # instead of opening the table a second time: on a table with a long log that
         # open is most of a small query.
         return None if handle is None else pl.scan_delta(handle)
+
+
+def table_info(handle: DeltaTable, name: str, uri: str | None = None) -> TableInfo:
+    """Statistics of an open table: version, files, rows, bytes, last commit."""
+    actions = pl.DataFrame(handle.get_add_actions(flatten=True))
+    history = handle.history(1)
+    last = history[0].get("timestamp") if history else None
+    rows = actions["num_records"].sum() if "num_records" in actions.columns else 0
+    return TableInfo(
+        name=name,
+        uri=uri or handle.table_uri,
+        version=handle.version(),
+        files=actions.height,
+        rows=int(rows or 0),
+        bytes=int(actions["size_bytes"].sum() or 0) if actions.height else 0,
+        last_commit=datetime.fromtimestamp(last / 1000, UTC) if last else None,
+    )
 
 
 @hookimpl
