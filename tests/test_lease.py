@@ -7,7 +7,6 @@ same races against a real S3 server are in ``test_s3.py``.
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import polars as pl
@@ -39,6 +38,7 @@ def test_a_lease_given_back_can_be_taken_again(tmp_path):
 @pytest.mark.parametrize("round_", range(20))
 def test_two_maintainers_creating_a_new_lease_at_once_never_both_hold_it(tmp_path, round_):
     start = threading.Barrier(2)
+    other_refused = threading.Event()
     held: list[str] = []
     refused: list[LeaseHeld] = []
 
@@ -47,9 +47,11 @@ def test_two_maintainers_creating_a_new_lease_at_once_never_both_hold_it(tmp_pat
         try:
             with lease(str(tmp_path)) as me:
                 held.append(me)
-                time.sleep(0.3)  # overlap with the other's attempt
+                # Hold it until the other has tried (if both hold, both time out here).
+                other_refused.wait(timeout=10)
         except LeaseHeld as exc:
             refused.append(exc)
+            other_refused.set()
 
     workers = [threading.Thread(target=maintain) for _ in range(2)]
     for worker in workers:
@@ -61,8 +63,7 @@ def test_two_maintainers_creating_a_new_lease_at_once_never_both_hold_it(tmp_pat
 
 
 def test_an_expired_lease_is_taken_over_and_its_old_holder_does_not_free_it(tmp_path):
-    with lease(str(tmp_path), seconds=0.05) as dead:
-        time.sleep(0.1)  # the holder stalls past its lease
+    with lease(str(tmp_path), seconds=0) as dead:  # a holder stalled past its lease
         with lease(str(tmp_path)) as successor:
             assert holder(tmp_path) == [successor]
         assert dead != successor
@@ -71,9 +72,8 @@ def test_an_expired_lease_is_taken_over_and_its_old_holder_does_not_free_it(tmp_
 
 
 def test_the_old_holder_giving_back_late_leaves_the_successors_lease_alone(tmp_path):
-    outer = lease(str(tmp_path), seconds=0.05)
+    outer = lease(str(tmp_path), seconds=0)  # a holder stalled past its lease
     outer.__enter__()
-    time.sleep(0.1)
     with lease(str(tmp_path)) as successor:
         outer.__exit__(None, None, None)  # the stalled holder finishes now
         assert holder(tmp_path) == [successor]

@@ -404,6 +404,7 @@ def test_maintain_skips_an_s3_table_whose_lease_another_holds(s3, collected):
 def test_two_maintainers_creating_a_new_s3_lease_at_once_never_both_hold_it(s3, round_):
     uri, options = s3.uri("fresh"), s3.storage_options()
     start = threading.Barrier(2)
+    other_refused = threading.Event()
     outcomes: list[str] = []
 
     def maintain() -> None:
@@ -411,9 +412,11 @@ def test_two_maintainers_creating_a_new_s3_lease_at_once_never_both_hold_it(s3, 
         try:
             with lease(uri, options):
                 outcomes.append("held")
-                time.sleep(0.5)  # overlap with the other's attempt
+                # Hold it until the other has tried (if both hold, both time out here).
+                other_refused.wait(timeout=20)
         except LeaseHeld:
             outcomes.append("refused")
+            other_refused.set()
 
     workers = [threading.Thread(target=maintain) for _ in range(2)]
     for worker in workers:
