@@ -14,7 +14,14 @@ import click
 import polars as pl
 
 from lakeflow import logs
-from lakeflow.config import DEFAULT_PIPELINE, Pipeline, format_size, load_pipeline
+from lakeflow.config import (
+    DEFAULT_PIPELINE,
+    Pipeline,
+    SourceSpec,
+    format_duration,
+    format_size,
+    load_pipeline,
+)
 from lakeflow.errors import ConfigError
 from lakeflow.plugins import Registry, load
 from lakeflow.scaffold import new_plugin
@@ -221,8 +228,27 @@ def validate(pipeline: str) -> None:
             f"source {name}: {source.cls.type} ({source.cls.kind}) -> table "
             f"{source.table} [{source.schema.name}] {shown}"
         )
+        _describe_endpoints(source)
     for plugin, error in registry.errors.items():
         click.echo(f"warning: plugin {plugin} failed to load: {error}", err=True)
+
+
+def _describe_endpoints(spec: SourceSpec) -> None:
+    """The URLs a source will use and, for a stream, the silence that is normal."""
+    try:
+        source = spec.cls(spec.name, spec.config)
+        endpoints = source.endpoints()
+    except Exception as exc:  # a plugin's constructor: report, never crash validate
+        click.echo(f"    (cannot tell its endpoints: {type(exc).__name__}: {exc})")
+        return
+    for index, url in enumerate(endpoints):
+        label = "url" if index == 0 else "then"
+        click.echo(f"    {label}: {mask_uri(url)}")
+    if spec.cls.kind == "streaming":
+        limit = spec.silence_limit(source)
+        said = "never judged" if limit is None else f"more than {format_duration(limit)}"
+        origin = "pipeline" if spec.silence_timeout is not None else "source type's default"
+        click.echo(f"    silent when: {said} without a payload ({origin})")
 
 
 def _config_keys(model: Any) -> list[dict[str, Any]]:

@@ -263,15 +263,32 @@ class PipelineFile(_Strict):
     sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
+#: Keys the core reads from every streaming source's section, beside ``type``.
+STREAMING_KEYS = ("silence_timeout",)
+
+
 @dataclass(frozen=True)
 class SourceSpec:
-    """One configured source instance: its section name, class, validated config, table."""
+    """One configured source instance: its section name, class, validated config, table.
+
+    ``silence_timeout`` is the pipeline's override of the source type's own (seconds;
+    0 turns the check off; None: the source type decides).
+    """
 
     name: str
     cls: type[Source]
     config: SourceConfig
     table: str
     schema: TableSchema
+    silence_timeout: float | None = None
+
+    def silence_limit(self, source: Source) -> float | None:
+        """The silence a connected stream may keep before it is a problem (None: any)."""
+        if self.cls.kind != "streaming":
+            return None
+        if self.silence_timeout is not None:
+            return self.silence_timeout or None
+        return getattr(source, "silence_timeout", None)
 
 
 @dataclass(frozen=True)
@@ -375,11 +392,24 @@ def _load_source(
             f"(installed: {installed}; `lakeflow list-sources` shows them)"
         )
     cls = registry.sources[kind].cls
+    streaming = cls.kind == "streaming"
+    silence = None
+    if "silence_timeout" in section and "silence_timeout" not in cls.Config.model_fields:
+        if not streaming:
+            raise ConfigError(
+                f"{where}: {prefix}.silence_timeout: applies to streaming sources only; "
+                f"{kind!r} polls, and its health follows its polls"
+            )
+        try:
+            silence = _silence_timeout(section.pop("silence_timeout"))
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {prefix}.silence_timeout: {exc}") from None
     try:
         config = cls.Config.model_validate(section)
     except ValidationError as exc:
+        extra = ("type", *STREAMING_KEYS) if streaming else ("type",)
         raise ConfigError(
-            _format_errors(where, exc, ("sources", name), cls.Config, extra_keys=("type",))
+            _format_errors(where, exc, ("sources", name), cls.Config, extra_keys=extra)
         ) from None
     schema = registry.schemas.get(cls.schema)
     if schema is None:
@@ -397,7 +427,19 @@ def _load_source(
             f"{where}: {prefix}.table: names starting with '_' are reserved "
             "for lakeflow's own tables"
         )
-    return SourceSpec(name=name, cls=cls, config=config, table=table, schema=schema)
+    return SourceSpec(
+        name=name, cls=cls, config=config, table=table, schema=schema, silence_timeout=silence
+    )
+
+
+def _silence_timeout(value: Any) -> float:
+    """Seconds (a number or ``"10m"``); 0 turns the check off."""
+    seconds = parse_duration(value)
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        raise ValueError('must be seconds (300) or a duration ("5m", "2h"); 0 turns it off')
+    if seconds < 0:
+        raise ValueError("must not be negative (0 turns the check off)")
+    return float(seconds)
 
 
 def _substitute(value: Any, env: Mapping[str, str], where: str, path: tuple[str, ...]) -> Any:

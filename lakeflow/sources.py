@@ -107,6 +107,14 @@ class Source(ABC):
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release what :meth:`open` acquired. Called once at stop, even after errors."""
 
+    def endpoints(self) -> list[str]:
+        """The URLs this source reads, preferred first (``lakeflow validate`` shows them).
+
+        Must not do I/O. The default, an empty list, says nothing; sources with a URL
+        should return it, since a moved endpoint is the commonest way a feed breaks.
+        """
+        return []
+
     @abstractmethod
     def decode(self, batch: Batch) -> Decoded:
         """Decode a batch of raw payloads into rows, at once and vectorized.
@@ -117,9 +125,31 @@ class Source(ABC):
 
 
 class StreamingSource(Source):
-    """A source that keeps a connection open and pushes payloads as they arrive."""
+    """A source that keeps a connection open and pushes payloads as they arrive.
+
+    ``silence_timeout`` is how long a connected stream may go without a payload before
+    that is a problem rather than a quiet market: exchanges retire a stream by going
+    silent, not by closing it. Past it the runtime warns, marks the source ``silent`` in
+    ``lakeflow status`` and ``/healthz``, records the stretch in ``_gaps``, calls
+    :meth:`fall_over` and reconnects. Set it on the class, or per instance in
+    ``__init__`` when it depends on the config (one symbol's stream is quieter than a
+    whole market's); None (the default) never judges silence. A pipeline overrides it
+    per source with the ``silence_timeout`` key.
+    """
 
     kind = "streaming"
+    #: Seconds without a payload that are still normal for this stream; None: any.
+    silence_timeout: float | None = None
+
+    def fall_over(self) -> str | None:
+        """Move to the next endpoint known for this stream; return it, or None if none.
+
+        Called by the runtime after a silent connection, before it reconnects. A source
+        that knows one endpoint (the default) returns None and is reconnected where it
+        was. :class:`~lakeflow.WebSocketSource` rotates through :meth:`~lakeflow.
+        WebSocketSource.urls`.
+        """
+        return None
 
     @abstractmethod
     async def stream(self, feed: Feed) -> None:

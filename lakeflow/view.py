@@ -17,6 +17,7 @@ _STATE_STYLE = {
     "polling": "green",
     "starting": "yellow",
     "disconnected": "red",
+    "silent": "bold red",
     "paused": "red",
     "failed": "bold red",
     "stopped": "dim",
@@ -64,6 +65,9 @@ def status_table(statuses: list[SourceStatus], now: float | None = None) -> Tabl
         state = state_of(status)
         if status.kind == "streaming" and state == "connected" and status.connected_since:
             state_text = f"{state} {age(now - status.connected_since)}"
+        elif state == "silent":
+            since = status.last_payload or status.started
+            state_text = f"silent {age(now - since)}"
         elif status.kind == "polling" and status.last_poll and status.running:
             state_text = f"{state}, polled {age(now - status.last_poll)} ago"
         else:

@@ -19,14 +19,28 @@ from typing import ClassVar
 import aiohttp
 from aiohttp import WSMsgType
 
+from lakeflow.errors import SourceError
 from lakeflow.secrets import mask_uri
 from lakeflow.sources import Feed, StreamingSource
+
+#: Handshake statuses that say this endpoint does not serve the stream (it moved, or
+#: never existed here): worth trying the next known endpoint at once.
+WRONG_ENDPOINT = frozenset({400, 403, 404, 410})
+#: 451 Unavailable For Legal Reasons: the server refuses the client's location.
+#: Retrying, or another endpoint of the same service, cannot fix that.
+REFUSED_LOCATION = 451
 
 
 class WebSocketSource(StreamingSource):
     """Reads every frame of ``self.url()`` into the runtime as a raw payload.
 
-    Override :meth:`url`, and :meth:`on_open` if the feed needs a subscribe message.
+    Override :meth:`url` (or :meth:`urls`, when the stream is served at several
+    endpoints), and :meth:`on_open` if the feed needs a subscribe message. After a
+    silent connection or a handshake refused with 400/403/404/410, the source falls over
+    to the next of :meth:`urls` and logs which one delivers. A handshake refused with
+    451 (the server refuses this location) stops the source with
+    :class:`~lakeflow.SourceError`: retrying cannot fix it.
+
     ``max_age`` (seconds) rolls to a new connection before the server's cut;
     ``max_size`` caps one frame (a larger one drops the connection, not the process).
     A subclass that overrides :meth:`open` or :meth:`close` calls ``super()``.
@@ -44,15 +58,46 @@ class WebSocketSource(StreamingSource):
     _session: aiohttp.ClientSession | None = None
     _successor: aiohttp.ClientWebSocketResponse | None = None
     _seen: set[bytes] | None = None
+    #: Index into :meth:`urls` of the endpoint in use.
+    _endpoint: int = 0
+    #: True after a fall-over, until a frame arrives: then the working endpoint is logged.
+    _searching: bool = False
 
     def url(self) -> str:
         """The WebSocket URL to connect to."""
         raise NotImplementedError
 
-    def describe_url(self) -> str:
-        """The URL for logs: credentials masked, a long query (200 streams) shortened."""
-        url = mask_uri(self.url())
+    def urls(self) -> list[str]:
+        """Every URL the stream is served at, preferred first. Default: ``[self.url()]``.
+
+        Override it when the exchange serves the stream at more than one endpoint (a
+        routed one and a legacy one): the source falls over to the next after a silent
+        connection or a refused handshake, round and round.
+        """
+        return [self.url()]
+
+    def endpoints(self) -> list[str]:
+        """The URLs of :meth:`urls`, for ``lakeflow validate``."""
+        return self.urls()
+
+    def current_url(self) -> str:
+        """The endpoint the next connection goes to."""
+        urls = self.urls()
+        return urls[self._endpoint % len(urls)]
+
+    def describe_url(self, url: str | None = None) -> str:
+        """A URL for logs: credentials masked, a long query (200 streams) shortened."""
+        url = mask_uri(self.current_url() if url is None else url)
         return url if len(url) <= 120 else f"{url[:100]}... ({len(url)} chars)"
+
+    def fall_over(self) -> str | None:
+        """Move to the next of :meth:`urls`; returns it (for logs), or None if there is one."""
+        urls = self.urls()
+        if len(urls) < 2:
+            return None
+        self._endpoint = (self._endpoint + 1) % len(urls)
+        self._searching = True
+        return self.describe_url()
 
     async def on_open(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         """Called on every new connection before reading (send a subscription here)."""
@@ -72,7 +117,7 @@ class WebSocketSource(StreamingSource):
             await self.open()
         assert self._session is not None
         ws = await self._session.ws_connect(
-            self.url(),
+            self.current_url(),
             timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
             autoping=True,
             heartbeat=self.ping_interval,
@@ -86,7 +131,7 @@ class WebSocketSource(StreamingSource):
         try:
             ws = await asyncio.wait_for(self._connect(), self.open_timeout)
         except aiohttp.WSServerHandshakeError as exc:
-            raise ConnectionError(f"handshake refused: HTTP {exc.status} {exc.message}") from None
+            raise self._refused(exc) from None
         feed.connected(self.describe_url())
         loop = asyncio.get_running_loop()
         dedup: set[bytes] | None = None
@@ -114,14 +159,23 @@ class WebSocketSource(StreamingSource):
         receive, emit = ws.receive, feed.emit
         text, binary = WSMsgType.TEXT, WSMsgType.BINARY
         # After a roll-over, the new connection first repeats what the old one carried
-        # during the overlap; drop those, then read at full speed.
-        while dedup:
+        # during the overlap; drop those. After a fall-over, the first frame tells which
+        # endpoint works. Then read at full speed, looking at neither again.
+        while dedup or self._searching:
             message = await receive()
             if message.type is not text and message.type is not binary:
                 return message
-            if message.data in dedup:
+            if dedup and message.data in dedup:
                 continue
             dedup = None
+            if self._searching:
+                self._searching = False
+                self.log.info(
+                    "receiving on %s (endpoint %d of %d)",
+                    self.describe_url(),
+                    self._endpoint % len(self.urls()) + 1,
+                    len(self.urls()),
+                )
             emit(message.data)
         while True:
             message = await receive()
@@ -134,6 +188,27 @@ class WebSocketSource(StreamingSource):
                     await feed.writable()
             else:
                 return message
+
+    def _refused(self, exc: aiohttp.WSServerHandshakeError) -> Exception:
+        """The error for a refused handshake: fatal (451), or a reconnect, maybe elsewhere."""
+        url = self.describe_url()
+        said = f"HTTP {exc.status} {exc.message}".rstrip()
+        if exc.status == REFUSED_LOCATION:
+            return SourceError(
+                f"{url} refused the connection with {said}: the server refuses clients "
+                "from this location (a region block). Retrying cannot fix it; run the "
+                "collector from a location the exchange serves."
+            )
+        if exc.status in WRONG_ENDPOINT:
+            following = self.fall_over()
+            if following is not None:
+                self.log.warning(
+                    "handshake refused at %s (%s); trying the next endpoint, %s",
+                    url,
+                    said,
+                    following,
+                )
+        return ConnectionError(f"handshake refused at {url}: {said}")
 
     def _start_roll_over(self, old: aiohttp.ClientWebSocketResponse) -> None:
         task = asyncio.ensure_future(self._roll_over(old))

@@ -35,6 +35,7 @@ class PayloadBuffer:
         self.first = 1  # sequence of payloads[0]
         self.spool = spool
         self._spooled = 0  # payloads[:_spooled] are in the spool
+        self._last_taken: int | None = None  # receipt time (ns) of the newest payload taken
         self._scheduled = False
         if spool is not None:
             self.emit = self._emit_spooled  # type: ignore[method-assign]
@@ -98,6 +99,14 @@ class PayloadBuffer:
         """Receipt time (ns) of the oldest payload waiting, None when empty."""
         return self.times[0] if self.times else None
 
+    def last_received(self) -> int | None:
+        """Receipt time (ns) of the newest payload ever appended, None before the first.
+
+        Read by the silence watchdog and the metrics, never per payload: the receipt
+        times are recorded anyway, so knowing the last one costs the hot path nothing.
+        """
+        return self.times[-1] if self.times else self._last_taken
+
     def take(self, limit: int | None = None) -> tuple[int, Batch]:
         """Remove up to ``limit`` payloads (all by default), oldest first.
 
@@ -106,6 +115,8 @@ class PayloadBuffer:
         self.write_spool()
         count = len(self.payloads) if limit is None else min(limit, len(self.payloads))
         payloads, times, first = self.payloads[:count], self.times[:count], self.first
+        if count:
+            self._last_taken = times[-1]
         del self.payloads[:count]
         del self.times[:count]
         self.first += count

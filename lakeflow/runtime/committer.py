@@ -146,21 +146,30 @@ class Committer:
         if self._known is not None:
             self._known[table] = last
 
-    async def start(self) -> None:
-        """Commit what the spool holds beyond the tables, then resume numbering after it."""
+    async def start(self, covered_until: float | None = None) -> None:
+        """Commit what the spool holds beyond the tables, then resume numbering after it.
+
+        ``covered_until`` (epoch seconds) is when the previous run of this source stopped
+        covering its feed, from its last status file: the time from then to now is the
+        "lakeflow was not running" gap. Without it, the last spooled payload's receipt
+        stands in (a quiet connection covers past its last payload, so that is later
+        than the truth only errs towards a longer gap).
+        """
         committed = await asyncio.to_thread(self.committed)
         last = committed
-        if self.spool is not None:
-            # The time since the last payload of the previous run was not covered.
+        since = covered_until
+        if since is None and self.spool is not None:
             previous = await asyncio.to_thread(self.spool.last_received)
-            if previous is not None:
-                self.add_gap(previous / 1e9, time.time(), "lakeflow was not running")
+            since = None if previous is None else previous / 1e9
+        if since is not None:
+            self.add_gap(since, max(since, time.time()), "lakeflow was not running")
+        if self.spool is not None:
             last = max(last, await self.replay(committed))
             await asyncio.to_thread(self.spool.trim, last)
-            if self.gaps:
-                # Now, not at the first flush: another crash must not lose this record.
-                gaps, self.gaps = self.gaps, []
-                await self._commit_with_retry(last + 1, last, make_batch([], array("q")), gaps)
+        if self.gaps:
+            # Now, not at the first flush: another crash must not lose this record.
+            gaps, self.gaps = self.gaps, []
+            await self._commit_with_retry(last + 1, last, make_batch([], array("q")), gaps)
         self.buffer.first = last + 1
 
     async def replay(

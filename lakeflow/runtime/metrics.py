@@ -101,12 +101,28 @@ class StatsCollector(Collector):
             "1 while a streaming source holds a connection, else 0.",
             labels=["source"],
         )
+        quiet = GaugeMetricFamily(
+            "lakeflow_seconds_since_last_payload",
+            "Seconds since the source's newest payload arrived (since its start before the "
+            "first). A streaming source past its silence_timeout is unhealthy.",
+            labels=["source"],
+        )
+        silence = GaugeMetricFamily(
+            "lakeflow_silence_timeout_seconds",
+            "Seconds without a payload that are normal for a streaming source.",
+            labels=["source"],
+        )
+        now = time.time()
         for status in self.tracker.snapshot():
-            up.add_metric([status.source], 0.0 if status.problem() else 1.0)
+            up.add_metric([status.source], 0.0 if status.problem(now) else 1.0)
+            since = status.last_payload if status.last_payload is not None else status.started
+            quiet.add_metric([status.source], max(0.0, now - since))
             if status.kind == "streaming":
-                connected.add_metric([status.source], 1.0 if status.state == "connected" else 0.0)
-        yield up
-        yield connected
+                holding = status.state in ("connected", "silent")
+                connected.add_metric([status.source], 1.0 if holding else 0.0)
+                if status.silence_timeout is not None:
+                    silence.add_metric([status.source], status.silence_timeout)
+        yield from (up, connected, quiet, silence)
 
 
 class MetricsServer:

@@ -19,8 +19,8 @@ from lakeflow.runtime.maintenance import maintain_periodically
 from lakeflow.runtime.metrics import MetricsServer
 from lakeflow.runtime.polling import run_polls
 from lakeflow.runtime.spool import Spool, SpoolLocked
-from lakeflow.runtime.stats import SourceStats
-from lakeflow.runtime.status import StatusTracker, status_dir, write_status
+from lakeflow.runtime.stats import SourceState, SourceStats
+from lakeflow.runtime.status import StatusTracker, read_status, status_dir, write_status
 from lakeflow.runtime.streaming import supervise_stream
 from lakeflow.secrets import mask_uri
 from lakeflow.sinks import Sink
@@ -88,6 +88,8 @@ class Runtime:
         self.stats: dict[str, SourceStats] = {s.name: SourceStats() for s in specs}
         self.committers: dict[str, Committer] = {}
         self.tracker = StatusTracker(specs, self.stats)
+        #: When each source's previous run stopped covering its feed (its last status).
+        self.covered_until: dict[str, float] = {}
         self.metrics: MetricsServer | None = None
         if pipeline.metrics.listen:
             self.metrics = MetricsServer(pipeline.metrics.listen, self.tracker)
@@ -138,6 +140,13 @@ class Runtime:
                     f"metrics.listen: cannot listen on {self.pipeline.metrics.listen}: "
                     f"{exc.strerror or exc}"
                 ) from exc
+        # Before the first publish overwrites them: where the previous run's coverage ended.
+        previous = await asyncio.to_thread(
+            read_status, status_dir(self.pipeline.runtime.state_dir), list(self.stats)
+        )
+        self.covered_until = {
+            s.source: s.covered_until for s in previous if s.covered_until is not None
+        }
         started = time.monotonic()
         workers = [
             asyncio.create_task(self._source(spec, result), name=spec.name) for spec in self.specs
@@ -249,7 +258,7 @@ class Runtime:
                 spool.lock()
             except (SpoolLocked, OSError) as exc:
                 log.error("cannot start: %s", exc)
-                stats.state = "failed"
+                stats.state = SourceState.FAILED
                 result.failed.append(spec.name)
                 return
         committer = Committer(spec, source, self.sink, self.pipeline.sink, stats, spool, runtime)
@@ -272,7 +281,7 @@ class Runtime:
         backoff = Backoff(base=1.0, cap=60.0)
         while not self.stopping.is_set():
             try:
-                await committer.start()
+                await committer.start(self.covered_until.get(spec.name))
                 break
             except Exception as exc:
                 delay = backoff.next() or 1.0
@@ -283,7 +292,7 @@ class Runtime:
         # (unless the run is a one-off) the whole run is stopping.
         finished = asyncio.Event()
         flusher = asyncio.create_task(committer.run(finished))
-        reader = asyncio.create_task(self._read(source, committer, log))
+        reader = asyncio.create_task(self._read(spec, source, committer, log))
         stop = asyncio.ensure_future(self.stopping.wait())
         try:
             await asyncio.wait({reader, stop}, return_when="FIRST_COMPLETED")
@@ -314,16 +323,26 @@ class Runtime:
                 pending = exc.payloads + len(committer.buffer)
                 log.error("%s; %d payloads not committed (%s)", exc, pending, kept)
                 result.failed.append(spec.name)
-            stats.state = "failed" if spec.name in result.failed else "stopped"
+            stats.state = (
+                SourceState.FAILED if spec.name in result.failed else SourceState.STOPPED
+            )
 
-    async def _read(self, source: Source, committer: Committer, log: logging.LoggerAdapter) -> None:
+    async def _read(
+        self,
+        spec: SourceSpec,
+        source: Source,
+        committer: Committer,
+        log: logging.LoggerAdapter,
+    ) -> None:
         """Open and drive the source, restarting it with backoff if it crashes."""
         backoff = Backoff(base=1.0, cap=60.0)
         while not self.stopping.is_set():
             try:
                 await source.open()
                 if isinstance(source, StreamingSource):
-                    await supervise_stream(source, committer, self.stopping)
+                    await supervise_stream(
+                        source, committer, self.stopping, spec.silence_limit(source)
+                    )
                 else:
                     assert isinstance(source, PollingSource)
                     await run_polls(source, committer, self.stopping, 1 if self.once else None)

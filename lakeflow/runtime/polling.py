@@ -8,6 +8,7 @@ import time
 
 from lakeflow.errors import SourceError, SourcePaused
 from lakeflow.runtime.committer import Committer
+from lakeflow.runtime.stats import SourceState
 from lakeflow.sources import PollingSource
 
 
@@ -60,7 +61,7 @@ async def run_polls(
         attempts += 1
         paused = False
         last_failure = ""
-        stats.state = "polling"
+        stats.state = SourceState.POLLING
         try:
             # A poll may retry inside its interval but must end before the next tick.
             result = await asyncio.wait_for(source.poll(), timeout=interval)
@@ -74,13 +75,13 @@ async def run_polls(
             log.error("PAUSED for %.0fs: %s", exc.seconds, exc.reason)
             open_gap(f"paused: {exc.reason}")
             last_failure = f"paused: {exc.reason}"
-            stats.state = "paused"
+            stats.state = SourceState.PAUSED
             paused = True
             if max_polls is None and not await _sleep_until(loop.time() + exc.seconds, stopping):
                 break
         except SourceError as exc:
             log.error("stopped: %s", exc)
-            stats.state = "failed"
+            stats.state = SourceState.FAILED
             open_gap(f"source stopped: {exc}")
             fatal = exc
             break
@@ -100,7 +101,7 @@ async def run_polls(
             committer.buffer.extend([bytes(p) for p in payloads], time.time_ns())
             stats.polls += 1
             stats.last_poll = time.time()
-            stats.state = "idle"
+            stats.state = SourceState.IDLE
             if gap_since is not None:
                 committer.add_gap(gap_since, time.time(), gap_reason)
                 gap_since = None

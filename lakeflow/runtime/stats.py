@@ -9,6 +9,7 @@ from __future__ import annotations
 import bisect
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -16,6 +17,23 @@ if TYPE_CHECKING:
 
 #: Upper bounds (seconds) of the latency histograms' buckets, the last one open-ended.
 LATENCY_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class SourceState(StrEnum):
+    """What a source is doing. A ``str``, so status files and JSON carry the plain word."""
+
+    STARTING = "starting"
+    #: A streaming source holds a connection and payloads arrive (or the quiet is normal).
+    CONNECTED = "connected"
+    #: Connected, but no payload for longer than the source's ``silence_timeout``: the
+    #: exchange moved or retired the stream, a symbol is wrong, or the region is blocked.
+    SILENT = "silent"
+    DISCONNECTED = "disconnected"
+    POLLING = "polling"
+    IDLE = "idle"
+    PAUSED = "paused"
+    FAILED = "failed"
+    STOPPED = "stopped"
 
 
 @dataclass
@@ -45,7 +63,7 @@ class Histogram:
 class SourceStats:
     """What one source instance has done so far."""
 
-    state: str = "starting"
+    state: SourceState = SourceState.STARTING
     ignored: int = 0
     rows: int = 0
     dead_letters: int = 0
@@ -74,6 +92,21 @@ class SourceStats:
 
     #: Payloads handed to the commit under way.
     in_flight: int = 0
+    #: The endpoint of the current (or last) connection, for status and warnings.
+    url: str | None = None
+    #: Seconds without a payload past which a connected stream counts as silent (None: never).
+    silence_timeout: float | None = None
+    #: Epoch seconds since which the source has not been covering its stream (disconnected,
+    #: or silent past ``silence_timeout``); None while it covers. Written to the status file,
+    #: so that the next run's "not running" gap starts where coverage really ended.
+    uncovered_since: float | None = None
+
+    @property
+    def last_payload(self) -> float | None:
+        """Epoch seconds of the newest payload received, None before the first."""
+        buffer = self.buffer
+        newest = None if buffer is None else buffer.last_received()
+        return None if newest is None else newest / 1e9
 
     @property
     def backlog(self) -> int:

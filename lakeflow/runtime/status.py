@@ -54,6 +54,15 @@ class SourceStatus:
     last_commit: float | None
     last_poll: float | None
     connected_since: float | None
+    #: Endpoint of the current (or last) connection of a streaming source.
+    url: str | None = None
+    #: Epoch seconds of the newest payload received (None: none yet).
+    last_payload: float | None = None
+    #: Seconds of silence that are normal for this source (None: not judged).
+    silence_timeout: float | None = None
+    #: Until when the source covered its feed: the snapshot's time while it does, else
+    #: the moment it stopped (a drop, a silence). The next run's first gap starts here.
+    covered_until: float | None = None
     running: bool = True
 
     def to_json(self) -> str:
@@ -69,8 +78,9 @@ class SourceStatus:
     def problem(self, now: float | None = None) -> str | None:
         """Why this source is not healthy, or None if it is.
 
-        Healthy means: a streaming source is connected; a polling source polled
-        successfully within two intervals (counted from its start before its first poll).
+        Healthy means: a streaming source is connected and not silent past its
+        ``silence_timeout``; a polling source polled successfully within two intervals
+        (counted from its start before its first poll).
         """
         now = time.time() if now is None else now
         if not self.running:
@@ -78,6 +88,14 @@ class SourceStatus:
         if self.state == "failed":
             return "stopped on an error (see the log)"
         if self.kind == "streaming":
+            if self.state == "silent":
+                since = self.last_payload or self.started
+                return (
+                    f"silent: no payload for {max(0.0, now - since):.0f}s on "
+                    f"{self.url or 'its stream'} (normal: at most {self.silence_timeout or 0:g}s);"
+                    " the exchange may have moved or retired the stream, a symbol may be "
+                    "wrong, or the region may be blocked"
+                )
             if self.state != "connected":
                 return f"not connected ({self.state})"
             return None
@@ -137,6 +155,12 @@ class StatusTracker:
                     last_commit=stats.last_commit,
                     last_poll=stats.last_poll,
                     connected_since=stats.connected_since,
+                    url=stats.url,
+                    last_payload=stats.last_payload,
+                    silence_timeout=stats.silence_timeout,
+                    covered_until=(
+                        now if stats.uncovered_since is None else stats.uncovered_since
+                    ),
                 )
             )
         return out

@@ -1,4 +1,14 @@
-"""Supervision of a streaming source: reconnect with backoff, record every gap."""
+"""Supervision of a streaming source: reconnect with backoff, notice silence, record gaps.
+
+Gaps in ``_gaps`` tile the time a source did not cover, without overlaps:
+
+- a disconnection, from the drop to the next connection (reason: how it ended);
+- a *silent* stretch: connected, but no payload for longer than the source's
+  ``silence_timeout``. It starts at the last payload (or at the connection, if that is
+  later: the stream may have stopped forwarding right after it) and ends when the
+  runtime gives up on the connection; its reason starts with ``silent:``. A quiet
+  connection within ``silence_timeout`` is coverage, not a gap.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +19,22 @@ import time
 from lakeflow.errors import SourceError
 from lakeflow.runtime.backoff import Backoff
 from lakeflow.runtime.committer import Committer
+from lakeflow.runtime.stats import SourceState
 from lakeflow.sources import StreamingSource
 
 #: A connection that lived this long counts as healthy: the next reconnect is immediate.
 HEALTHY_AFTER = 30.0
+#: The silence watchdog looks this often at most (and at a fifth of the timeout at least).
+WATCH_EVERY = 1.0
+#: What a silent stream most likely means, for the warning.
+LIKELY_CAUSES = (
+    "the exchange moved or retired the stream (it keeps the connection open and sends "
+    "nothing), a `symbols` entry is wrong or delisted, or the exchange blocks this region"
+)
+
+
+class StreamSilent(Exception):
+    """The connection stayed open but carried no payload past ``silence_timeout``."""
 
 
 class StreamFeed:
@@ -27,6 +49,8 @@ class StreamFeed:
         self.connected_at: float | None = None
         self.gap_since: float | None = None
         self.gap_reason = ""
+        #: Epoch seconds of the last payload when the current silence was noticed.
+        self.silent_after: float | None = None
 
     @property
     def backlogged(self) -> bool:
@@ -38,42 +62,69 @@ class StreamFeed:
         if self.gap_since is not None:
             self._committer.add_gap(self.gap_since, now, self.gap_reason)
             self.gap_since = None
-        stats.state = "connected"
+        if self.silent_after is not None:
+            # Still silent since the last payload: this connection has to prove itself.
+            stats.state = SourceState.SILENT
+            stats.uncovered_since = now
+        else:
+            stats.state = SourceState.CONNECTED
+            stats.uncovered_since = None
         stats.connected_since = now
+        if detail:
+            stats.url = detail
         self.connected_at = now
         self._committer.log.info("connected%s", f" to {detail}" if detail else "")
 
     def disconnected(self, reason: str) -> None:
         # What arrived before the drop is complete: commit it now, not at the deadline.
         self._buffer.ready.set()
+        now = time.time()
         if self.gap_since is None:
-            self.gap_since = time.time()
+            self.gap_since = now
             self.gap_reason = reason
         self.connected_at = None
-        self._committer.stats.state = "disconnected"
-        self._committer.stats.connected_since = None
+        stats = self._committer.stats
+        stats.state = SourceState.DISCONNECTED
+        stats.connected_since = None
+        if stats.uncovered_since is None:
+            stats.uncovered_since = now
+
+    def quiet_since(self) -> float | None:
+        """Since when the current connection has carried nothing (None: not connected)."""
+        if self.connected_at is None:
+            return None
+        last = self._committer.stats.last_payload
+        return self.connected_at if last is None else max(last, self.connected_at)
 
 
 async def supervise_stream(
-    source: StreamingSource, committer: Committer, stopping: asyncio.Event
+    source: StreamingSource,
+    committer: Committer,
+    stopping: asyncio.Event,
+    silence_timeout: float | None = None,
 ) -> None:
-    """Run ``source.stream`` until stopped, reconnecting after every end or error."""
+    """Run ``source.stream`` until stopped, reconnecting after every end, error or silence."""
     feed = StreamFeed(committer)
     backoff = Backoff(base=1.0, cap=30.0)
     log = committer.log
     stats = committer.stats
+    stats.silence_timeout = silence_timeout
     while not stopping.is_set():
         try:
-            await source.stream(feed)
+            await _connection(source, feed, committer, silence_timeout)
             reason = "connection closed"
         except SourceError as exc:
             log.error("stopped: %s", exc)
             feed.disconnected(f"source stopped: {exc}")
-            stats.state = "failed"
+            stats.state = SourceState.FAILED
             raise
         except asyncio.CancelledError:
+            _close_silent_stretch(feed, committer)
             feed.disconnected("stopped")
             raise
+        except StreamSilent as exc:
+            reason = str(exc)
+            backoff.reset()  # the connection itself was fine: no reason to wait long
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         lived = time.time() - feed.connected_at if feed.connected_at else 0.0
@@ -92,3 +143,89 @@ async def supervise_stream(
     if feed.gap_since is not None and feed.gap_reason != "stopped":
         committer.add_gap(feed.gap_since, time.time(), feed.gap_reason)
         feed.gap_since = None
+
+
+async def _connection(
+    source: StreamingSource,
+    feed: StreamFeed,
+    committer: Committer,
+    silence_timeout: float | None,
+) -> None:
+    """One connection: ``source.stream`` under a silence watchdog. Raises StreamSilent."""
+    if silence_timeout is None:
+        await source.stream(feed)
+        return
+    task = asyncio.ensure_future(source.stream(feed))
+    every = min(WATCH_EVERY, silence_timeout / 5)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=every)
+            if done:
+                task.result()
+                return
+            _watch(source, feed, committer, silence_timeout)
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+def _watch(
+    source: StreamingSource, feed: StreamFeed, committer: Committer, silence_timeout: float
+) -> None:
+    """One look at the connection: note recovery, or give up on a silent one."""
+    stats = committer.stats
+    quiet_since = feed.quiet_since()
+    if quiet_since is None:
+        return  # connecting
+    last = stats.last_payload
+    if feed.silent_after is not None and last is not None and last > feed.silent_after:
+        committer.log.info(
+            "payloads arrive again on %s, after %.0fs of silence",
+            stats.url or "the stream",
+            last - feed.silent_after,
+        )
+        feed.silent_after = None
+        stats.state = SourceState.CONNECTED
+        stats.uncovered_since = None
+        return
+    now = time.time()
+    quiet = now - quiet_since
+    if quiet <= silence_timeout:
+        return
+    url = stats.url or "the stream"
+    committer.add_gap(
+        quiet_since,
+        now,
+        f"silent: connected to {url} but no payload for {quiet:.0f}s "
+        f"(more than the {silence_timeout:g}s that is normal for this source)",
+    )
+    if feed.silent_after is None:
+        feed.silent_after = last if last is not None else quiet_since
+    stats.state = SourceState.SILENT
+    following = source.fall_over()
+    committer.log.warning(
+        "SILENT: connected to %s but no payload for %.0fs (more than the %gs that is normal "
+        "for this source). Likely: %s. Reconnecting%s.",
+        url,
+        quiet,
+        silence_timeout,
+        LIKELY_CAUSES,
+        f" to the next known endpoint, {following}" if following else "",
+    )
+    raise StreamSilent(f"silent for {quiet:.0f}s")
+
+
+def _close_silent_stretch(feed: StreamFeed, committer: Committer) -> None:
+    """At stop, a connection that was still silent was not covering: record it."""
+    quiet_since = feed.quiet_since()
+    if feed.silent_after is None or quiet_since is None:
+        return
+    now = time.time()
+    committer.add_gap(
+        quiet_since,
+        now,
+        f"silent: connected to {committer.stats.url or 'the stream'} but no payload "
+        f"for {now - quiet_since:.0f}s, until the stop",
+    )
