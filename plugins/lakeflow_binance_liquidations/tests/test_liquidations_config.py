@@ -30,7 +30,9 @@ def test_unknown_key_is_refused_by_validate_naming_the_key(tmp_path):
 
     assert done.returncode == 2
     assert "sources.source.symbol: unknown key; did you mean 'symbols'?" in done.stderr
-    assert "allowed: market, symbols, table, type, ws_url" in done.stderr
+    assert (
+        "allowed: market, routes, silence_timeout, symbols, table, type, ws_url" in done.stderr
+    )
 
 
 def test_valid_pipeline_passes_validate(tmp_path):
@@ -92,26 +94,59 @@ def test_every_key_is_described():
 @pytest.mark.parametrize(
     ("config", "url"),
     [
-        ({}, "wss://fstream.binance.com/ws/!forceOrder@arr"),
-        ({"market": "coinm"}, "wss://dstream.binance.com/ws/!forceOrder@arr"),
+        ({}, "wss://fstream.binance.com/market/ws/!forceOrder@arr"),
+        ({"market": "coinm"}, "wss://dstream.binance.com/market/ws/!forceOrder@arr"),
         (
             {"symbols": ["BTCUSDT", "1000PEPEUSDT"]},
-            "wss://fstream.binance.com/stream?streams=btcusdt@forceOrder/1000pepeusdt@forceOrder",
+            "wss://fstream.binance.com/market/stream?streams="
+            "btcusdt@forceOrder/1000pepeusdt@forceOrder",
         ),
         (
             {"market": "coinm", "symbols": ["BTCUSD_PERP"]},
-            "wss://dstream.binance.com/stream?streams=btcusd_perp@forceOrder",
+            "wss://dstream.binance.com/market/stream?streams=btcusd_perp@forceOrder",
         ),
         (
             {"ws_url": "wss://proxy.test/binance/", "symbols": ["BTCUSDT"]},
-            "wss://proxy.test/binance/stream?streams=btcusdt@forceOrder",
+            "wss://proxy.test/binance/market/stream?streams=btcusdt@forceOrder",
         ),
     ],
 )
-def test_url_follows_market_symbols_and_ws_url(config, url):
+def test_url_is_binance_market_routing_of_2026(config, url):
     source = BinanceLiquidationsSource("test", LiquidationsConfig(**config))
 
     assert source.url() == url
+
+
+def test_legacy_path_is_the_fallback_after_the_market_route():
+    source = BinanceLiquidationsSource("test", LiquidationsConfig())
+
+    assert source.urls() == [
+        "wss://fstream.binance.com/market/ws/!forceOrder@arr",
+        "wss://fstream.binance.com/ws/!forceOrder@arr",
+    ]
+
+
+def test_routes_choose_and_order_the_endpoints():
+    config = LiquidationsConfig(ws_url="ws://127.0.0.1:9", routes=["legacy"])
+
+    assert BinanceLiquidationsSource("test", config).urls() == [
+        "ws://127.0.0.1:9/ws/!forceOrder@arr"
+    ]
+
+
+def test_a_route_listed_twice_is_refused():
+    with pytest.raises(ValidationError, match="twice"):
+        LiquidationsConfig(routes=["market", "market"])
+
+
+@pytest.mark.parametrize(
+    ("config", "silence"),
+    [({}, 300.0), ({"market": "coinm"}, 3600.0), ({"symbols": ["BTCUSDT"]}, None)],
+)
+def test_all_market_streams_are_judged_silent_and_named_symbols_are_not(config, silence):
+    source = BinanceLiquidationsSource("test", LiquidationsConfig(**config))
+
+    assert source.silence_timeout == silence
 
 
 def test_connections_roll_over_before_binance_cuts_them_at_24_hours():
@@ -124,5 +159,5 @@ def test_repository_pipeline_section_is_valid():
 
     assert section.pop("type") == BinanceLiquidationsSource.type
     assert LiquidationsConfig(**section).stream_url() == (
-        "wss://fstream.binance.com/ws/!forceOrder@arr"
+        "wss://fstream.binance.com/market/ws/!forceOrder@arr"
     )

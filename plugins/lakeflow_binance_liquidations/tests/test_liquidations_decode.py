@@ -110,3 +110,37 @@ def test_an_empty_batch_decodes_to_an_empty_frame():
 
     assert decoded.rows.schema == LIQUIDATION.polars_schema
     assert decoded.rows.height == 0
+
+
+# Live 2026 frames: `ps` and `st` inside `o`, keys in any order, integer quantities, and a
+# last fill (`l`) larger than the accumulated one (`z`), as Binance has sent them.
+LIVE = "usdm_forceOrder_live2026.jsonl"
+
+
+def test_live_2026_frames_decode_whatever_their_key_order_and_extra_keys(frames, expected):
+    payloads = frames(LIVE)
+
+    decoded = decode(payloads)
+
+    assert decoded.rejects == []
+    assert decoded.rows.drop("received_at").to_dicts() == [expected(p) for p in payloads]
+
+
+def test_live_usdm_frames_fill_pair_from_ps(frames):
+    decoded = decode(frames(LIVE))
+
+    assert decoded.rows["pair"].to_list() == decoded.rows["symbol"].to_list()
+
+
+def test_integer_quantities_are_exact(frames):
+    decoded = decode(frames(LIVE))
+
+    assert str(decoded.rows["quantity"][1].normalize()) == "3661"
+
+
+def test_a_last_fill_larger_than_the_accumulated_one_is_kept_as_sent(frames):
+    decoded = decode(frames(LIVE))
+
+    third = decoded.rows.row(2, named=True)
+    assert str(third["last_filled_quantity"].normalize()) == "4.5"
+    assert str(third["filled_quantity"].normalize()) == "3.25"

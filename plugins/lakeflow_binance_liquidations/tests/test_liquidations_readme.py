@@ -46,7 +46,8 @@ def test_readme_config_examples_are_valid():
 def test_readme_lists_every_config_key():
     keys = [row[0].strip("`") for row in table_after("## Configuration")]
 
-    assert sorted(keys) == sorted(["type", *LiquidationsConfig.model_fields])
+    # type and silence_timeout are the core's keys, read before the plugin's config.
+    assert sorted(keys) == sorted(["type", "silence_timeout", *LiquidationsConfig.model_fields])
 
 
 def test_readme_schema_table_is_the_schema_in_order():
@@ -68,7 +69,7 @@ def test_readme_query_runs_on_a_collected_table(sql, frames, stand_in, collect, 
 
     async def main():
         # A server-side close on the way, so that _gaps has a row to show too.
-        async with stand_in("/ws/!forceOrder@arr", sent[:2], sent[2:]) as server:
+        async with stand_in("/market/ws/!forceOrder@arr", sent[:2], sent[2:]) as server:
             return await collect(server, {}, payloads=len(sent))
 
     asyncio.run(main())

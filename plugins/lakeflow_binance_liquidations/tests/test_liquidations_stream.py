@@ -11,7 +11,7 @@ from typing import Any
 import polars as pl
 from lakeflow_binance_liquidations import LIQUIDATION
 
-ALL_MARKET = "/ws/!forceOrder@arr"
+ALL_MARKET = "/market/ws/!forceOrder@arr"
 
 
 def stored(rows: pl.DataFrame) -> list[dict[str, Any]]:
@@ -76,7 +76,7 @@ def test_combined_stream_of_symbols_asks_for_each_and_unwraps_events(
     frames, expected, stand_in, collect
 ):
     sent = frames("usdm_forceOrder_combined.jsonl")
-    path = "/stream?streams=btcusdt@forceOrder/ethusdt@forceOrder"
+    path = "/market/stream?streams=btcusdt@forceOrder/ethusdt@forceOrder"
 
     async def main():
         async with stand_in(path, sent) as server:

@@ -10,14 +10,15 @@ from collections.abc import Callable
 
 import lakeflow
 from lakeflow import Source, TableSchema
-from lakeflow_binance_liquidations.config import BASE_URLS, MAX_STREAMS, LiquidationsConfig
+from lakeflow_binance_liquidations.config import HOSTS, MAX_STREAMS, ROUTES, LiquidationsConfig
 from lakeflow_binance_liquidations.schema import LIQUIDATION
 from lakeflow_binance_liquidations.source import BinanceLiquidationsSource, event_fields
 
 __all__ = [
-    "BASE_URLS",
+    "HOSTS",
     "LIQUIDATION",
     "MAX_STREAMS",
+    "ROUTES",
     "BinanceLiquidationsSource",
     "LiquidationsConfig",
     "event_fields",

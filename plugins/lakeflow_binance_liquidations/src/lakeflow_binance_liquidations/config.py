@@ -10,14 +10,26 @@ from pydantic import Field, field_validator
 
 from lakeflow import SourceConfig
 
-#: Public WebSocket bases of Binance's futures markets.
-BASE_URLS: dict[str, str] = {
+#: Hosts of Binance's futures WebSocket streams.
+HOSTS: dict[str, str] = {
     "usdm": "wss://fstream.binance.com",
     "coinm": "wss://dstream.binance.com",
 }
-#: Binance refuses a futures connection that carries more streams than this.
+#: Where a stream sits under a host. Since 2026-04-23 Binance serves ``forceOrder`` (a
+#: "market" stream) only under the routed base ``/market``; the root paths of before
+#: (``/ws/...``, ``/stream?...``) still accept connections, answer pings and
+#: subscriptions, and forward no events. COIN-M follows the same routing.
+ROUTES: dict[str, str] = {"market": "/market", "legacy": ""}
+#: Binance refuses a futures connection that carries more streams than this (USD-M's
+#: current page says 1024, COIN-M's 200; a combined URL of 1024 streams is also ~20 kB,
+#: past what many gateways take in a request line: 200 is safe on both).
 MAX_STREAMS = 200
 ALL_MARKET_STREAM = "!forceOrder@arr"
+#: How long silence is normal on an all-market stream, per market. USD-M's carries
+#: liquidations of every perpetual, minutes apart on the quietest days; COIN-M's far
+#: fewer. A combined stream of named symbols is not judged by default: one symbol may
+#: go hours without a liquidation.
+ALL_MARKET_SILENCE: dict[str, float] = {"usdm": 300.0, "coinm": 3600.0}
 
 _SYMBOL = re.compile(r"[A-Z0-9_]+")
 
@@ -39,8 +51,18 @@ class LiquidationsConfig(SourceConfig):
     ws_url: str | None = Field(
         default=None,
         description=(
-            "WebSocket base URL instead of Binance's (a testnet, a proxy, a test server); "
-            "the stream path is appended to it."
+            "Replaces the scheme and host, wss://fstream.binance.com (usdm) or "
+            "wss://dstream.binance.com (coinm), with a testnet, a proxy or a test server; "
+            "the route and stream path are appended to it (see routes)."
+        ),
+    )
+    routes: list[Literal["market", "legacy"]] = Field(
+        default_factory=lambda: ["market", "legacy"],
+        min_length=1,
+        description=(
+            'Where under the host the stream is, tried in order: "market" (/market/ws/..., '
+            'Binance\'s routing since 2026-04-23) and "legacy" (/ws/..., before). The '
+            "source falls over to the next after a silent connection or a refused handshake."
         ),
     )
 
@@ -76,15 +98,37 @@ class LiquidationsConfig(SourceConfig):
             )
         return url.rstrip("/")
 
+    @field_validator("routes")
+    @classmethod
+    def _check_routes(cls, routes: list[str]) -> list[str]:
+        if len(set(routes)) != len(routes):
+            raise ValueError("lists a route twice")
+        return routes
+
     @property
     def combined(self) -> bool:
         """True when the source reads named symbols on a combined stream (payloads wrapped)."""
         return bool(self.symbols)
 
+    def stream_urls(self) -> list[str]:
+        """The URLs to connect to, one per route, preferred first.
+
+        The all-market stream ``<host><route>/ws/!forceOrder@arr``, or one combined stream
+        of the symbols ``<host><route>/stream?streams=btcusdt@forceOrder/...``.
+        """
+        host = self.ws_url or HOSTS[self.market]
+        if self.combined:
+            streams = "/".join(f"{symbol.lower()}@forceOrder" for symbol in self.symbols)
+            path = f"/stream?streams={streams}"
+        else:
+            path = f"/ws/{ALL_MARKET_STREAM}"
+        return [f"{host}{ROUTES[route]}{path}" for route in self.routes]
+
     def stream_url(self) -> str:
-        """The URL to connect to: the all-market stream, or one combined stream of the symbols."""
-        base = self.ws_url or BASE_URLS[self.market]
-        if not self.combined:
-            return f"{base}/ws/{ALL_MARKET_STREAM}"
-        streams = "/".join(f"{symbol.lower()}@forceOrder" for symbol in self.symbols)
-        return f"{base}/stream?streams={streams}"
+        """The preferred URL: the first of :meth:`stream_urls`."""
+        return self.stream_urls()[0]
+
+    @property
+    def silence_timeout(self) -> float | None:
+        """Seconds without an event that are normal for this stream (None: not judged)."""
+        return None if self.combined else ALL_MARKET_SILENCE[self.market]

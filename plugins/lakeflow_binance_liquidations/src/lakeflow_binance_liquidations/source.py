@@ -83,10 +83,15 @@ class BinanceLiquidationsSource(WebSocketSource):
         self._ignore = event_type.is_null() & pl.col("id").is_not_null()
         self._checks = {f"event type is not {EVENT_TYPE!r}": event_type != EVENT_TYPE}
         self._constants = {"exchange": "binance", "market": config.market}
+        self.silence_timeout = config.silence_timeout
 
     def url(self) -> str:
-        """The all-market stream, or the combined stream of the configured symbols."""
+        """The preferred URL: the all-market stream, or the combined stream of the symbols."""
         return self.config.stream_url()
+
+    def urls(self) -> list[str]:
+        """The stream under each configured route (Binance's ``/market`` routing first)."""
+        return self.config.stream_urls()
 
     def decode(self, batch: Batch) -> Decoded:
         """Decode a batch of frames in one vectorized pass; bad frames become rejects."""
