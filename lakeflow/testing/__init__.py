@@ -11,6 +11,11 @@ Without pytest, from any script or test runner::
 With pytest, installing lakeflow also installs a pytest plugin (entry point ``pytest11``,
 module :mod:`lakeflow.testing.plugin`) with the fixtures ``lakeflow_tables``,
 ``lakeflow_collect``, ``ws_standin`` and ``http_standin``; see ``docs/plugins.md``.
+
+To run the real ``lakeflow run`` against stand-ins at an exchange's own hostnames over
+TLS, in a private network namespace: :func:`run_at_hostnames` and
+:class:`HostnameStandIn` (:mod:`lakeflow.testing.hostnames`; Linux, needs the
+``testing`` extra).
 """
 
 from lakeflow.testing.collect import (
@@ -20,6 +25,19 @@ from lakeflow.testing.collect import (
     collect_async,
     read_table,
     write_pipeline,
+)
+from lakeflow.testing.hostnames import (
+    HostnameRun,
+    HostnamesError,
+    HostnameStandIn,
+    HostnamesTimeout,
+    HostRequest,
+    HttpRoute,
+    Served,
+    WebSocketRoute,
+    hostnames_available,
+    require_hostnames,
+    run_at_hostnames,
 )
 from lakeflow.testing.standins import (
     Answer,
@@ -34,13 +52,24 @@ __all__ = [
     "Answer",
     "Collected",
     "Collector",
+    "HostRequest",
+    "HostnameRun",
+    "HostnameStandIn",
+    "HostnamesError",
+    "HostnamesTimeout",
+    "HttpRoute",
     "HttpStandIn",
     "Request",
     "Response",
     "ResponseLike",
+    "Served",
+    "WebSocketRoute",
     "WebSocketStandIn",
     "collect",
     "collect_async",
+    "hostnames_available",
     "read_table",
+    "require_hostnames",
+    "run_at_hostnames",
     "write_pipeline",
 ]
