@@ -99,6 +99,7 @@ class Month:
                 "exchange": "binance",
                 "market": "spot",
                 "symbol": self.symbols,
+                "pair": pl.Series([None] * len(self.symbols), dtype=pl.String),
                 **{
                     name: v.round(8).cast(pl.String).cast(TICKER_24H.columns[name])
                     for name, v in values.items()

@@ -5,6 +5,11 @@ One batch is one Delta commit. Each commit carries an application transaction
 payload in the batch. Before writing, the sink reads the table's recorded sequence for
 that app_id, so a batch that already landed (a retry after an error that struck after
 the commit, or a replay after a crash) is skipped rather than written twice.
+
+A record schema may grow: when a plugin upgrade adds columns, the next commit to an
+existing table adds them as nullable columns (rows written before read null). That is
+the only change made to a table's schema; a column whose type changed, or a table
+column the record schema no longer has, stops the commit with :class:`SchemaMismatch`.
 """
 
 from __future__ import annotations
@@ -14,14 +19,28 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
-from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from arro3.core import RecordBatchReader
+from deltalake import CommitProperties, DeltaTable, Schema, Transaction, write_deltalake
 from deltalake.exceptions import TableNotFoundError
+from deltalake.schema import PrimitiveType
 
 from lakeflow.config import SinkConfig, check_table_name
+from lakeflow.errors import LakeflowError
 from lakeflow.hookspecs import hookimpl
 from lakeflow.schema import TableSchema
+from lakeflow.secrets import mask_uri
 from lakeflow.sinks import Sink, TableInfo
 from lakeflow.sinks.store import check_options, explain, is_remote
+
+
+class SchemaMismatch(LakeflowError):
+    """An existing table's columns differ from its record schema beyond added columns.
+
+    A column whose type changed, or a column the record schema no longer has: neither
+    is changed in place (that would rewrite or silently reinterpret what is stored), so
+    every commit to the table fails until a person decides. The message names the
+    table, the column and what to do.
+    """
 
 
 class DeltaSink(Sink):
@@ -91,10 +110,12 @@ class DeltaSink(Sink):
         frame = schema.conform(rows)
         with self._lock(table):
             handle = self._open(table)
+            added: list[str] = []
             if handle is not None:
                 done = handle.transaction_version(app_id)
                 if done is not None and done >= sequence:
                     return False
+                added = self._added_columns(table, schema, handle)
             try:
                 # A race with another writer (another collector, `lakeflow maintain`) for
                 # the same log version is retried inside deltalake: its put-if-absent lets
@@ -104,6 +125,9 @@ class DeltaSink(Sink):
                     frame,
                     mode="append",
                     partition_by=list(schema.partition_by) or None,
+                    # Only when columns were added: merge mode also casts mismatched
+                    # types silently, which _added_columns has already refused.
+                    schema_mode="merge" if added else None,
                     storage_options=self.storage_options if handle is None else None,
                     description=schema.description or None,
                     commit_properties=CommitProperties(
@@ -113,7 +137,46 @@ class DeltaSink(Sink):
                 )
             except OSError as exc:
                 raise explain(self.table_uri(table), exc) from exc
+            if added:
+                # deltalake moves this handle past its own commit, but the schema change
+                # is rare enough to pay one fresh open for, so that no later commit or
+                # scan of this sink can compare against the schema from before it.
+                self._tables.pop(table, None)
             return True
+
+    def _added_columns(self, table: str, schema: TableSchema, handle: DeltaTable) -> list[str]:
+        """The columns of ``schema`` that the table lacks, in schema order.
+
+        Raises :class:`SchemaMismatch` if a column's type differs or the table has a
+        column ``schema`` does not: only additions are merged.
+        """
+        # Compared as Delta types, the level the table stores: polars' view types and
+        # Arrow's string flavours all become the same Delta `string`. The Arrow schema
+        # comes through arro3 (deltalake's own Arrow layer) because pl.Schema exports
+        # one only in newer polars than lakeflow requires.
+        arrow = RecordBatchReader.from_arrow(schema.empty()).schema
+        wanted = {f.name: f.type for f in Schema.from_arrow(arrow).fields}
+        stored = {f.name: f.type for f in handle.schema().fields}
+        where = f"table {table!r} ({mask_uri(self.table_uri(table))})"
+        for name, kind in wanted.items():
+            if name in stored and stored[name] != kind:
+                raise SchemaMismatch(
+                    f"{where}: column {name!r} is {_named(stored[name])} in the table but "
+                    f"{_named(kind)} in "
+                    f"record schema {schema.name!r}. lakeflow only adds new columns to an "
+                    "existing table and never changes a column's type: write into a new "
+                    "table (the source's `table` key), or convert this table's column "
+                    "yourself."
+                )
+        gone = [name for name in stored if name not in wanted]
+        if gone:
+            raise SchemaMismatch(
+                f"{where}: the table has column(s) {', '.join(map(repr, gone))} that record "
+                f"schema {schema.name!r} no longer has. lakeflow only adds columns to an "
+                "existing table and never drops or renames one: write into a new table "
+                "(the source's `table` key), or run the plugin version that has them."
+            )
+        return [name for name in wanted if name not in stored]
 
     def tables(self) -> list[str]:
         """The tables found under a local root.
@@ -142,6 +205,11 @@ class DeltaSink(Sink):
         # instead of opening the table a second time: on a table with a long log that
         # open is most of a small query.
         return None if handle is None else pl.scan_delta(handle)
+
+
+def _named(kind: object) -> str:
+    """A Delta type as Delta writes it (``decimal(38,18)``, ``long``)."""
+    return kind.type if isinstance(kind, PrimitiveType) else str(kind)
 
 
 def table_info(handle: DeltaTable, name: str, uri: str | None = None) -> TableInfo:
