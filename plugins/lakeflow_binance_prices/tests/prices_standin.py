@@ -1,12 +1,13 @@
 """A loopback stand-in for Binance's 24 h ticker endpoints, for the tests.
 
 It is ``lakeflow.testing.HttpStandIn`` (a real aiohttp server on 127.0.0.1) taught
-Binance's two endpoints: ``/api/v3/ticker/24hr`` (spot) and ``/fapi/v1/ticker/24hr``
-(USD-M), answered from the fixture files. Tests queue :class:`Reply` objects (status,
-headers, body, a stall, a drop) that are served in order, one per request; with none
-queued, it answers like Binance: the whole fixture, or the tickers ``symbols=[...]``
-names (made up from the first fixture ticker for symbols the fixture lacks). Every
-request is recorded in ``requests``; :func:`market_of` and :func:`symbols_of` read them.
+Binance's three endpoints: ``/api/v3/ticker/24hr`` (spot), ``/fapi/v1/ticker/24hr``
+(USD-M) and ``/dapi/v1/ticker/24hr`` (COIN-M), answered from the fixture files. Tests
+queue :class:`Reply` objects (status, headers, body, a stall, a drop) that are served in
+order, one per request; with none queued, it answers like Binance: the whole fixture,
+or the tickers ``symbols=[...]`` names (made up from the first fixture ticker for
+symbols the fixture lacks). Every request is recorded in ``requests``;
+:func:`market_of` and :func:`symbols_of` read them.
 """
 
 from __future__ import annotations
@@ -19,22 +20,31 @@ from pathlib import Path
 from lakeflow.testing import HttpStandIn, Request, Response
 
 FIXTURES = Path(__file__).parent / "fixtures"
-PATHS = {"spot": "/api/v3/ticker/24hr", "usdm": "/fapi/v1/ticker/24hr"}
+PATHS = {
+    "spot": "/api/v3/ticker/24hr",
+    "usdm": "/fapi/v1/ticker/24hr",
+    "coinm": "/dapi/v1/ticker/24hr",
+}
 MARKET_OF_PATH = {path: market for market, path in PATHS.items()}
 
 
-def fixture(market: str) -> bytes:
-    """The fixture body of ``market``'s endpoint (all symbols)."""
-    return (FIXTURES / f"{market}_ticker_24hr.json").read_bytes()
+def fixture(market: str, variant: str = "") -> bytes:
+    """The fixture body of ``market``'s endpoint (all symbols).
+
+    ``variant`` picks another body of the same endpoint: ``"halted"`` (spot with halted
+    and delisted symbols), ``"sorted"`` (USD-M with its keys in alphabetical order).
+    """
+    suffix = f"_{variant}" if variant else ""
+    return (FIXTURES / f"{market}_ticker_24hr{suffix}.json").read_bytes()
 
 
-def tickers(market: str) -> list[dict]:
+def tickers(market: str, variant: str = "") -> list[dict]:
     """The fixture's tickers of ``market``, parsed."""
-    return json.loads(fixture(market))
+    return json.loads(fixture(market, variant))
 
 
 def market_of(request: Request) -> str | None:
-    """Which market's endpoint a request asked for (None: neither)."""
+    """Which market's endpoint a request asked for (None: none of them)."""
     return MARKET_OF_PATH.get(request.path)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from prices_standin import StandIn, tickers
+from prices_standin import Reply, StandIn, tickers
 
 LAKEFLOW = str(Path(sys.executable).parent / "lakeflow")
 README = Path(__file__).parents[1] / "README.md"
@@ -69,6 +69,27 @@ def test_run_once_stores_one_snapshot_and_exits_0(once: OnceRun) -> None:
     assert rows.height == len(tickers("spot"))
     assert rows["polled_at"].n_unique() == 1
     assert sorted(rows["symbol"]) == sorted(t["symbol"] for t in tickers("spot"))
+
+
+RESTRICTED = (
+    b'{"code":0,"msg":"Service unavailable from a restricted location according to '
+    b"'b. Eligibility' in https://www.binance.com/en/terms. Please contact customer service "
+    b'if you believe you received this message in error."}'
+)
+
+
+def test_run_once_exits_1_when_binance_refuses_the_location(tmp_path: Path) -> None:
+    with StandIn() as server:
+        server.queue(Reply(451, RESTRICTED))
+        (tmp_path / "lakeflow.toml").write_text(PIPELINE.format(url=server.url), encoding="utf-8")
+        process = lakeflow(tmp_path, "run", "--once")
+
+    assert process.returncode == 1, process.stderr
+    assert len(server.requests) == 1  # stopped, not retried
+    said = [line for line in process.stderr.splitlines() if "HTTP 451" in line]
+    assert len(said) == 1, process.stderr
+    assert "Binance refuses requests from this machine's location" in said[0]
+    assert "Run lakeflow from a host in a location Binance serves" in said[0]
 
 
 def readme_commands(prefix: str) -> list[list[str]]:

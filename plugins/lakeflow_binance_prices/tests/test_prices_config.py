@@ -37,7 +37,7 @@ def test_config_rejects_a_repeated_symbol() -> None:
         BinancePricesConfig(symbols=["BTCUSDT", "BTCUSDT"])
 
 
-@pytest.mark.parametrize(("key", "value"), [("market", "coinm"), ("base_url", "api.binance.com")])
+@pytest.mark.parametrize(("key", "value"), [("market", "coin-m"), ("base_url", "api.binance.com")])
 def test_config_rejects_a_bad_value(key: str, value: str) -> None:
     with pytest.raises(ValidationError):
         BinancePricesConfig(**{key: value})
@@ -51,9 +51,17 @@ def test_config_rejects_an_unknown_key() -> None:
 def test_requests_go_to_the_markets_own_paths() -> None:
     spot = BinancePricesSource("prices", BinancePricesConfig())
     usdm = BinancePricesSource("prices", BinancePricesConfig(market="usdm"))
+    coinm = BinancePricesSource("prices", BinancePricesConfig(market="coinm"))
 
     assert spot.url == "https://api.binance.com/api/v3/ticker/24hr"
     assert usdm.url == "https://fapi.binance.com/fapi/v1/ticker/24hr"
+    assert coinm.url == "https://dapi.binance.com/dapi/v1/ticker/24hr"
+
+
+def test_coinm_has_the_futures_weight_limit_and_takes_no_symbol_list() -> None:
+    market = BinancePricesConfig(market="coinm").spec
+
+    assert (market.weight_limit, market.takes_symbol_list) == (2400, False)
 
 
 def test_base_url_drops_a_trailing_slash() -> None:

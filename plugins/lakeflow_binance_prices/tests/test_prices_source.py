@@ -128,6 +128,33 @@ def test_a_symbol_without_trades_keeps_trade_ids_of_minus_one(
     assert (row["first_trade_id"], row["last_trade_id"], row["trade_count"]) == (-1, -1, 0)
 
 
+def test_a_coinm_source_polls_the_dapi_path_and_lands_its_contracts(tmp_path: Path) -> None:
+    server, collected = run(tmp_path, {"market": "coinm"})
+
+    (request,) = server.requests
+    assert request.path == "/dapi/v1/ticker/24hr"
+    assert request.query == {}  # every contract in one request: COIN-M takes no list
+    sent = {t["symbol"]: t for t in tickers("coinm")}
+    rows = collected.rows
+    assert sorted(rows["symbol"]) == sorted(sent)
+    assert collected.dead_letters.is_empty()
+    for row in rows.iter_rows(named=True):
+        ticker = sent[row["symbol"]]
+        assert row["market"] == "coinm"
+        assert row["pair"] == ticker["pair"]
+        assert row["volume"] == Decimal(ticker["baseVolume"])
+        assert row["contract_volume"] == Decimal(ticker["volume"])
+        assert row["quote_volume"] is None
+
+
+def test_coinm_symbols_are_fetched_in_one_request_and_filtered(tmp_path: Path) -> None:
+    server, collected = run(tmp_path, {"market": "coinm", "symbols": ["ETHUSD_PERP"]})
+
+    (request,) = server.requests
+    assert request.query == {}
+    assert collected.rows.select("symbol", "pair").rows() == [("ETHUSD_PERP", "ETHUSD")]
+
+
 def test_polls_reuse_one_http_connection(tmp_path: Path) -> None:
     server, _ = run(tmp_path, {"interval": 0.2}, polls=3)
 
@@ -273,6 +300,36 @@ def test_a_symbol_error_stops_the_source_without_retrying(
     for part in (str(code), msg, "BTCUSDT", "NOPE"):
         assert part in reason
     assert collected.rows.is_empty()
+
+
+RESTRICTED = error(
+    0,
+    "Service unavailable from a restricted location according to 'b. Eligibility' in "
+    "https://www.binance.com/en/terms. Please contact customer service if you believe you "
+    "received this message in error.",
+)
+
+
+@pytest.mark.parametrize("market", ["spot", "usdm", "coinm"])
+def test_a_451_restricted_location_stops_the_source_without_retrying(
+    tmp_path: Path, market: str
+) -> None:
+    server, collected = run(tmp_path, {"market": market, "interval": 0.2}, Reply(451, RESTRICTED))
+
+    assert collected.result.failed == [NAME]
+    assert stats(collected).state == "failed"
+    assert len(server.requests) == 1
+    assert stats(collected).polls == 0
+    assert collected.rows.is_empty()
+
+
+def test_a_451_says_binance_refuses_the_location_and_what_to_do(tmp_path: Path) -> None:
+    _, collected = run(tmp_path, {"interval": 0.2}, Reply(451, RESTRICTED))
+
+    (reason,) = collected.gaps["reason"]
+    assert reason.startswith("source stopped: Binance refuses requests from this machine's")
+    for part in ("HTTP 451", "restricted location", "retrying cannot", "Run lakeflow from"):
+        assert part in reason, part
 
 
 def test_another_4xx_loses_the_poll_but_polling_goes_on(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""lakeflow plugin: Binance 24 h ticker statistics (spot and USD-M futures) over REST.
+"""lakeflow plugin: Binance 24 h ticker statistics (spot, USD-M and COIN-M futures) over REST.
 
 Registers the ``ticker_24h`` record schema (default table ``prices``) and the polling
 source type ``binance_prices``. See this distribution's README for the config keys.
@@ -10,11 +10,12 @@ from collections.abc import Callable
 
 import lakeflow
 from lakeflow_binance_prices.config import MARKETS, BinancePricesConfig, Market
-from lakeflow_binance_prices.decode import TICKER_24H, decode_tickers
+from lakeflow_binance_prices.decode import MARKET_FIELDS, TICKER_24H, decode_tickers
 from lakeflow_binance_prices.source import BinancePricesSource, BinanceRequestError
 
 __all__ = [
     "MARKETS",
+    "MARKET_FIELDS",
     "TICKER_24H",
     "BinancePricesConfig",
     "BinancePricesSource",

@@ -23,13 +23,15 @@ class Market:
     path: str
     #: Request weight the IP may use per minute (the ``rateLimits`` of ``exchangeInfo``).
     weight_limit: int
-    #: Whether the endpoint accepts ``symbols=[...]`` (USD-M takes only one ``symbol``).
+    #: Whether the endpoint accepts ``symbols=[...]`` (the futures ones take one ``symbol``).
     takes_symbol_list: bool
 
 
 MARKETS: dict[str, Market] = {
     "spot": Market("spot", "https://api.binance.com", "/api/v3/ticker/24hr", 6000, True),
     "usdm": Market("usdm", "https://fapi.binance.com", "/fapi/v1/ticker/24hr", 2400, False),
+    # COIN-M takes one `symbol` or one `pair` (every contract of that pair), never a list.
+    "coinm": Market("coinm", "https://dapi.binance.com", "/dapi/v1/ticker/24hr", 2400, False),
 }
 
 
@@ -37,18 +39,19 @@ class BinancePricesConfig(lakeflow.PollingConfig):
     """The keys of a ``binance_prices`` source's section (and the inherited ``interval``,
     ``timeout`` and ``table``)."""
 
-    market: Literal["spot", "usdm"] = Field(
+    market: Literal["spot", "usdm", "coinm"] = Field(
         default="spot",
         description=(
-            'Which market: "spot" (api.binance.com /api/v3/ticker/24hr) or "usdm" '
-            "(USD-M futures, fapi.binance.com /fapi/v1/ticker/24hr)."
+            'Which market: "spot" (api.binance.com /api/v3/ticker/24hr), "usdm" '
+            '(USD-M futures, fapi.binance.com /fapi/v1/ticker/24hr) or "coinm" '
+            "(COIN-M futures, dapi.binance.com /dapi/v1/ticker/24hr)."
         ),
     )
     symbols: list[str] = Field(
         default_factory=list,
         description=(
-            'Symbols to collect, as Binance writes them ("BTCUSDT"). Empty: every symbol '
-            "of the market, in one request."
+            'Symbols to collect, as Binance writes them ("BTCUSDT", "BTCUSD_PERP"). Empty: '
+            "every symbol of the market, in one request."
         ),
     )
     base_url: str | None = Field(

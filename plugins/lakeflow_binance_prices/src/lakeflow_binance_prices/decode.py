@@ -7,6 +7,10 @@ and every column is converted at once. A body that does not parse, or is not an 
 is rejected whole. A ticker whose value does not convert (a non-numeric price) is
 dropped; the other tickers of its body are kept, and the body also goes to
 ``_dead_letters`` with a reason naming the symbols that failed.
+
+Each market has its own key-to-column map (:data:`MARKET_FIELDS`): COIN-M's ``volume``
+counts contracts and its base-asset volume is ``baseVolume``, so ``volume`` means
+base-asset volume in every market. A column the market's map lacks is null.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ TICKER_24H = TableSchema(
         "exchange": pl.String(),
         "market": pl.String(),
         "symbol": pl.String(),
+        "pair": pl.String(),
         "price_change": DECIMAL,
         "price_change_percent": DECIMAL,
         "weighted_avg_price": DECIMAL,
@@ -40,6 +45,7 @@ TICKER_24H = TableSchema(
         "low_price": DECIMAL,
         "volume": DECIMAL,
         "quote_volume": DECIMAL,
+        "contract_volume": DECIMAL,
         "open_time": TIMESTAMP,
         "close_time": TIMESTAMP,
         "first_trade_id": pl.Int64(),
@@ -50,30 +56,24 @@ TICKER_24H = TableSchema(
     },
     description=(
         "Rolling 24 h ticker statistics per symbol, one row per symbol per poll "
-        "(Binance spot and USD-M)."
+        "(Binance spot, USD-M and COIN-M)."
     ),
 )
 
-# Column <- Binance key. Only these four must be present: a market may leave out the
-# others (USD-M sends no prevClosePrice, bid or ask), which become null. A value that is
-# present but does not convert always rejects its ticker.
-FIELDS: dict[str, Field] = {
+# Column <- Binance key, per market: each map names what that market sends (the plugin
+# README's schema table shows them side by side). A column a market's map lacks is null.
+# Only symbol, lastPrice, openTime and closeTime must be present; a value that is present
+# but does not convert rejects its ticker.
+_COMMON: dict[str, Field] = {
     "symbol": Field("symbol", pl.String()),
     "price_change": Field("priceChange", DECIMAL, required=False),
     "price_change_percent": Field("priceChangePercent", DECIMAL, required=False),
     "weighted_avg_price": Field("weightedAvgPrice", DECIMAL, required=False),
-    "prev_close_price": Field("prevClosePrice", DECIMAL, required=False),
     "last_price": Field("lastPrice", DECIMAL),
     "last_quantity": Field("lastQty", DECIMAL, required=False),
-    "bid_price": Field("bidPrice", DECIMAL, required=False),
-    "bid_quantity": Field("bidQty", DECIMAL, required=False),
-    "ask_price": Field("askPrice", DECIMAL, required=False),
-    "ask_quantity": Field("askQty", DECIMAL, required=False),
     "open_price": Field("openPrice", DECIMAL, required=False),
     "high_price": Field("highPrice", DECIMAL, required=False),
     "low_price": Field("lowPrice", DECIMAL, required=False),
-    "volume": Field("volume", DECIMAL, required=False),
-    "quote_volume": Field("quoteVolume", DECIMAL, required=False),
     "open_time": Field("openTime", TIMESTAMP, epoch="ms"),
     "close_time": Field("closeTime", TIMESTAMP, epoch="ms"),
     # -1 means "no trade in 24 h" and is kept as sent.
@@ -82,8 +82,47 @@ FIELDS: dict[str, Field] = {
     "trade_count": Field("count", pl.Int64(), required=False),
 }
 
+#: Spot: the previous close and the best bid and ask, but no pair.
+SPOT_FIELDS: dict[str, Field] = {
+    **_COMMON,
+    "prev_close_price": Field("prevClosePrice", DECIMAL, required=False),
+    "bid_price": Field("bidPrice", DECIMAL, required=False),
+    "bid_quantity": Field("bidQty", DECIMAL, required=False),
+    "ask_price": Field("askPrice", DECIMAL, required=False),
+    "ask_quantity": Field("askQty", DECIMAL, required=False),
+    "volume": Field("volume", DECIMAL, required=False),
+    "quote_volume": Field("quoteVolume", DECIMAL, required=False),
+}
+
+#: USD-M: no previous close, bid or ask. Its tickers are not documented with a `pair`
+#: (its liquidation frames carry one), so `pair` is kept when sent and null otherwise.
+USDM_FIELDS: dict[str, Field] = {
+    **_COMMON,
+    "pair": Field("pair", pl.String(), required=False),
+    "volume": Field("volume", DECIMAL, required=False),
+    "quote_volume": Field("quoteVolume", DECIMAL, required=False),
+}
+
+#: COIN-M: `volume` counts contracts (each worth a fixed amount of USD), `baseVolume` is
+#: the base asset's volume, and there is no quoteVolume. Contracts land in their own
+#: column so that `volume` means the base asset in every market; quote_volume is null.
+COINM_FIELDS: dict[str, Field] = {
+    **_COMMON,
+    "pair": Field("pair", pl.String(), required=False),
+    "volume": Field("baseVolume", DECIMAL, required=False),
+    "contract_volume": Field("volume", DECIMAL, required=False),
+}
+
+#: Each market's column <- Binance key map.
+MARKET_FIELDS: dict[str, dict[str, Field]] = {
+    "spot": SPOT_FIELDS,
+    "usdm": USDM_FIELDS,
+    "coinm": COINM_FIELDS,
+}
+
 _INDEX = "_payload_index"
-_READ_SCHEMA = pl.Schema({spec.path: pl.String() for spec in FIELDS.values()})
+#: What the decoder fills in itself rather than reading from a ticker.
+_ADDED = ("exchange", "market", "polled_at", "date")
 #: Symbols named in one dead letter's reason, at most.
 _NAMED = 10
 
@@ -91,9 +130,11 @@ _NAMED = 10
 def decode_tickers(batch: Batch, market: str, symbols: Collection[str] = ()) -> Decoded:
     """Decode a batch of 24 h ticker bodies of ``market`` into ``ticker_24h`` rows.
 
-    ``symbols``, when given, keeps only those symbols (a USD-M body holds every symbol).
+    ``symbols``, when given, keeps only those symbols (a futures body holds every symbol).
     ``polled_at`` is each body's receipt time and ``date`` its UTC date.
     """
+    fields = MARKET_FIELDS[market]
+    read_schema = pl.Schema({spec.path: pl.String() for spec in fields.values()})
     frames: list[pl.DataFrame] = []
     rejects: list[tuple[int, str]] = []
     for index, body in enumerate(batch.payloads):
@@ -102,7 +143,7 @@ def decode_tickers(batch: Batch, market: str, symbols: Collection[str] = ()) -> 
             rejects.append((index, _explain(body, "")))
             continue
         try:
-            frame = pl.read_json(body, schema=_READ_SCHEMA)
+            frame = pl.read_json(body, schema=read_schema)
         except Exception as exc:  # polars raises several types for bad JSON
             rejects.append((index, _explain(body, str(exc))))
             continue
@@ -110,17 +151,17 @@ def decode_tickers(batch: Batch, market: str, symbols: Collection[str] = ()) -> 
     tickers = (
         pl.concat(frames, how="vertical")
         if frames
-        else pl.DataFrame(schema=_READ_SCHEMA).with_columns(pl.lit(0, pl.UInt32).alias(_INDEX))
+        else pl.DataFrame(schema=read_schema).with_columns(pl.lit(0, pl.UInt32).alias(_INDEX))
     )
     if symbols:
         tickers = tickers.filter(pl.col("symbol").is_in(list(symbols)))
 
     # Raw strings and their conversions side by side, so a failed conversion is seen.
     checked = tickers.with_columns(
-        spec.convert(spec.expr()).alias(f"__{name}") for name, spec in FIELDS.items()
+        spec.convert(spec.expr()).alias(f"__{name}") for name, spec in fields.items()
     )
     problems = []
-    for name, spec in FIELDS.items():
+    for name, spec in fields.items():
         value, typed = spec.expr(), pl.col(f"__{name}")
         problem = pl.when(value.is_not_null() & typed.is_null()).then(
             pl.lit(f"{spec.path!r} is not a valid {_kind(spec)}")
@@ -148,7 +189,13 @@ def decode_tickers(batch: Batch, market: str, symbols: Collection[str] = ()) -> 
             rejects.append((int(index), _describe(group)))  # type: ignore[arg-type]
         checked = checked.filter(~bad)
     converted = checked.select(
-        pl.col(_INDEX), *(pl.col(f"__{name}").alias(name) for name in FIELDS)
+        pl.col(_INDEX),
+        *(pl.col(f"__{name}").alias(name) for name in fields),
+        *(
+            pl.lit(None, dtype).alias(name)
+            for name, dtype in TICKER_24H.columns.items()
+            if name not in fields and name not in _ADDED
+        ),
     )
 
     polled_at = batch.received_at.cast(TIMESTAMP).gather(converted[_INDEX].cast(pl.UInt32))

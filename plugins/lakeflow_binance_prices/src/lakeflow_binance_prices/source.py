@@ -7,7 +7,8 @@ response and, past :attr:`~BinancePricesSource.weight_threshold` of the market's
 sends nothing more until the minute turns; it honours ``Retry-After`` on 429; it stops
 for the ban's length on 418 (through :class:`lakeflow.SourcePaused`); it retries 5xx,
 timeouts and broken connections with backoff within the poll's interval; it stops the
-source (:class:`lakeflow.SourceError`) when Binance says the symbols are invalid.
+source (:class:`lakeflow.SourceError`) when Binance says the symbols are invalid, or
+refuses the client's location (HTTP 451).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ DEFAULT_BAN = 120.0
 ERROR_BODY_LIMIT = 64 * 1024
 #: Symbols named in an error message, at most.
 NAMED_SYMBOLS = 20
+#: Binance's answer to a client in a region it does not serve ("restricted location").
+RESTRICTED_LOCATION = 451
 
 try:
     _USER_AGENT = f"lakeflow-binance-prices/{version('lakeflow-binance-prices')}"
@@ -64,11 +67,13 @@ class _Retry(Exception):
 
 
 class BinancePricesSource(lakeflow.PollingSource):
-    """Polls Binance's 24 h ticker statistics (spot or USD-M) every ``interval`` seconds."""
+    """Polls Binance's 24 h ticker statistics (spot, USD-M or COIN-M) every ``interval`` seconds."""
 
     type = "binance_prices"
     schema = "ticker_24h"
-    description = "Binance 24 h ticker statistics per symbol (spot or USD-M futures), over REST."
+    description = (
+        "Binance 24 h ticker statistics per symbol (spot, USD-M or COIN-M futures), over REST."
+    )
     Config = BinancePricesConfig
 
     # Class attributes rather than config keys: they are Binance's rules, not choices.
@@ -108,15 +113,19 @@ class BinancePricesSource(lakeflow.PollingSource):
         """The query of each request of one poll."""
         symbols = self.config.symbols
         if not symbols or not self.market.takes_symbol_list:
-            # USD-M answers `symbol=` one at a time only: one request for every symbol
-            # (weight 40) is cheaper and faster than one per configured symbol, and the
-            # decoder keeps the configured ones.
+            # The futures endpoints answer `symbol=` one at a time only: one request for
+            # every symbol (weight 40) is cheaper and faster than one per configured
+            # symbol, and the decoder keeps the configured ones.
             return [{}]
         size = self.symbols_per_request
         return [
             {"symbols": json.dumps(list(symbols[i : i + size]), separators=(",", ":"))}
             for i in range(0, len(symbols), size)
         ]
+
+    def endpoints(self) -> list[str]:
+        """The URL every poll requests (with ``symbols=[...]`` when symbols are named)."""
+        return [self.url]
 
     async def open(self) -> None:
         """Create the one HTTP session every poll reuses (its connections stay open)."""
@@ -233,6 +242,13 @@ class BinancePricesSource(lakeflow.PollingSource):
                 reason=f"Binance banned this IP for {seconds:g}s ({said}): too many requests "
                 "after 429s; is another program using the same IP's limit?",
             )
+        if status == RESTRICTED_LOCATION:
+            raise lakeflow.SourceError(
+                f"Binance refuses requests from this machine's location (HTTP 451 from "
+                f"{self.config.root}: {msg or 'no message'}). It judges by the IP address, "
+                f"so retrying cannot change that: [sources.{self.name}] stops. Run lakeflow "
+                "from a host in a location Binance serves."
+            )
         if status == 429:
             seconds = _retry_after(response, self.weight_window)
             self._hold(loop.time() + seconds, f"rate limited ({said}), Retry-After {seconds:g}s")
@@ -299,14 +315,14 @@ class BinancePricesSource(lakeflow.PollingSource):
         self.log.debug("waiting %.1fs before the next request: %s", wait, self._not_before_reason)
         await asyncio.sleep(wait)
 
-    # -- USD-M symbol list ------------------------------------------------------------
+    # -- futures symbol list ----------------------------------------------------------
 
     async def _check_listed(self, body: bytes) -> None:
-        """Stop the source if a configured USD-M symbol is not in the market's list.
+        """Stop the source if a configured futures symbol is not in the market's list.
 
-        Spot checks symbols itself (error -1121); USD-M is fetched whole and filtered, so
-        a misspelt symbol would otherwise just never appear. Checked once, on the first
-        body that parses; a symbol delisted later simply stops having rows.
+        Spot checks symbols itself (error -1121); USD-M and COIN-M are fetched whole and
+        filtered, so a misspelt symbol would otherwise just never appear. Checked once, on
+        the first body that parses; a symbol delisted later simply stops having rows.
         """
         if self._symbols_checked:
             return
