@@ -29,7 +29,7 @@ from lakeflow import TIMESTAMP, Batch
 HERE = Path(__file__).parent
 FRAMES = (HERE / "fixtures" / "usdm_markPrice_arr.jsonl").read_bytes().splitlines()
 README = (HERE.parent / "README.md").read_text(encoding="utf-8")
-ALL_MARKET = "/ws/!markPrice@arr@1s"
+ALL_MARKET = "/market/ws/!markPrice@arr@1s"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -130,9 +130,9 @@ def test_symbols_keeps_only_those():
 @pytest.mark.parametrize(
     ("config", "url"),
     [
-        ({}, "wss://fstream.binance.com/ws/!markPrice@arr@1s"),
-        ({"speed": "3s"}, "wss://fstream.binance.com/ws/!markPrice@arr"),
-        ({"ws_url": "ws://127.0.0.1:9/"}, "ws://127.0.0.1:9/ws/!markPrice@arr@1s"),
+        ({}, "wss://fstream.binance.com/market/ws/!markPrice@arr@1s"),
+        ({"speed": "3s"}, "wss://fstream.binance.com/market/ws/!markPrice@arr"),
+        ({"ws_url": "ws://127.0.0.1:9/"}, "ws://127.0.0.1:9/market/ws/!markPrice@arr@1s"),
     ],
 )
 def test_url_follows_speed_and_ws_url(config, url):

@@ -23,7 +23,10 @@ import lakeflow
 from lakeflow import DECIMAL, TIMESTAMP, Batch, Decoded, Field
 from lakeflow_binance_markprice.schema import MARK_PRICE
 
-BASE_URL = "wss://fstream.binance.com"
+HOST = "wss://fstream.binance.com"
+#: Binance serves mark prices, a "market" stream, under this routed base since 2026-04-23;
+#: the root paths of before still connect but forward nothing.
+ROUTE = "/market"
 EVENT_TYPE = "markPriceUpdate"
 
 #: Each column and its key in one update. ``r`` and ``T`` are empty for delivery
@@ -54,7 +57,10 @@ class MarkPriceConfig(lakeflow.SourceConfig):
     )
     ws_url: str | None = ConfigField(
         default=None,
-        description="WebSocket base URL instead of Binance's (a testnet, a proxy, a stand-in).",
+        description=(
+            "Scheme and host instead of wss://fstream.binance.com (a testnet, a proxy, a "
+            "stand-in); /market/ws/<stream> is appended."
+        ),
     )
 
     @field_validator("ws_url")
@@ -67,7 +73,7 @@ class MarkPriceConfig(lakeflow.SourceConfig):
     def stream_url(self) -> str:
         """The all-market stream: ``!markPrice@arr@1s``, or ``!markPrice@arr`` for 3 s."""
         stream = "!markPrice@arr@1s" if self.speed == "1s" else "!markPrice@arr"
-        return f"{self.ws_url or BASE_URL}/ws/{stream}"
+        return f"{self.ws_url or HOST}{ROUTE}/ws/{stream}"
 
 
 def decode_frames(batch: Batch, symbols: list[str] | None = None) -> Decoded:
@@ -125,6 +131,9 @@ class BinanceMarkPriceSource(lakeflow.WebSocketSource):
     Config = MarkPriceConfig
     # Binance closes every connection at 24 h: roll over to a fresh one 10 minutes early.
     max_age = 23 * 3600 + 50 * 60
+    # Binance pushes every market's mark price every 1 s (or 3 s): half a minute without a
+    # frame means the stream is gone, however calm the market.
+    silence_timeout = 30.0
 
     config: MarkPriceConfig
 
