@@ -131,7 +131,7 @@ def test_a_silent_connection_is_warned_about_with_url_and_likely_causes(pm, tmp_
 def test_a_silent_stretch_is_a_gap_from_the_last_payload_told_apart_by_its_reason(pm, tmp_path):
     pm.register(Plugin(SequenceSource), name="t")
 
-    result, tables = run(pm, tmp_path, quiet_sequence(), until=lambda s: s["s"].reconnects >= 1)
+    _result, tables = run(pm, tmp_path, quiet_sequence(), until=lambda s: s["s"].reconnects >= 1)
 
     silent = gaps(tables).filter(pl.col("reason").str.starts_with("silent: "))
     assert silent.height >= 1
@@ -167,7 +167,7 @@ def test_silence_timeout_zero_turns_the_check_off(pm, tmp_path):
 def test_the_pipeline_overrides_the_source_types_silence_timeout(pm, tmp_path, server):
     pm.register(Plugin(FallOverSource), name="t")
     path = tmp_path / "lakeflow.toml"
-    path.write_text(f'[sources.s]\ntype = "test_fall_over"\nurls = ["x"]\nsilence_timeout = "2m"\n')
+    path.write_text('[sources.s]\ntype = "test_fall_over"\nurls = ["x"]\nsilence_timeout = "2m"\n')
 
     spec = load_pipeline(path, load(pm, entry_points=False)).sources["s"]
 
@@ -192,7 +192,7 @@ def test_silence_falls_over_to_the_next_endpoint_and_logs_the_one_that_works(
     caplog.set_level(logging.INFO)
     urls = json.dumps([server.url("/silent"), server.url("/live")])
 
-    result, tables = run(
+    _result, tables = run(
         pm,
         tmp_path,
         f'[sink]\nflush_interval = 0.1\n[sources.s]\ntype = "test_fall_over"\nurls = {urls}\n',
