@@ -323,9 +323,7 @@ class Runtime:
                 pending = exc.payloads + len(committer.buffer)
                 log.error("%s; %d payloads not committed (%s)", exc, pending, kept)
                 result.failed.append(spec.name)
-            stats.state = (
-                SourceState.FAILED if spec.name in result.failed else SourceState.STOPPED
-            )
+            stats.state = SourceState.FAILED if spec.name in result.failed else SourceState.STOPPED
 
     async def _read(
         self,

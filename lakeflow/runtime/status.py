@@ -158,9 +158,7 @@ class StatusTracker:
                     url=stats.url,
                     last_payload=stats.last_payload,
                     silence_timeout=stats.silence_timeout,
-                    covered_until=(
-                        now if stats.uncovered_since is None else stats.uncovered_since
-                    ),
+                    covered_until=(now if stats.uncovered_since is None else stats.uncovered_since),
                 )
             )
         return out

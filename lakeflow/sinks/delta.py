@@ -60,6 +60,8 @@ class DeltaSink(Sink):
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._tables: dict[str, DeltaTable] = {}
+        #: Per record schema, its columns as Delta types (worked out once, compared per commit).
+        self._delta_types: dict[str, dict[str, object]] = {}
 
     def table_uri(self, table: str) -> str:
         return f"{self.root}/{check_table_name(table)}"
@@ -154,8 +156,11 @@ class DeltaSink(Sink):
         # Arrow's string flavours all become the same Delta `string`. The Arrow schema
         # comes through arro3 (deltalake's own Arrow layer) because pl.Schema exports
         # one only in newer polars than lakeflow requires.
-        arrow = RecordBatchReader.from_arrow(schema.empty()).schema
-        wanted = {f.name: f.type for f in Schema.from_arrow(arrow).fields}
+        wanted = self._delta_types.get(schema.name)
+        if wanted is None:
+            arrow = RecordBatchReader.from_arrow(schema.empty()).schema
+            wanted = {f.name: f.type for f in Schema.from_arrow(arrow).fields}
+            self._delta_types[schema.name] = wanted
         stored = {f.name: f.type for f in handle.schema().fields}
         where = f"table {table!r} ({mask_uri(self.table_uri(table))})"
         for name, kind in wanted.items():
