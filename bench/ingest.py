@@ -55,7 +55,7 @@ from urllib.parse import unquote
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #: The path lakeflow's source asks for with empty ``symbols`` (after ``ws_url``).
-STREAM_PATH = "/ws/!forceOrder@arr"
+STREAM_PATH = "/market/ws/!forceOrder@arr"
 #: Bytes per ``sendall`` call; chunks end on frame boundaries (pongs go between them).
 CHUNK_BYTES = 2 << 20
 #: The first event time (ms). N = 1M spans about 30 minutes: one date partition.

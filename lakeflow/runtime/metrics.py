@@ -93,7 +93,8 @@ class StatsCollector(Collector):
         yield from (backlog, last_commit, latency, duration)
         up = GaugeMetricFamily(
             "lakeflow_source_healthy",
-            "1 while the source is connected or polled within two intervals, else 0.",
+            "1 while the source is connected and not silent, or polled within two "
+            "intervals; else 0.",
             labels=["source"],
         )
         connected = GaugeMetricFamily(
