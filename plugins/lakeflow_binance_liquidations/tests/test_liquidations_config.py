@@ -115,6 +115,15 @@ def test_url_is_binance_market_routing_of_2026(config, url):
     assert source.url() == url
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["wss://fstream.binance.com/ws", "wss://fstream.binance.com/market/", "ws://x.test/stream"],
+)
+def test_ws_url_ending_in_a_part_of_the_stream_path_is_refused(url):
+    with pytest.raises(ValidationError, match="give the scheme and host only"):
+        LiquidationsConfig(ws_url=url)
+
+
 def test_legacy_path_is_the_fallback_after_the_market_route():
     source = BinanceLiquidationsSource("test", LiquidationsConfig())
 

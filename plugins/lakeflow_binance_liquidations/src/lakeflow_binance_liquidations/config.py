@@ -32,6 +32,9 @@ ALL_MARKET_STREAM = "!forceOrder@arr"
 ALL_MARKET_SILENCE: dict[str, float] = {"usdm": 300.0, "coinm": 3600.0}
 
 _SYMBOL = re.compile(r"[A-Z0-9_]+")
+#: Path parts the source appends itself: a ``ws_url`` ending in one is a URL from before
+#: the routing (``.../ws``) or a routed base, and would double them.
+_ROUTE_WORDS = frozenset({"ws", "stream", "market", "public", "private"})
 
 
 class LiquidationsConfig(SourceConfig):
@@ -95,6 +98,13 @@ class LiquidationsConfig(SourceConfig):
         if parts.query or parts.fragment:
             raise ValueError(
                 "give the base URL only, without '?' or '#': the stream path is appended to it"
+            )
+        last = parts.path.rstrip("/").rsplit("/", 1)[-1]
+        if last in _ROUTE_WORDS:
+            raise ValueError(
+                f"ends in '/{last}', a part of the stream path that the source appends itself: "
+                "give the scheme and host only (wss://fstream.binance.com), plus any prefix "
+                "your proxy needs; choose the Binance route with `routes`"
             )
         return url.rstrip("/")
 
