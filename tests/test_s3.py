@@ -196,10 +196,13 @@ def test_two_collectors_and_maintain_on_one_s3_table_commit_every_payload_once(s
     for source in ("east", "west"):
         numbers = rows.filter(pl.col("source") == source)["n"].sort().to_list()
         assert numbers == list(range(1, count + 1)), f"{source}: a payload lost or doubled"
-    assert DeltaTable(table, storage_options=s3.storage_options()).version() > 20
+    handle = DeltaTable(table, storage_options=s3.storage_options())
+    assert handle.version() > 20
     print(*maintained, sep="")
-    # Maintenance did rewrite files under the collectors' feet.
-    assert any(int(m) > 0 for m in re.findall(r"rewrote (\d+) files", "".join(maintained)))
+    # Maintenance did rewrite files under the collectors' feet: which of the three
+    # maintainers won the lease for a rewrite is a race, that one of them did is not.
+    operations = [commit.get("operation") for commit in handle.history()]
+    assert "OPTIMIZE" in operations, operations
 
 
 def test_a_missing_bucket_exits_2_naming_it(s3, folder):
