@@ -216,7 +216,7 @@ listen = "127.0.0.1:{port}"
 
 [sources.feed]
 type = "binance_liquidations"
-ws_url = "ws://127.0.0.1:{dead}/ws"
+ws_url = "ws://127.0.0.1:{dead}"
 """
     )
     run = Run(tmp_path, port=port)
