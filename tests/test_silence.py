@@ -256,6 +256,7 @@ def test_after_a_clean_stop_the_not_running_gap_starts_at_the_stop(pm, tmp_path)
 
     gap = gaps(tmp_path / "tables").row(0, named=True)
     assert gap["reason"] == "lakeflow was not running"
-    # The last payload arrived ~2.5 s before the stop; the gap starts at the stop.
-    assert abs(gap["gap_start"].timestamp() - stopped) < 0.5
-    assert 0.9 < gap["seconds"] < 3.0
+    # The last payload arrived ~2.5 s before the stop; the gap starts at the stop (the
+    # run's last status file is written as it stops), not at that payload.
+    assert stopped - 0.5 < gap["gap_start"].timestamp() <= stopped
+    assert gap["seconds"] >= 1.0

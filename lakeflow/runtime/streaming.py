@@ -229,3 +229,6 @@ def _close_silent_stretch(feed: StreamFeed, committer: Committer) -> None:
         f"silent: connected to {committer.stats.url or 'the stream'} but no payload "
         f"for {now - quiet_since:.0f}s, until the stop",
     )
+    # Recorded up to now: the next run's "not running" gap starts at the stop, not again
+    # at this connection's start.
+    committer.stats.uncovered_since = None
