@@ -4,7 +4,14 @@ This module is the public API. Plugins import from here and nowhere else in ``la
 """
 
 from lakeflow.decode import Field, decode_json, read_ndjson
-from lakeflow.errors import ConfigError, LakeflowError, SourceError, SourcePaused
+from lakeflow.errors import (
+    CommitRefused,
+    ConfigError,
+    LakeflowError,
+    SchemaMismatch,
+    SourceError,
+    SourcePaused,
+)
 from lakeflow.hookspecs import hookimpl
 from lakeflow.schema import DECIMAL, TIMESTAMP, TableSchema
 from lakeflow.sinks import Sink, TableInfo
@@ -24,6 +31,7 @@ __all__ = [
     "DECIMAL",
     "TIMESTAMP",
     "Batch",
+    "CommitRefused",
     "ConfigError",
     "Decoded",
     "Feed",
@@ -31,6 +39,7 @@ __all__ = [
     "LakeflowError",
     "PollingConfig",
     "PollingSource",
+    "SchemaMismatch",
     "Sink",
     "Source",
     "SourceConfig",

@@ -22,12 +22,12 @@ from lakeflow.config import (
     format_size,
     load_pipeline,
 )
-from lakeflow.errors import ConfigError
+from lakeflow.errors import ConfigError, SchemaMismatch
 from lakeflow.plugins import Registry, load
 from lakeflow.scaffold import new_plugin
 from lakeflow.secrets import MASK, is_secret_key, mask_uri, redact
 from lakeflow.sinks import Sink
-from lakeflow.sinks.store import StoreError
+from lakeflow.sinks.store import StoreError, is_remote
 from lakeflow.system_tables import DEAD_LETTERS, GAPS
 
 logger = logging.getLogger("lakeflow")
@@ -205,7 +205,18 @@ def run(
 def validate(pipeline: str) -> None:
     """Check a pipeline file and say what it would run. Exits 2 if it is wrong."""
     registry, spec = _load(pipeline)
-    _sink(registry, spec, check=False)  # options only: validate works offline
+    sink = _sink(registry, spec, check=False)  # options only: validate works offline
+    if not is_remote(spec.sink.uri):
+        # Local tables are read at once: a plugin upgrade that changed a column's type
+        # is found here, before a run. (An object store is checked by `run`.)
+        mismatches = []
+        for name, source in spec.sources.items():
+            try:
+                sink.check_schema(source.table, source.schema)
+            except SchemaMismatch as exc:
+                mismatches.append(f"{pipeline}: sources.{name}: {exc}")
+        if mismatches:
+            _fail("\n".join(mismatches))
     click.echo(f"{pipeline}: valid")
     click.echo(
         f"sink: {spec.sink.type} at {mask_uri(spec.sink.uri)} "

@@ -30,3 +30,22 @@ class SourcePaused(LakeflowError):
         super().__init__(f"{reason} (paused for {seconds:g}s)")
         self.seconds = seconds
         self.reason = reason
+
+
+class SchemaMismatch(LakeflowError):
+    """A table's columns differ from its record schema beyond columns the schema added.
+
+    A column whose type changed, a column the record schema no longer has (dropped or
+    renamed), other partition columns: none is changed in place (that would rewrite or
+    silently reinterpret what is stored). Found before a source starts, by ``lakeflow
+    validate`` and ``lakeflow run``; the message names the table, the column, both types
+    and what to do. Sinks raise it from :meth:`lakeflow.Sink.check_schema` and ``commit``.
+    """
+
+
+class CommitRefused(LakeflowError):
+    """A commit failed in a way retrying cannot fix (a schema mismatch, a refused permission).
+
+    The source stops with this error; what it received stays in the spool, so that the
+    next ``lakeflow run`` (or ``lakeflow replay``) lands it once the cause is fixed.
+    """

@@ -15,9 +15,9 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable
 
-from lakeflow import DECIMAL, TableSchema
+from lakeflow import DECIMAL, SchemaMismatch, TableSchema
 from lakeflow.config import SinkConfig
-from lakeflow.sinks.delta import DeltaSink, SchemaMismatch
+from lakeflow.sinks.delta import DeltaSink
 
 TABLE = "prices"
 APP = "prices"

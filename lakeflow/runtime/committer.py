@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 import polars as pl
 
 from lakeflow.config import RuntimeConfig, SinkConfig, SourceSpec
+from lakeflow.errors import CommitRefused, SchemaMismatch
 from lakeflow.runtime.backoff import Backoff
 from lakeflow.runtime.buffer import PayloadBuffer, make_batch
 from lakeflow.runtime.spool import Block, Spool
@@ -42,6 +43,30 @@ class SourceNameTaken(RuntimeError):
     The name keys the exactly-once bookkeeping, so two writers sharing it would skip
     each other's batches; the commit is refused (and retried) instead, never skipped.
     """
+
+
+#: What an operating system says when it refuses a write for good (permission, a
+#: read-only mount), as deltalake words it: retrying cannot fix these.
+_REFUSED_OS_ERRORS = ("os error 13)", "os error 1)", "os error 30)", "Permission denied")
+
+
+def refused(exc: BaseException) -> bool:
+    """True when a commit error needs a person: retrying would fail the same way forever.
+
+    A schema the table cannot take, a permission refused by the filesystem or the store.
+    A full disk, an unreachable store, a conflict with another writer are not: those
+    pass, and are retried.
+    """
+    from lakeflow.sinks.store import StoreError
+
+    if isinstance(exc, SchemaMismatch | PermissionError):
+        return True
+    if isinstance(exc, StoreError):
+        return exc.config
+    if isinstance(exc, OSError):
+        text = str(exc)
+        return any(marker in text for marker in _REFUSED_OS_ERRORS)
+    return False
 
 
 class CommitAbandoned(RuntimeError):
@@ -281,6 +306,16 @@ class Committer:
             try:
                 await asyncio.to_thread(self._commit, batch, first, last, gaps, landed)
             except Exception as exc:
+                if refused(exc):
+                    # The gaps of this batch are not lost: they go again with the next try.
+                    self.gaps[:0] = gaps
+                    kept = "kept in the spool" if self.spool is not None else "NOT spooled"
+                    raise CommitRefused(
+                        f"commit to table {self.spec.table} refused, and retrying cannot fix "
+                        f"it: {exc}. The source stops; payloads {first}..{last} and those "
+                        f"after them are {kept}, and land at the next `lakeflow run` (or "
+                        "`lakeflow replay`) once this is fixed."
+                    ) from exc
                 delay = backoff.next() or 0.2
                 give_up = self.give_up_at
                 if give_up is not None and asyncio.get_running_loop().time() + delay > give_up:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from lakeflow.config import Pipeline, SourceSpec
-from lakeflow.errors import SourceError
+from lakeflow.errors import CommitRefused, SchemaMismatch, SourceError
 from lakeflow.plugins import Registry
 from lakeflow.runtime.backoff import Backoff
 from lakeflow.runtime.committer import CommitAbandoned, Committer
@@ -247,6 +247,17 @@ class Runtime:
         stats = self.stats[spec.name]
         source: Source = spec.cls(spec.name, spec.config)
         runtime = self.pipeline.runtime
+        try:
+            # Before anything is received: a table this source cannot append to is one
+            # clear error now, not a commit that fails at every flush.
+            await asyncio.to_thread(self.sink.check_schema, spec.table, spec.schema)
+        except SchemaMismatch as exc:
+            log.error("cannot start: %s", exc)
+            stats.state = SourceState.FAILED
+            result.failed.append(spec.name)
+            return
+        except Exception as exc:  # an unreachable store: the committer's start retries it
+            log.debug("schema check of %s deferred: %s", spec.table, exc)
         spool = None
         if runtime.spool:
             spool = Spool(
@@ -295,7 +306,7 @@ class Runtime:
         reader = asyncio.create_task(self._read(spec, source, committer, log))
         stop = asyncio.ensure_future(self.stopping.wait())
         try:
-            await asyncio.wait({reader, stop}, return_when="FIRST_COMPLETED")
+            await asyncio.wait({reader, stop, flusher}, return_when="FIRST_COMPLETED")
             # Stop reading at once: a stream would otherwise wait for its next message.
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
@@ -303,7 +314,7 @@ class Runtime:
                 result.failed.append(spec.name)
             if not self.once and not self.stopping.is_set() and spec.name not in result.failed:
                 # A source that ended by itself: keep the others running, flush on stop.
-                await self.stopping.wait()
+                await asyncio.wait({stop, flusher}, return_when="FIRST_COMPLETED")
         finally:
             # Reached on stop and on cancellation alike; nothing here waits on the run.
             stop.cancel()
@@ -318,6 +329,12 @@ class Runtime:
             try:
                 await flusher
                 await committer.flush()
+            except CommitRefused as exc:
+                log.error("stopped: %s", exc)
+                if len(committer.buffer):
+                    kept = "kept in the spool" if committer.spool else "LOST (no spool)"
+                    log.error("%d payloads received after them: %s", len(committer.buffer), kept)
+                result.failed.append(spec.name)
             except CommitAbandoned as exc:
                 kept = "kept in the spool for the next start" if committer.spool else "LOST"
                 pending = exc.payloads + len(committer.buffer)

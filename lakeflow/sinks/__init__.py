@@ -76,6 +76,16 @@ class Sink(ABC):
         """
         return None
 
+    def check_schema(self, table: str, schema: TableSchema) -> None:
+        """Raise :class:`~lakeflow.SchemaMismatch` if ``table`` cannot take ``schema``'s rows.
+
+        Called before a source starts (``lakeflow run``, ``lakeflow validate``), so that a
+        plugin upgrade that changed a column's type is one clear error, not a commit that
+        fails forever. Columns the schema added are fine (the next commit adds them); a
+        missing table is fine. The default checks nothing.
+        """
+        return None
+
     def scan(self, table: str) -> pl.LazyFrame | None:
         """A lazy polars scan of ``table``, with whatever options the store needs, or
         None if it does not exist.

@@ -21,26 +21,16 @@ from pathlib import Path
 import polars as pl
 from arro3.core import RecordBatchReader
 from deltalake import CommitProperties, DeltaTable, Schema, Transaction, write_deltalake
-from deltalake.exceptions import TableNotFoundError
+from deltalake.exceptions import SchemaMismatchError, TableNotFoundError
 from deltalake.schema import PrimitiveType
 
 from lakeflow.config import SinkConfig, check_table_name
-from lakeflow.errors import LakeflowError
+from lakeflow.errors import SchemaMismatch
 from lakeflow.hookspecs import hookimpl
 from lakeflow.schema import TableSchema
 from lakeflow.secrets import mask_uri
 from lakeflow.sinks import Sink, TableInfo
 from lakeflow.sinks.store import check_options, explain, is_remote
-
-
-class SchemaMismatch(LakeflowError):
-    """An existing table's columns differ from its record schema beyond added columns.
-
-    A column whose type changed, or a column the record schema no longer has: neither
-    is changed in place (that would rewrite or silently reinterpret what is stored), so
-    every commit to the table fails until a person decides. The message names the
-    table, the column and what to do.
-    """
 
 
 class DeltaSink(Sink):
@@ -137,6 +127,13 @@ class DeltaSink(Sink):
                         custom_metadata={"lakeflow.source": app_id},
                     ),
                 )
+            except SchemaMismatchError as exc:
+                # What _added_columns did not foresee: said in lakeflow's terms, so that
+                # the committer stops the source instead of retrying forever.
+                raise SchemaMismatch(
+                    f"table {table!r} ({mask_uri(self.table_uri(table))}) refused the rows "
+                    f"of record schema {schema.name!r}: {exc}"
+                ) from exc
             except OSError as exc:
                 raise explain(self.table_uri(table), exc) from exc
             if added:
@@ -146,11 +143,19 @@ class DeltaSink(Sink):
                 self._tables.pop(table, None)
             return True
 
+    def check_schema(self, table: str, schema: TableSchema) -> None:
+        """Raise :class:`SchemaMismatch` if the table cannot take ``schema`` by appends."""
+        with self._lock(table):
+            handle = self._open(table)
+            if handle is not None:
+                self._added_columns(table, schema, handle)
+
     def _added_columns(self, table: str, schema: TableSchema, handle: DeltaTable) -> list[str]:
         """The columns of ``schema`` that the table lacks, in schema order.
 
-        Raises :class:`SchemaMismatch` if a column's type differs or the table has a
-        column ``schema`` does not: only additions are merged.
+        Raises :class:`SchemaMismatch` if a column's type differs, the table has a
+        column ``schema`` does not, or the partition columns differ: only additions
+        are merged.
         """
         # Compared as Delta types, the level the table stores: polars' view types and
         # Arrow's string flavours all become the same Delta `string`. The Arrow schema
@@ -173,6 +178,14 @@ class DeltaSink(Sink):
                     "table (the source's `table` key), or convert this table's column "
                     "yourself."
                 )
+        partitioned = list(handle.metadata().partition_columns)
+        if partitioned != list(schema.partition_by):
+            raise SchemaMismatch(
+                f"{where}: the table is partitioned by {partitioned or 'nothing'} but record "
+                f"schema {schema.name!r} by {list(schema.partition_by) or 'nothing'}. A "
+                "table's partitioning cannot change by appends: write into a new table "
+                "(the source's `table` key), or rewrite this one with the new partitioning."
+            )
         gone = [name for name in stored if name not in wanted]
         if gone:
             raise SchemaMismatch(
