@@ -136,6 +136,9 @@ class Committer:
         self._lock = asyncio.Lock()
         #: Loop time after which a failing commit stops being retried (set on stop).
         self.give_up_at: float | None = None
+        #: A stream ended: what is buffered is complete and commits now, not at the
+        #: deadline. A flag of its own, since ``buffer.ready`` is cleared by every take.
+        self.drain = False
         #: Per table, the last sequence this committer saw there under its name; None
         #: until :meth:`committed` has read the tables.
         self._known: dict[str, int | None] | None = None
@@ -239,11 +242,17 @@ class Committer:
         )
         self.stats.gaps += 1
 
+    def request_drain(self) -> None:
+        """Commit everything buffered at once (a stream ended), in ``flush_rows`` batches."""
+        self.drain = True
+        self.buffer.ready.set()
+
     async def run(self, stopping: asyncio.Event) -> None:
         """Commit each payload within ``flush_interval`` of its receipt, until stopped.
 
         The deadline is the oldest waiting payload's receipt time plus ``flush_interval``;
-        ``flush_rows`` waiting payloads (or a disconnect) flush at once.
+        ``flush_rows`` waiting payloads (or a disconnect: :meth:`request_drain`) flush at
+        once.
         """
         syncer = asyncio.create_task(self._fsync_loop()) if self.spool is not None else None
         try:
@@ -253,7 +262,7 @@ class Committer:
                     wait = self.flush_interval
                 else:
                     wait = oldest / 1e9 + self.flush_interval - time.time()
-                if wait > 0 and not self.buffer.ready.is_set():
+                if wait > 0 and not (self.buffer.ready.is_set() or self.drain):
                     ready = asyncio.ensure_future(self.buffer.ready.wait())
                     stop = asyncio.ensure_future(stopping.wait())
                     await asyncio.wait({ready, stop}, timeout=wait, return_when="FIRST_COMPLETED")
@@ -261,7 +270,8 @@ class Committer:
                     stop.cancel()
                     oldest = self.buffer.oldest()
                     due = oldest is not None and oldest / 1e9 + self.flush_interval <= time.time()
-                    if not (due or self.buffer.ready.is_set() or stopping.is_set()):
+                    woken = self.buffer.ready.is_set() or self.drain or stopping.is_set()
+                    if not (due or woken):
                         continue
                 await self.flush()
         finally:
@@ -283,6 +293,8 @@ class Committer:
         Retries a failed commit until it lands (or, when stopping, until ``give_up_at``).
         """
         async with self._lock:
+            # Everything buffered now is taken below: a drain asked for until now is done.
+            self.drain = False
             pending = len(self.buffer)
             while pending or self.gaps:
                 first, batch = self.buffer.take(min(self.flush_rows, pending))

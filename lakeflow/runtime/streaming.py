@@ -77,7 +77,7 @@ class StreamFeed:
 
     def disconnected(self, reason: str) -> None:
         # What arrived before the drop is complete: commit it now, not at the deadline.
-        self._buffer.ready.set()
+        self._committer.request_drain()
         now = time.time()
         if self.gap_since is None:
             self.gap_since = now
