@@ -1,31 +1,70 @@
 """lakeflow: collect market data into Delta Lake tables through plugins.
 
 This module is the public API. Plugins import from here and nowhere else in ``lakeflow``.
+
+Names are imported when first used (PEP 562), so that ``import lakeflow`` — and with it
+every ``lakeflow`` command, ``--help`` included — does not pay for polars, aiohttp and
+pydantic until something needs them.
 """
 
-from lakeflow.decode import Field, decode_json, read_ndjson
-from lakeflow.errors import (
-    CommitRefused,
-    ConfigError,
-    LakeflowError,
-    SchemaMismatch,
-    SourceError,
-    SourcePaused,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from lakeflow.hookspecs import hookimpl
-from lakeflow.schema import DECIMAL, TIMESTAMP, TableSchema
-from lakeflow.sinks import Sink, TableInfo
-from lakeflow.sources import (
-    Batch,
-    Decoded,
-    Feed,
-    PollingConfig,
-    PollingSource,
-    Source,
-    SourceConfig,
-    StreamingSource,
-)
-from lakeflow.websocket import WebSocketSource
+
+if TYPE_CHECKING:
+    from lakeflow import hookspecs
+    from lakeflow.decode import Field, decode_json, read_ndjson
+    from lakeflow.errors import (
+        CommitRefused,
+        ConfigError,
+        LakeflowError,
+        SchemaMismatch,
+        SourceError,
+        SourcePaused,
+    )
+    from lakeflow.schema import DECIMAL, TIMESTAMP, TableSchema
+    from lakeflow.sinks import Sink, TableInfo
+    from lakeflow.sources import (
+        Batch,
+        Decoded,
+        Feed,
+        PollingConfig,
+        PollingSource,
+        Source,
+        SourceConfig,
+        StreamingSource,
+    )
+    from lakeflow.websocket import WebSocketSource
+
+#: Where each public name lives.
+_EXPORTS: dict[str, str] = {
+    "DECIMAL": "lakeflow.schema",
+    "TIMESTAMP": "lakeflow.schema",
+    "TableSchema": "lakeflow.schema",
+    "Batch": "lakeflow.sources",
+    "Decoded": "lakeflow.sources",
+    "Feed": "lakeflow.sources",
+    "PollingConfig": "lakeflow.sources",
+    "PollingSource": "lakeflow.sources",
+    "Source": "lakeflow.sources",
+    "SourceConfig": "lakeflow.sources",
+    "StreamingSource": "lakeflow.sources",
+    "CommitRefused": "lakeflow.errors",
+    "ConfigError": "lakeflow.errors",
+    "LakeflowError": "lakeflow.errors",
+    "SchemaMismatch": "lakeflow.errors",
+    "SourceError": "lakeflow.errors",
+    "SourcePaused": "lakeflow.errors",
+    "Field": "lakeflow.decode",
+    "decode_json": "lakeflow.decode",
+    "read_ndjson": "lakeflow.decode",
+    "Sink": "lakeflow.sinks",
+    "TableInfo": "lakeflow.sinks",
+    "WebSocketSource": "lakeflow.websocket",
+}
 
 __all__ = [
     "DECIMAL",
@@ -55,4 +94,17 @@ __all__ = [
     "read_ndjson",
 ]
 
-from lakeflow import hookspecs
+
+def __getattr__(name: str) -> Any:
+    if name == "hookspecs":
+        return importlib.import_module("lakeflow.hookspecs")
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lakeflow' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # once: later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

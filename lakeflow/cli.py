@@ -8,27 +8,27 @@ import logging
 import os
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import polars as pl
 
 from lakeflow import logs
-from lakeflow.config import (
-    DEFAULT_PIPELINE,
-    Pipeline,
-    SourceSpec,
-    format_duration,
-    format_size,
-    load_pipeline,
-)
 from lakeflow.errors import ConfigError, SchemaMismatch
-from lakeflow.plugins import Registry, load
 from lakeflow.scaffold import new_plugin
 from lakeflow.secrets import MASK, is_secret_key, mask_uri, redact
-from lakeflow.sinks import Sink
-from lakeflow.sinks.store import StoreError, is_remote
-from lakeflow.system_tables import DEAD_LETTERS, GAPS
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from lakeflow.config import Pipeline, SourceSpec
+    from lakeflow.plugins import Registry
+    from lakeflow.sinks import Sink
+
+# Each command imports what it uses, when it runs: `lakeflow --help` and `lakeflow status`
+# must not wait for polars, deltalake, aiohttp and every plugin (bench/startup.py).
+
+#: The pipeline a command reads when none is named.
+DEFAULT_PIPELINE = "lakeflow.toml"
 
 logger = logging.getLogger("lakeflow")
 
@@ -43,6 +43,9 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def _load(path: str) -> tuple[Registry, Pipeline]:
+    from lakeflow.config import load_pipeline
+    from lakeflow.plugins import load
+
     registry = load()
     try:
         return registry, load_pipeline(path, registry)
@@ -57,6 +60,8 @@ def _sink(registry: Registry, pipeline: Pipeline, *, check: bool = True) -> Sink
     A missing bucket or refused credentials exit 2 here, before a command starts (a run
     before it opens any source, so nothing received can be lost).
     """
+    from lakeflow.sinks.store import StoreError
+
     try:
         sink = registry.sinks[pipeline.sink.type](pipeline.sink)
     except ConfigError as exc:
@@ -72,6 +77,8 @@ def _sink(registry: Registry, pipeline: Pipeline, *, check: bool = True) -> Sink
 
 def _table_names(sink: Sink, pipeline: Pipeline) -> list[str]:
     """The pipeline's tables, the system tables and any other the sink holds (may not exist)."""
+    from lakeflow.system_tables import DEAD_LETTERS, GAPS
+
     return list(dict.fromkeys([*pipeline.tables, DEAD_LETTERS.table, GAPS.table, *sink.tables()]))
 
 
@@ -81,6 +88,8 @@ def _existing_tables(sink: Sink, pipeline: Pipeline) -> list[str]:
 
 def sql_context(sink: Sink, pipeline: Pipeline) -> pl.SQLContext:
     """A polars SQL context with every existing table of the pipeline's sink, by name."""
+    import polars as pl
+
     context = pl.SQLContext()
     for table in _table_names(sink, pipeline):
         scan = sink.scan(table)
@@ -204,6 +213,8 @@ def run(
 @pipeline_argument
 def validate(pipeline: str) -> None:
     """Check a pipeline file and say what it would run. Exits 2 if it is wrong."""
+    from lakeflow.sinks.store import is_remote
+
     registry, spec = _load(pipeline)
     sink = _sink(registry, spec, check=False)  # options only: validate works offline
     if not is_remote(spec.sink.uri):
@@ -246,6 +257,8 @@ def validate(pipeline: str) -> None:
 
 def _describe_endpoints(spec: SourceSpec) -> None:
     """The URLs a source will use and, for a stream, the silence that is normal."""
+    from lakeflow.config import format_duration
+
     try:
         source = spec.cls(spec.name, spec.config)
         endpoints = source.endpoints()
@@ -282,6 +295,8 @@ def _config_keys(model: Any) -> list[dict[str, Any]]:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_sources(as_json: bool) -> None:
     """List the source types that installed plugins provide, and plugins that failed."""
+    from lakeflow.plugins import load
+
     registry = load()
     rows = []
     for kind, info in sorted(registry.sources.items()):
@@ -330,13 +345,21 @@ def status(pipeline: str, as_json: bool) -> None:
     """
     from rich.console import Console
 
+    from lakeflow.config import read_pipeline_file, state_dir_of
     from lakeflow.runtime.status import read_status, status_dir
     from lakeflow.view import status_table
 
-    _, spec = _load(pipeline)
-    statuses = read_status(status_dir(spec.runtime.state_dir), list(spec.sources))
+    # The file alone, not the plugins: the status files say everything else.
+    try:
+        parsed = read_pipeline_file(pipeline)
+    except ConfigError as exc:
+        _fail(str(exc))
+        raise  # unreachable
+    names = list(parsed.sources)
+    state_dir = state_dir_of(pipeline, parsed)
+    statuses = read_status(status_dir(state_dir), names)
     seen = {s.source for s in statuses}
-    never = [name for name in spec.sources if name not in seen]
+    never = [name for name in names if name not in seen]
     # Health as of each snapshot: the file is up to a publish interval old, and judged
     # now a short poll interval would look overdue. A stale file is "not running".
     problems = {s.source: s.problem(s.updated) for s in statuses}
@@ -349,7 +372,7 @@ def status(pipeline: str, as_json: bool) -> None:
         if statuses:
             console.print(status_table(statuses))
         for name in never:
-            click.echo(f"{name}: never ran with state folder {spec.runtime.state_dir}")
+            click.echo(f"{name}: never ran with state folder {state_dir}")
         for name, problem in problems.items():
             if problem:
                 click.echo(f"{name}: {problem}")
@@ -361,6 +384,8 @@ def status(pipeline: str, as_json: bool) -> None:
 @pipeline_argument
 def tables(pipeline: str) -> None:
     """Show each table: version, files, rows, bytes and last commit time."""
+    from lakeflow.config import format_size
+
     registry, spec = _load(pipeline)
     sink = _sink(registry, spec)
     infos = [sink.info(t) for t in _existing_tables(sink, spec)]
@@ -394,6 +419,8 @@ def query(args: tuple[str, ...], fmt: str) -> None:
 
     Example: lakeflow query "SELECT symbol, count(*) FROM liquidations GROUP BY symbol"
     """
+    import polars as pl
+
     if len(args) > 2:
         raise click.UsageError("expected [PIPELINE] SQL; quote the SQL as one argument")
     pipeline, sql = args if len(args) == 2 else (DEFAULT_PIPELINE, args[0])
@@ -471,6 +498,8 @@ def replay(
 
 def _printable(frame: pl.DataFrame) -> pl.DataFrame:
     """Binary columns (raw payloads) as text where they are UTF-8, else as 0x-hex."""
+    import polars as pl
+
     binary = [name for name, dtype in frame.schema.items() if dtype == pl.Binary]
     return frame.with_columns(
         pl.col(name)

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from lakeflow.schema import TableSchema
     from lakeflow.sources import Source, SourceConfig
 
-DEFAULT_PIPELINE = "lakeflow.toml"
 _TABLE_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 _SOURCE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _VAR = re.compile(r"\$\{([^}]*)\}")
@@ -313,8 +312,12 @@ class Pipeline:
         return list(dict.fromkeys(spec.table for spec in self.sources.values()))
 
 
-def load_pipeline(path: str | Path, registry: Registry) -> Pipeline:
-    """Read, substitute and validate a pipeline file. Raises :class:`ConfigError`."""
+def read_pipeline_file(path: str | Path) -> PipelineFile:
+    """Read, substitute and validate a pipeline file's own keys, without any plugin.
+
+    Sources are left as raw sections (their keys belong to their plugins): enough for
+    what needs only the file, such as ``lakeflow status``. Raises :class:`ConfigError`.
+    """
     path = Path(path)
     where = str(path)
     try:
@@ -335,10 +338,21 @@ def load_pipeline(path: str | Path, registry: Registry) -> Pipeline:
     data = _substitute(data, env, where, ())
 
     try:
-        parsed = PipelineFile.model_validate(data)
+        return PipelineFile.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_errors(where, exc, (), PipelineFile)) from None
 
+
+def state_dir_of(path: str | Path, parsed: PipelineFile) -> str:
+    """The pipeline's state folder, resolved against the pipeline file's folder."""
+    return str((Path(path).parent / parsed.runtime.state_dir).resolve())
+
+
+def load_pipeline(path: str | Path, registry: Registry) -> Pipeline:
+    """Read, substitute and validate a pipeline file. Raises :class:`ConfigError`."""
+    path = Path(path)
+    where = str(path)
+    parsed = read_pipeline_file(path)
     for key, value in parsed.sink.storage_options.items():
         if is_secret_key(key):
             add_secret(value)
@@ -355,9 +369,7 @@ def load_pipeline(path: str | Path, registry: Registry) -> Pipeline:
         name: _load_source(where, name, section, registry)
         for name, section in parsed.sources.items()
     }
-    runtime = parsed.runtime.model_copy(
-        update={"state_dir": str((path.parent / parsed.runtime.state_dir).resolve())}
-    )
+    runtime = parsed.runtime.model_copy(update={"state_dir": state_dir_of(path, parsed)})
     return Pipeline(
         path=path,
         sink=sink,

@@ -15,12 +15,14 @@ An implementation may take fewer arguments than the spec, so hooks only ever gro
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pluggy
 
-from lakeflow.schema import TableSchema
-from lakeflow.sinks import Sink
-from lakeflow.sources import Source
+if TYPE_CHECKING:  # only named in annotations: importing them here would load polars
+    from lakeflow.schema import TableSchema
+    from lakeflow.sinks import Sink
+    from lakeflow.sources import Source
 
 hookspec = pluggy.HookspecMarker("lakeflow")
 #: Decorate a plugin's hook implementations with this (also ``lakeflow.hookimpl``).
