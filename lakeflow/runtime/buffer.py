@@ -8,7 +8,7 @@ from array import array
 
 import polars as pl
 
-from lakeflow.runtime.spool import Spool
+from lakeflow.runtime.spool import RETRY_SECONDS, Spool
 from lakeflow.schema import TIMESTAMP
 from lakeflow.sources import Batch
 
@@ -35,6 +35,10 @@ class PayloadBuffer:
         self.first = 1  # sequence of payloads[0]
         self.spool = spool
         self._spooled = 0  # payloads[:_spooled] are in the spool
+        #: Of the payloads the latest :meth:`take` returned, how many never reached the
+        #: spool (its disk was full): lost if their commit does not land before exit.
+        self.taken_unspooled = 0
+        self._retry: asyncio.TimerHandle | None = None  # the next spool write, disk full
         self._last_taken: int | None = None  # receipt time (ns) of the newest payload taken
         self._scheduled = False
         if spool is not None:
@@ -75,13 +79,35 @@ class PayloadBuffer:
             self._room.clear()
 
     def write_spool(self) -> None:
-        """Append the payloads not yet spooled to the spool, as one block."""
+        """Append the payloads not yet spooled to the spool, as one block.
+
+        When the disk refuses the write (full), they stay unspooled, held in memory and
+        committed as usual, and go with the next block: tried at the first tick after the
+        spool's retry delay, or by a timer then if no tick comes.
+        """
         self._scheduled = False
         spool, done, count = self.spool, self._spooled, len(self.payloads)
         if spool is None or done >= count:
             return
-        spool.append(self.first + done, self.payloads[done:], self.times[done:])
-        self._spooled = count
+        # ``refusing`` first: while the disk is full, a tick costs no copy of the backlog.
+        if not spool.refusing and spool.append(
+            self.first + done, self.payloads[done:], self.times[done:]
+        ):
+            self._spooled = count
+        elif self._retry is None:
+            # Tried again even when nothing more arrives (a quiet feed, a reader held back
+            # by backpressure), so that what is held is spooled soon after space returns.
+            self._retry = asyncio.get_running_loop().call_later(RETRY_SECONDS, self._retry_spool)
+
+    def _retry_spool(self) -> None:
+        self._retry = None
+        if self.spool is not None and not self.spool.closed:
+            self.write_spool()
+
+    @property
+    def unspooled(self) -> int:
+        """Payloads held that are not in the spool (its disk is full); 0 without a spool."""
+        return len(self.payloads) - self._spooled if self.spool is not None else 0
 
     def __len__(self) -> int:
         return len(self.payloads)
@@ -121,7 +147,9 @@ class PayloadBuffer:
         del self.times[:count]
         self.first += count
         self.taken += count
-        self._spooled -= count
+        # Those taken before the disk (full) took them are committed without a spool copy.
+        self.taken_unspooled = max(0, count - self._spooled) if self.spool is not None else 0
+        self._spooled = max(0, self._spooled - count)
         if len(self.payloads) < self.flush_rows:
             self.ready.clear()
         if len(self.payloads) < self.limit:

@@ -26,6 +26,7 @@ from lakeflow.runtime.buffer import PayloadBuffer, make_batch
 from lakeflow.runtime.spool import Block, Spool
 from lakeflow.runtime.stats import SourceStats
 from lakeflow.schema import TableSchema
+from lakeflow.secrets import mask_uri
 from lakeflow.sinks import Sink
 from lakeflow.sources import Batch, Decoded, Source
 from lakeflow.system_tables import DEAD_LETTERS, GAPS
@@ -337,11 +338,13 @@ class Committer:
                     ) from exc
                 # Retried too: the spool keeps the batch until a person fixes the names.
                 log = self.log.error if isinstance(exc, SourceNameTaken) else self.log.warning
+                # Where the table is: a store's error (a full disk's ENOSPC) may not say.
                 log(
-                    "commit to table %s failed (attempt %d): %s; retrying in %.1fs",
+                    "commit to table %s failed (attempt %d): %s (table at %s); retrying in %.1fs",
                     self.spec.table,
                     backoff.attempt,
                     exc,
+                    mask_uri(self.sink.table_uri(self.spec.table)),
                     delay,
                 )
                 await asyncio.sleep(delay)

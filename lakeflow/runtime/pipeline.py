@@ -289,15 +289,9 @@ class Runtime:
         log: logging.LoggerAdapter,
     ) -> None:
         stats = committer.stats
-        backoff = Backoff(base=1.0, cap=60.0)
-        while not self.stopping.is_set():
-            try:
-                await committer.start(self.covered_until.get(spec.name))
-                break
-            except Exception as exc:
-                delay = backoff.next() or 1.0
-                log.error("cannot read table %s: %s; retrying in %.0fs", spec.table, exc, delay)
-                await asyncio.sleep(delay)
+        if not await self._start(spec, committer, result, log):
+            stats.state = SourceState.FAILED if spec.name in result.failed else SourceState.STOPPED
+            return
         log.info("%s source %s -> table %s", spec.cls.kind, spec.cls.type, spec.table)
         # The flusher outlives the reader: it stops when this source is done *and*
         # (unless the run is a one-off) the whole run is stopping.
@@ -338,9 +332,52 @@ class Runtime:
             except CommitAbandoned as exc:
                 kept = "kept in the spool for the next start" if committer.spool else "LOST"
                 pending = exc.payloads + len(committer.buffer)
+                # Received while the spool's disk was full: in memory only, gone at exit.
+                lost = committer.buffer.taken_unspooled + committer.buffer.unspooled
+                if committer.spool and lost:
+                    kept = f"{pending - lost} {kept}, {lost} received while its disk was full LOST"
                 log.error("%s; %d payloads not committed (%s)", exc, pending, kept)
                 result.failed.append(spec.name)
             stats.state = SourceState.FAILED if spec.name in result.failed else SourceState.STOPPED
+
+    async def _start(
+        self,
+        spec: SourceSpec,
+        committer: Committer,
+        result: RunResult,
+        log: logging.LoggerAdapter,
+    ) -> bool:
+        """Start the committer (replay, first gap), retrying; False if stopped or refused.
+
+        Raced against the stop: a start that cannot commit (the tables' disk is full, the
+        store is down) must not keep a stopping run alive. Nothing has been received
+        yet, and what the spool holds stays there for the next start.
+        """
+        backoff = Backoff(base=1.0, cap=60.0)
+        while not self.stopping.is_set():
+            start = asyncio.ensure_future(committer.start(self.covered_until.get(spec.name)))
+            stop = asyncio.ensure_future(self.stopping.wait())
+            await asyncio.wait({start, stop}, return_when="FIRST_COMPLETED")
+            stop.cancel()
+            if not start.done():
+                start.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await start
+                log.warning("stopped before the source could start; the spool keeps its payloads")
+                return False
+            try:
+                start.result()
+                return True
+            except CommitRefused as exc:
+                log.error("cannot start: %s", exc)
+                result.failed.append(spec.name)
+                return False
+            except Exception as exc:
+                delay = backoff.next() or 1.0
+                log.error("cannot read table %s: %s; retrying in %.0fs", spec.table, exc, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), timeout=delay)
+        return False
 
     async def _read(
         self,

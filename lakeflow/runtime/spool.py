@@ -10,8 +10,13 @@ event-loop tick (every payload that arrived during that tick), in one ``write`` 
 A process killed mid-write leaves at most a torn last block, which the crc rejects on
 the next start; every whole block is replayed. The page cache survives a process
 crash, so nothing written is lost then; ``fsync_interval`` bounds the loss on power
-failure. Blocks carry their first sequence, so a block that could not be written (disk
-full) leaves a hole rather than shifting the numbering.
+failure.
+
+A write the disk refuses (full, ENOSPC) is cut back off the segment at once, so the
+segment stays readable, and :meth:`Spool.append` says False instead of raising: the
+caller keeps those payloads and offers them again, with the ones after them, once
+``RETRY_SECONDS`` have passed. Blocks carry their first sequence, so payloads that were
+committed before the disk took them leave a hole rather than shifting the numbering.
 """
 
 from __future__ import annotations
@@ -37,6 +42,9 @@ logger = logging.getLogger(__name__)
 MAGIC = b"LFS1"
 HEADER = struct.Struct("<4sQIII")
 SUFFIX = ".spool"
+#: After the disk refused a write, appends are not tried again for this long: a full
+#: disk is told once, not once per event-loop tick.
+RETRY_SECONDS = 1.0
 
 
 class SpoolLocked(RuntimeError):
@@ -113,8 +121,10 @@ class Spool:
         self._path: Path | None = None
         self._size = 0
         self._lock_fd: int | None = None
-        self._failing_since: float | None = None
-        self.unspooled = 0  # payloads that could not be written (disk full)
+        self._failing_since: float | None = None  # monotonic time of the last refused write
+        self._failed_at: float | None = None  # when the disk began refusing (for the log)
+        self.unspooled = 0  # payloads in appends the disk refused (a retried one counts again)
+        self.closed = False  # after close(): a late retry of the buffer must not reopen it
 
     # -- opening and recovery ---------------------------------------------------------
 
@@ -130,8 +140,10 @@ class Spool:
             raise SpoolLocked(
                 f"spool {self.folder} is in use by pid {owner}: is this source already running?"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
+        # The pid only tells a person who holds the lock: a full disk must not stop the start.
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
         self._lock_fd = fd
 
     def segments(self) -> list[Path]:
@@ -188,12 +200,20 @@ class Spool:
 
     # -- appending ----------------------------------------------------------------------
 
+    @property
+    def refusing(self) -> bool:
+        """True within ``RETRY_SECONDS`` of a refused write: appends are not tried then."""
+        since = self._failing_since
+        return since is not None and time.monotonic() - since < RETRY_SECONDS
+
     def append(self, first: int, payloads: Sequence[bytes], times: Sequence[int]) -> bool:
-        """Write one block. False (and logged) when the disk refused it; the caller goes on."""
+        """Write one block. False when the disk refused it (logged once); nothing is torn.
+
+        The caller goes on, holding the payloads, and may offer them again.
+        """
         if not payloads:
             return True
-        now = time.monotonic()
-        if self._failing_since is not None and now - self._failing_since < 1.0:
+        if self.refusing:
             self.unspooled += len(payloads)
             return False
         block = encode_block(first, payloads, times)
@@ -203,48 +223,83 @@ class Spool:
             assert self._fd is not None
             written = os.write(self._fd, block)
             if written != len(block):
-                raise OSError(errno.ENOSPC, "short write")
+                # A short write to a regular file: the disk took what fitted, and is full.
+                raise OSError(errno.ENOSPC, "No space left on device (short write)")
         except OSError as exc:
             self._undo_partial()
             self.unspooled += len(payloads)
-            if self._failing_since is None:
+            now = time.monotonic()
+            if self._failed_at is None:
+                self._failed_at = now
                 logger.error(
-                    "cannot write the spool in %s (%s): payloads are held in memory and "
-                    "committed directly until the disk accepts writes again",
+                    "cannot write the spool in %s: %s. Payloads are held in memory and "
+                    "committed as usual, but those received from now on are not crash-safe "
+                    "until they are committed (a crash or kill loses them); retrying every "
+                    "%.0fs. Free space on that disk.",
                     self.folder,
                     exc.strerror or exc,
+                    RETRY_SECONDS,
                 )
             self._failing_since = now
             return False
         self._size += len(block)
-        if self._failing_since is not None:
-            logger.warning("spool %s writable again", self.folder)
-            self._failing_since = None
+        if self._failed_at is not None:
+            logger.warning(
+                "spool in %s writable again after %.0fs: the payloads held in memory are "
+                "spooled, and crash-safe again",
+                self.folder,
+                time.monotonic() - self._failed_at,
+            )
+            self._failing_since = self._failed_at = None
         return True
 
     def _undo_partial(self) -> None:
-        # A partial block would hide every block written after it: cut it off.
-        if self._fd is not None:
+        # A partial block would hide every block written after it: cut it off. Should even
+        # that fail, the segment is given up (its whole blocks stay readable, the torn tail
+        # is cut at the next start) and the next append opens a new one.
+        if self._fd is None:
+            return
+        try:
+            os.ftruncate(self._fd, self._size)
+        except OSError:
             with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, self._size)
-                os.lseek(self._fd, self._size, os.SEEK_SET)
+                os.close(self._fd)
+            self._fd = None
 
     def _rotate(self, first: int) -> None:
-        previous = self._path
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+            if self.keep_raw and self._path is not None:
+                self._compress(self._path)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._path = self.folder / f"{first:020d}{SUFFIX}"
-        self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        self._size = os.fstat(self._fd).st_size
-        if previous is not None and self.keep_raw:
-            self._compress(previous)
+        path = self.folder / f"{first:020d}{SUFFIX}"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        size = os.fstat(fd).st_size
+        if size:
+            # Only a segment given up by _undo_partial is opened again: cut its torn tail.
+            with open(path, "rb") as handle:
+                _, size = read_blocks(handle.read())
+            try:
+                os.ftruncate(fd, size)
+            except OSError:
+                os.close(fd)
+                raise
+        self._fd, self._path, self._size = fd, path, size
 
     def _compress(self, path: Path) -> None:
+        # Through a temporary name (not a segment name), so a full disk leaves no torn
+        # .gz beside the segment: the segment then simply stays uncompressed.
         target = path.with_name(path.name + ".gz")
-        with open(path, "rb") as src, gzip.open(target, "wb", compresslevel=6) as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
+        partial = path.with_name(path.name + ".gz.partial")
+        try:
+            with open(path, "rb") as src, gzip.open(partial, "wb", compresslevel=6) as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            os.replace(partial, target)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            logger.warning("spool %s left uncompressed: %s", path, exc.strerror or exc)
+            return
         path.unlink()
 
     def fsync(self) -> None:
@@ -274,6 +329,7 @@ class Spool:
 
     def close(self) -> None:
         """Close the active segment and release the folder."""
+        self.closed = True
         if self._fd is not None:
             with contextlib.suppress(OSError):
                 os.fsync(self._fd)
