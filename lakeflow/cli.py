@@ -345,18 +345,16 @@ def status(pipeline: str, as_json: bool) -> None:
     """
     from rich.console import Console
 
-    from lakeflow.config import read_pipeline_file, state_dir_of
+    from lakeflow.pipeline_file import peek
     from lakeflow.runtime.status import read_status, status_dir
     from lakeflow.view import status_table
 
-    # The file alone, not the plugins: the status files say everything else.
+    # The file alone, not pydantic nor the plugins: the status files say everything else.
     try:
-        parsed = read_pipeline_file(pipeline)
+        names, state_dir = peek(pipeline)
     except ConfigError as exc:
         _fail(str(exc))
         raise  # unreachable
-    names = list(parsed.sources)
-    state_dir = state_dir_of(pipeline, parsed)
     statuses = read_status(status_dir(state_dir), names)
     seen = {s.source for s in statuses}
     never = [name for name in names if name not in seen]

@@ -7,9 +7,7 @@ Every error names the file, the TOML key path and the problem, and never the val
 from __future__ import annotations
 
 import difflib
-import os
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from lakeflow.errors import ConfigError
+from lakeflow.pipeline_file import read_toml
 from lakeflow.secrets import add_secret, is_secret_key
 
 if TYPE_CHECKING:
@@ -27,7 +26,6 @@ if TYPE_CHECKING:
 
 _TABLE_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 _SOURCE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
-_VAR = re.compile(r"\$\{([^}]*)\}")
 
 
 def check_table_name(name: str) -> str:
@@ -318,25 +316,8 @@ def read_pipeline_file(path: str | Path) -> PipelineFile:
     Sources are left as raw sections (their keys belong to their plugins): enough for
     what needs only the file, such as ``lakeflow status``. Raises :class:`ConfigError`.
     """
-    path = Path(path)
     where = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{where}: no such pipeline file (create one, or pass its path)"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot read: {exc.strerror}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{where}: invalid TOML: {exc}") from None
-
-    env = dict(read_dotenv(path.parent / ".env"))
-    env.update(os.environ)
-    data = _substitute(data, env, where, ())
-
+    data = read_toml(path)
     try:
         return PipelineFile.model_validate(data)
     except ValidationError as exc:
@@ -452,50 +433,6 @@ def _silence_timeout(value: Any) -> float:
     if seconds < 0:
         raise ValueError("must not be negative (0 turns the check off)")
     return float(seconds)
-
-
-def _substitute(value: Any, env: Mapping[str, str], where: str, path: tuple[str, ...]) -> Any:
-    if isinstance(value, dict):
-        return {k: _substitute(v, env, where, (*path, k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_substitute(v, env, where, (*path, str(i))) for i, v in enumerate(value)]
-    if not isinstance(value, str) or "${" not in value:
-        return value
-
-    def replace(match: re.Match[str]) -> str:
-        var = match.group(1)
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", var):
-            raise ConfigError(f"{where}: {'.'.join(path)}: ${{{var}}} is not a valid variable name")
-        if var not in env:
-            raise ConfigError(
-                f"{where}: {'.'.join(path)}: environment variable {var} is not set "
-                "(set it, or add it to the .env file beside the pipeline)"
-            )
-        add_secret(env[var])
-        return env[var]
-
-    return _VAR.sub(replace, value)
-
-
-def read_dotenv(path: Path) -> Iterable[tuple[str, str]]:
-    """``KEY=VALUE`` pairs of a ``.env`` file (comments, ``export`` and quotes allowed)."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return []
-    pairs = []
-    for line in lines:
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.removeprefix("export ").partition("=")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        else:
-            value = value.split(" #", 1)[0].rstrip()
-        pairs.append((key.strip(), value))
-    return pairs
 
 
 def _format_errors(
