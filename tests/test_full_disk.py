@@ -687,3 +687,29 @@ def test_a_stop_while_the_restart_waits_for_a_full_tables_disk_ends_the_run(pm, 
 
     assert result.stats["s"].received == 0  # it never started reading
     assert str(result.stats["s"].state) == "stopped"
+
+
+def test_a_read_only_tables_disk_stops_the_source_and_the_spool_keeps_its_payloads(pm, tmp_path):
+    """EROFS is not a full disk: retrying cannot fix it, so the source stops, at once."""
+    pm.register(Plugin(SequenceSource), name="t")
+    source = '[sink]\nflush_interval = 0.2\n[sources.s]\ntype = "test_sequence"\ncount = 30\n'
+    with SmallDisk(tmp_path / "tables") as disk:
+
+        def remount(mode: str) -> None:
+            subprocess.run(
+                ["mount", "-o", f"remount,{mode}", "tmpfs", str(disk.folder)], check=True
+            )
+
+        remount("ro")
+        try:
+            result, _ = run(pm, tmp_path, source, until=lambda s: str(s["s"].state) == "failed")
+        finally:
+            remount("rw")  # also so that the disk can be cleaned up if the run failed
+        assert result.failed == ["s"]
+        assert result.stats["s"].rows == 0
+
+        quiet = source.replace("count = 30", "count = 0")
+        again, tables = run(pm, tmp_path, quiet, until=lambda s: s["s"].rows >= 30)
+
+        assert sorted(pl.read_delta(str(tables / "test_records"))["n"]) == list(range(1, 31))
+        assert not again.failed

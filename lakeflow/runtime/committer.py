@@ -46,11 +46,6 @@ class SourceNameTaken(RuntimeError):
     """
 
 
-#: What an operating system says when it refuses a write for good (permission, a
-#: read-only mount), as deltalake words it: retrying cannot fix these.
-_REFUSED_OS_ERRORS = ("os error 13)", "os error 1)", "os error 30)", "Permission denied")
-
-
 def refused(exc: BaseException) -> bool:
     """True when a commit error needs a person: retrying would fail the same way forever.
 
@@ -58,16 +53,15 @@ def refused(exc: BaseException) -> bool:
     A full disk, an unreachable store, a conflict with another writer are not: those
     pass, and are retried.
     """
-    from lakeflow.sinks.store import StoreError
+    from lakeflow.sinks.store import StoreError, writes_refused
 
     if isinstance(exc, SchemaMismatch | PermissionError):
         return True
     if isinstance(exc, StoreError):
         return exc.config
-    if isinstance(exc, OSError):
-        text = str(exc)
-        return any(marker in text for marker in _REFUSED_OS_ERRORS)
-    return False
+    # deltalake raises its own DeltaError as well as OSError for a refused write: the
+    # operating system's words are the same in both.
+    return writes_refused(str(exc))
 
 
 class CommitAbandoned(RuntimeError):

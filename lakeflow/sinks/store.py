@@ -94,6 +94,23 @@ def check_options(uri: str, options: Mapping[str, str]) -> None:
         )
 
 
+#: What an operating system says when it refuses a write for good (permission, a
+#: read-only mount), in the words deltalake passes on (Rust's `io::Error`, shown as
+#: "Permission denied (os error 13)" or as `Os { code: 30, kind: ReadOnlyFilesystem }`).
+_REFUSED_WRITES = (
+    "Permission denied",
+    "PermissionDenied",
+    "Operation not permitted",
+    "Read-only file system",
+    "ReadOnlyFilesystem",
+)
+
+
+def writes_refused(text: str) -> bool:
+    """True when an error's text says the filesystem refuses writes for good."""
+    return any(marker in text for marker in _REFUSED_WRITES)
+
+
 def explain(uri: str, exc: BaseException) -> StoreError:
     """A one-line :class:`StoreError` for an object-store failure of ``uri``.
 
@@ -132,6 +149,12 @@ def explain(uri: str, exc: BaseException) -> StoreError:
     # Unknown: the first line that says something, without the nesting arrows.
     lines = [line.strip(" ↳") for line in text.splitlines() if line.strip(" ↳")]
     first = lines[0] if lines else type(exc).__name__
+    if writes_refused(text):
+        return StoreError(
+            f"{shown}: writes are refused ({first}): make the folder writable (its "
+            "permissions, a read-only mount) or point sink.uri elsewhere",
+            config=True,
+        )
     # The HTTP status says most ("503 Service Unavailable"), else the first error line.
     status = next((line for line in lines[1:] if re.match(r"^\d{3} [A-Za-z]", line)), "")
     detail = status or next((line for line in lines[1:] if "error" in line.lower()), "")
