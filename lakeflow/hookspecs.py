@@ -76,5 +76,7 @@ def register_sinks(register: Callable[[type[Sink]], None]) -> None:
     ``type``, the name that ``[sink] type = "..."`` selects (``"delta"`` is built in
     and is the default). A sink commits one batch of rows per call, atomically, and
     records the batch's sequence number for its source so that a retried batch is
-    recognised and skipped (exactly once).
+    recognised and skipped (exactly once). It adds the columns a record schema gained
+    to an existing table, and raises ``lakeflow.SchemaMismatch`` from ``check_schema``
+    (called before a source starts) and ``commit`` for any other change.
     """
