@@ -233,9 +233,12 @@ class MaintenanceConfig(_Strict):
         description="Delete files unreferenced for longer than this (seconds).",
     )
     log_retention: float = Field(
-        default=7 * 86_400.0,
+        default=86_400.0,
         gt=0,
-        description="Keep log entries this long (the table's delta.logRetentionDuration).",
+        description=(
+            "Keep log entries this long (the table's delta.logRetentionDuration). Every "
+            "commit to a local table lists its whole log, so a longer log costs every commit."
+        ),
     )
 
     _durations = field_validator("interval", "vacuum_retention", "log_retention", mode="before")(

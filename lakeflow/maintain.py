@@ -39,12 +39,11 @@ from deltalake.exceptions import CommitFailedError, TableNotFoundError
 from lakeflow.config import MaintenanceConfig, format_duration, format_size
 from lakeflow.lease import LeaseHeld, lease
 from lakeflow.sinks import Sink, TableInfo
-from lakeflow.sinks.delta import table_info
+from lakeflow.sinks.delta import LOG_RETENTION, retention_interval, table_info
 from lakeflow.sinks.store import explain
 
 #: Attempts at a rewrite that keeps losing commit races before giving up until next time.
 ATTEMPTS = 5
-LOG_RETENTION = "delta.logRetentionDuration"
 
 
 @dataclass(frozen=True)
@@ -278,7 +277,7 @@ def _maintain(
     # this one would rewrite files that are already gone (and double their rows).
     handle.update_incremental()
     retries = 0
-    wanted = f"interval {int(settings.log_retention)} seconds"
+    wanted = retention_interval(settings.log_retention)
     if handle.metadata().configuration.get(LOG_RETENTION) != wanted:
         # A metadata commit, so only when the setting changes: cleanup_metadata reads it.
         retries += _with_retries(

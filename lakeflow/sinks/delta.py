@@ -10,17 +10,38 @@ A record schema may grow: when a plugin upgrade adds columns, the next commit to
 existing table adds them as nullable columns (rows written before read null). That is
 the only change made to a table's schema; a column whose type changed, or a table
 column the record schema no longer has, stops the commit with :class:`SchemaMismatch`.
+
+A collector commits for months in one process, so no commit may cost more because many
+came before it. A table the sink creates gets a checkpoint every
+:data:`CHECKPOINT_INTERVAL` commits (``delta.checkpointInterval``), written by the commit
+that reaches it; the sink keeps one handle per table, refreshed between checkpoints and
+opened afresh after each one, and leaves the log listing that expired-log cleanup needs
+to the commits that write a checkpoint. A table it creates also keeps a day of log
+(``delta.logRetentionDuration``): delta-rs lists a local table's whole log on every
+commit, so the log's length is a commit's cost. What still grows is the table's own
+file list: that is maintenance's job, and the sink warns once when a table holds more
+than :data:`FILES_WARNING` files, or a local one more than :data:`LOG_WARNING` log
+entries.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
 from arro3.core import RecordBatchReader
-from deltalake import CommitProperties, DeltaTable, Schema, Transaction, write_deltalake
+from deltalake import (
+    CommitProperties,
+    DeltaTable,
+    PostCommitHookProperties,
+    Schema,
+    Transaction,
+    write_deltalake,
+)
 from deltalake.exceptions import SchemaMismatchError, TableNotFoundError
 from deltalake.schema import PrimitiveType
 
@@ -31,6 +52,28 @@ from lakeflow.schema import TableSchema
 from lakeflow.secrets import mask_uri
 from lakeflow.sinks import Sink, TableInfo
 from lakeflow.sinks.store import check_options, explain, is_remote
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_KEY = "delta.checkpointInterval"
+LOG_RETENTION = "delta.logRetentionDuration"
+#: The log retention of the tables the sink creates: ``[maintenance] log_retention``'s
+#: default, which scheduled maintenance then keeps set to what the pipeline says. Without
+#: it delta-rs keeps 30 days of log entries, and a commit to a local table lists the
+#: whole ``_delta_log`` twice (about 1.7 us an entry here): 518,400 entries at the
+#: default 5 s flush, ~1.8 s a commit. A day is 17,280 entries, ~60 ms.
+LOG_RETENTION_SECONDS = 86_400.0
+#: Log entries of a local table above which the sink warns (checked once a checkpoint).
+LOG_WARNING = 50_000
+#: ``delta.checkpointInterval`` of the tables the sink creates. delta-rs's own default,
+#: written down so that other writers (Spark's default is 10) keep the same cadence.
+#: Measured (bench/README.md, "longrun.py"): 10 made a commit a few ms cheaper but
+#: writes ten times the checkpoints, each holding every file of the table.
+CHECKPOINT_INTERVAL = 100
+#: What delta-rs assumes for a table without the property.
+DEFAULT_CHECKPOINT_INTERVAL = 100
+#: Active data files above which the sink warns that a table needs maintenance.
+FILES_WARNING = 10_000
 
 
 class DeltaSink(Sink):
@@ -50,6 +93,25 @@ class DeltaSink(Sink):
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._tables: dict[str, DeltaTable] = {}
+        # delta-rs appends every incremental refresh of a handle to the handle's file list
+        # and never merges it (delta-io/kafka-delta-ingest#227): a handle kept for the life
+        # of the process makes every commit slower and the process bigger (3,000 commits:
+        # 37 -> 245 ms, RSS 138 -> 315 MB), while a fresh open reads the latest checkpoint
+        # and little else. So a handle lives from one checkpoint to the next.
+        #: Per table, the version its handle was opened at and its checkpoint interval.
+        self._opened: dict[str, int] = {}
+        self._intervals: dict[str, int] = {}
+        #: Per table, whether its commits may delete expired log entries.
+        self._cleanup: dict[str, bool] = {}
+        #: Tables warned about for their file count (once, until maintenance catches up).
+        self._crowded: set[str] = set()
+        #: Handles opened, a table's first open included (seen by tests and bench/longrun.py).
+        self.opens = 0
+        #: Active files above which a table is reported as needing maintenance.
+        self.files_warning = FILES_WARNING
+        #: Log entries above which a local table is reported as keeping too long a log.
+        self.log_warning = LOG_WARNING
+        self._long_logs: set[str] = set()
         #: Per record schema, its columns as Delta types (worked out once, compared per commit).
         self._delta_types: dict[str, dict[str, object]] = {}
 
@@ -78,18 +140,136 @@ class DeltaSink(Sink):
             raise explain(self.root, exc) from exc
 
     def _open(self, table: str) -> DeltaTable | None:
+        """The table's handle at its latest version, or None if there is no table yet.
+
+        Refreshed in place between checkpoints, opened afresh once a checkpoint was
+        written since it was opened. Call it under the table's lock.
+        """
         handle = self._tables.get(table)
         try:
-            if handle is not None:
-                handle.update_incremental()
+            if handle is not None and self._refreshed(table, handle):
                 return handle
             handle = DeltaTable(self.table_uri(table), storage_options=self.storage_options)
         except TableNotFoundError:
+            self._tables.pop(table, None)
             return None
         except OSError as exc:
             raise explain(self.table_uri(table), exc) from exc
         self._tables[table] = handle
+        self._opened_now(table, handle)
         return handle
+
+    def _opened_now(self, table: str, handle: DeltaTable) -> None:
+        """Note what a fresh handle says about its table; warn if it holds too many files."""
+        self.opens += 1
+        self._opened[table] = handle.version()
+        configuration = handle.metadata().configuration
+        self._intervals[table] = _interval(configuration.get(CHECKPOINT_KEY))
+        # delta-rs cleans the log after commits unless the table says otherwise.
+        cleanup = configuration.get("delta.enableExpiredLogCleanup", "true")
+        self._cleanup[table] = str(cleanup).strip().lower() != "false"
+        # Here, once a checkpoint interval, the file count is nearly free (the handle has
+        # just read the list): a commit rereads that list, and every reader of the table
+        # with it, so a table that maintenance does not compact gets slower to commit to.
+        files = handle.get_add_actions().num_rows
+        if files <= self.files_warning:
+            self._crowded.discard(table)
+        elif table not in self._crowded:
+            self._crowded.add(table)
+            logger.warning(
+                "table %r (%s) holds %s data files, more than %s: every commit and every "
+                "open of the table reads all of them, so commits get slower and the "
+                "collector bigger. Compact it with `lakeflow maintain`, or turn on "
+                "scheduled maintenance (`[maintenance]` enabled = true and an interval, "
+                "hourly by default); if it is on, its log lines say why it did not run "
+                "(skipped while another maintainer holds the table, or failed).",
+                table,
+                mask_uri(self.table_uri(table)),
+                f"{files:,}",
+                f"{self.files_warning:,}",
+            )
+        if not self.remote:
+            self._check_log(table, configuration.get(LOG_RETENTION))
+
+    def _check_log(self, table: str, retention: str | None) -> None:
+        """Warn once when a local table's ``_delta_log`` holds more than ``log_warning`` entries.
+
+        delta-rs lists a local log whole, twice, on every commit, so the log's length is
+        what a commit costs once the files are compacted. Expired entries go at the
+        commits that write a checkpoint, so the log is as long as its retention.
+        """
+        log = Path(self.table_uri(table).removeprefix("file://")) / "_delta_log"
+        try:
+            with os.scandir(log) as entries:
+                count = sum(1 for _ in entries)
+        except OSError:
+            return
+        if count <= self.log_warning:
+            self._long_logs.discard(table)
+        elif table not in self._long_logs:
+            self._long_logs.add(table)
+            logger.warning(
+                "table %r (%s) keeps %s log entries, more than %s: every commit lists them "
+                "all (about %.0f ms a commit now). Its log retention is %s; a shorter "
+                "`[maintenance] log_retention` (set on the table by scheduled maintenance or "
+                "`lakeflow maintain`) keeps the log, and the commits, short.",
+                table,
+                mask_uri(self.table_uri(table)),
+                f"{count:,}",
+                f"{self.log_warning:,}",
+                count * 2 * 1.7e-3,
+                retention or "delta-rs's default of 30 days",
+            )
+
+    def _refreshed(self, table: str, handle: DeltaTable) -> bool:
+        """Bring ``handle`` to the table's latest version; False if it should be reopened.
+
+        An object store's listing starts at the handle's version: refresh. A local
+        folder is listed whole on every refresh (a ``stat`` per log entry: 4 ms at 3,000
+        entries, and the log keeps weeks of them), so there the next version's file is
+        looked for instead: versions have no gaps, so when it is absent nobody committed
+        since (the handle follows the sink's own commits). When the handle's own version
+        is gone too, log cleanup ran past an idle handle: only a fresh open is safe.
+        """
+        if self._past_checkpoint(table, handle):
+            return False
+        if self.remote:
+            handle.update_incremental()
+        else:
+            log = Path(self.table_uri(table).removeprefix("file://")) / "_delta_log"
+            version = handle.version()
+            if not (log / f"{version:020d}.json").exists():
+                return False
+            if (log / f"{version + 1:020d}.json").exists():
+                handle.update_incremental()
+        return not self._past_checkpoint(table, handle)
+
+    def _past_checkpoint(self, table: str, handle: DeltaTable) -> bool:
+        """True once a checkpoint version lies after the handle's open, up to its version.
+
+        delta-rs checkpoints version ``v`` when ``(v + 1) % interval == 0``. Should a
+        writer place them elsewhere, this still renews the handle once an interval.
+        """
+        every = self._intervals.get(table, DEFAULT_CHECKPOINT_INTERVAL)
+        return (handle.version() + 1) // every > (self._opened.get(table, -1) + 1) // every
+
+    def _post_commit(self, table: str, handle: DeltaTable | None) -> PostCommitHookProperties:
+        """Checkpoint when one is due, and clean up the log only on that commit.
+
+        delta-rs's cleanup of expired log entries lists the whole ``_delta_log`` after
+        every commit (30 ms a commit at 3,000 entries here, growing with the log), and
+        only the newest checkpoint lets it delete anything. So it runs on the commit
+        that should write a checkpoint (the next version, unless another writer wins the
+        race: then a later checkpoint does it), and only if the table allows it.
+        """
+        if handle is None:
+            return PostCommitHookProperties(create_checkpoint=True, cleanup_expired_logs=False)
+        every = self._intervals.get(table, DEFAULT_CHECKPOINT_INTERVAL)
+        due = (handle.version() + 2) % every == 0
+        return PostCommitHookProperties(
+            create_checkpoint=True,
+            cleanup_expired_logs=due and self._cleanup.get(table, True),
+        )
 
     def committed_sequence(self, table: str, app_id: str) -> int | None:
         with self._lock(table):
@@ -122,6 +302,14 @@ class DeltaSink(Sink):
                     schema_mode="merge" if added else None,
                     storage_options=self.storage_options if handle is None else None,
                     description=schema.description or None,
+                    # Table properties only when creating: an append never changes them.
+                    configuration={
+                        CHECKPOINT_KEY: str(CHECKPOINT_INTERVAL),
+                        LOG_RETENTION: retention_interval(LOG_RETENTION_SECONDS),
+                    }
+                    if handle is None
+                    else None,
+                    post_commithook_properties=self._post_commit(table, handle),
                     commit_properties=CommitProperties(
                         app_transactions=[Transaction(app_id, sequence)],
                         custom_metadata={"lakeflow.source": app_id},
@@ -223,6 +411,20 @@ class DeltaSink(Sink):
         # instead of opening the table a second time: on a table with a long log that
         # open is most of a small query.
         return None if handle is None else pl.scan_delta(handle)
+
+
+def retention_interval(seconds: float) -> str:
+    """A duration as a Delta table property takes it: ``"interval 86400 seconds"``."""
+    return f"interval {int(seconds)} seconds"
+
+
+def _interval(value: str | None) -> int:
+    """A table's ``delta.checkpointInterval``; delta-rs's default if unset or invalid."""
+    try:
+        every = int(value) if value is not None else DEFAULT_CHECKPOINT_INTERVAL
+    except ValueError:
+        return DEFAULT_CHECKPOINT_INTERVAL
+    return every if every > 0 else DEFAULT_CHECKPOINT_INTERVAL
 
 
 def _named(kind: object) -> str:
