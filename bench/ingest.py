@@ -45,6 +45,7 @@ import time
 import tomllib
 import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from multiprocessing.connection import Connection
@@ -52,6 +53,10 @@ from multiprocessing.context import SpawnContext, SpawnProcess
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
+
+# The peer's environment and runner (bench/peer.py), importable from the repository root.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peer import PeerUnavailable, environment, run_reader
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #: The path lakeflow's source asks for with empty ``symbols`` (after ``ws_url``).
@@ -147,6 +152,72 @@ def make_payloads(n: int, seed: int = SEED, symbols: int = 480) -> list[bytes]:
             itertools.accumulate(steps, initial=BASE_MS), picked, lags, strict=False
         )
     ]
+
+
+def symbol_of(payload: bytes) -> str:
+    """The ``"s"`` field of a ``forceOrder`` payload made by :func:`make_payloads`."""
+    start = payload.index(b'"s":"') + 5
+    return payload[start : payload.index(b'"', start)].decode()
+
+
+def combined_payloads(payloads: Sequence[bytes]) -> list[bytes]:
+    """The same events as ``/market/stream?streams=`` sends them: wrapped per stream."""
+    return [
+        b'{"stream":"' + symbol_of(p).lower().encode() + b'@forceOrder","data":' + p + b"}"
+        for p in payloads
+    ]
+
+
+def exchange_info(symbols: Sequence[str]) -> bytes:
+    """A ``GET /fapi/v1/exchangeInfo`` body listing ``symbols`` as trading perpetuals.
+
+    The fields a client reads to map symbols (Binance's documented shape, trimmed).
+    """
+    entries = []
+    for symbol in sorted(symbols):
+        quote = next(q for q in ("USDT", "USDC", "BUSD") if symbol.endswith(q))
+        entries.append(
+            {
+                "symbol": symbol,
+                "pair": symbol,
+                "contractType": "PERPETUAL",
+                "deliveryDate": 4133404800000,
+                "onboardDate": 1569398400000,
+                "status": "TRADING",
+                "baseAsset": symbol[: -len(quote)],
+                "quoteAsset": quote,
+                "marginAsset": quote,
+                "pricePrecision": 8,
+                "quantityPrecision": 8,
+                "underlyingType": "COIN",
+                "filters": [
+                    {
+                        "filterType": "PRICE_FILTER",
+                        "minPrice": "0.00000001",
+                        "maxPrice": "1000000",
+                        "tickSize": "0.00000001",
+                    },
+                    {
+                        "filterType": "LOT_SIZE",
+                        "minQty": "0.00000001",
+                        "maxQty": "100000000",
+                        "stepSize": "0.00000001",
+                    },
+                ],
+                "orderTypes": ["LIMIT", "MARKET"],
+                "timeInForce": ["GTC", "IOC", "FOK", "GTX"],
+            }
+        )
+    body = {
+        "timezone": "UTC",
+        "serverTime": BASE_MS,
+        "futuresType": "U_MARGINED",
+        "rateLimits": [],
+        "exchangeFilters": [],
+        "assets": [],
+        "symbols": entries,
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
 
 
 def text_frame_header(length: int) -> bytes:
@@ -252,18 +323,42 @@ class _Peer:
             self.done.set()
 
 
+@dataclass(frozen=True)
+class Served:
+    """What the sender serves: the same N events in both framings, and exchangeInfo."""
+
+    raw: list[bytes]  # chunks of ``!forceOrder@arr`` frames
+    combined: list[bytes]  # chunks of ``/market/stream?streams=`` frames
+    exchange_info: bytes
+
+
 def _serve(
-    sock: socket.socket, chunks: Sequence[bytes], served: set[str], lock: threading.Lock
+    sock: socket.socket, served_data: Served, served: set[str], lock: threading.Lock
 ) -> None:
-    """One connection: the upgrade, then all frames if its path is new, else nothing."""
+    """One connection: the upgrade, then all frames if its path is new, else nothing.
+
+    A path with ``/market/stream`` gets combined-stream frames, any other raw ones; a
+    plain ``GET .../fapi/v1/exchangeInfo`` gets the symbol list (the peer asks for it).
+    """
     try:
         sock.settimeout(30)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         path, headers = _read_request(sock)
         key = headers.get("sec-websocket-key")
+        if not key and path.split("?")[0].endswith("/fapi/v1/exchangeInfo"):
+            body = served_data.exchange_info
+            sock.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Content-Length: "
+                + str(len(body)).encode()
+                + b"\r\nConnection: close\r\n\r\n"
+                + body
+            )
+            return
         if not key or headers.get("upgrade", "").lower() != "websocket":
             sock.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
             return
+        chunks = served_data.combined if "/market/stream" in path else served_data.raw
         accept = base64.b64encode(hashlib.sha1(key.encode() + WS_GUID).digest()).decode()
         sock.sendall(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
@@ -308,14 +403,20 @@ def _die_with_parent() -> None:
 def sender_main(n: int, seed: int, conn: Connection) -> None:
     """The sender process: frame N payloads once, then serve every connection."""
     _die_with_parent()
-    chunks = frame_chunks(make_payloads(n, seed))
+    payloads = make_payloads(n, seed)
+    data = Served(
+        raw=frame_chunks(payloads),
+        combined=frame_chunks(combined_payloads(payloads)),
+        exchange_info=exchange_info({symbol_of(p) for p in payloads}),
+    )
+    del payloads
     listener = socket.create_server(("127.0.0.1", 0), backlog=64)
     served: set[str] = set()
     lock = threading.Lock()
-    conn.send({"port": listener.getsockname()[1], "bytes": sum(map(len, chunks))})
+    conn.send({"port": listener.getsockname()[1], "bytes": sum(map(len, data.raw))})
     while True:
         sock, _ = listener.accept()
-        threading.Thread(target=_serve, args=(sock, chunks, served, lock), daemon=True).start()
+        threading.Thread(target=_serve, args=(sock, data, served, lock), daemon=True).start()
 
 
 # -- child processes: one per measurement ----------------------------------------------
@@ -381,11 +482,16 @@ def bare_client(url: str, n: int) -> dict[str, Any]:
         ) as ws:
             recv = ws.recv
             await recv(decode=False)
-            first, machine = time.perf_counter(), machine_jiffies()
+            first, machine, cpu = time.perf_counter(), machine_jiffies(), _cpu_seconds()
             for _ in range(n - 1):
                 await recv(decode=False)
-            last = time.perf_counter()
-        return {"messages": n, "seconds": last - first, "machine_busy": busy_since(machine)}
+            last, cpu = time.perf_counter(), _cpu_seconds() - cpu
+        return {
+            "messages": n,
+            "seconds": last - first,
+            "machine_busy": busy_since(machine),
+            "cpu_us_per_message": 1e6 * cpu / (n - 1),
+        }
 
     result = asyncio.run(run())
     result["rate"] = (n - 1) / result["seconds"] if result["seconds"] > 0 else float("inf")
@@ -467,9 +573,16 @@ def lakeflow_run(
             return s.rows + s.dead_letters >= n
 
         lakeflow = Runtime(pipeline, registry, stop_when=done)
+        memory = MemorySampler(lakeflow.stats)
+        memory.sample()  # after the imports, before the first connection
+        idle = dict(memory.peak)
         threads_before, cpu_before, machine = thread_cpu(), _cpu_seconds(), machine_jiffies()
         started = time.time()
-        result = asyncio.run(asyncio.wait_for(lakeflow.run(), timeout))
+        memory.start()
+        try:
+            result = asyncio.run(asyncio.wait_for(lakeflow.run(), timeout))
+        finally:
+            memory.stop()
         stopped = time.time()
         peak = _peak_rss_mb()  # before reading the table back, which costs memory too
         cpu = cpu_breakdown(threads_before, _cpu_seconds() - cpu_before)
@@ -484,6 +597,9 @@ def lakeflow_run(
             reconnects=stats.reconnects,
             run_seconds=stopped - started,
             cpu_seconds=cpu,
+            cpu_us_per_message=1e6 * cpu["total"] / n,
+            memory_idle=idle,
+            memory_peak=memory.peak,
             machine_busy=machine_busy,
         )
     if report["table_rows"] != n or stats.dead_letters:
@@ -492,6 +608,52 @@ def lakeflow_run(
             f"rows and {stats.dead_letters} payloads went to _dead_letters"
         )
     return report
+
+
+class MemorySampler:
+    """Where (b)'s memory is, sampled every 50 ms from ``/proc/self/smaps_rollup``.
+
+    ``peak`` keeps, for the sample with the highest RSS: RSS, its anonymous part (heap,
+    allocator arenas, thread stacks: what the data costs) and its file-backed part
+    (the mapped code of polars, deltalake and Python's extensions, shared and
+    reclaimable), and the payloads the source's buffer held then.
+    """
+
+    def __init__(self, stats: dict[str, Any]) -> None:
+        self.stats = stats
+        self.peak: dict[str, float] = {"rss_mb": 0.0}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="memory-sampler")
+
+    def sample(self) -> None:
+        values: dict[str, float] = {}
+        with open("/proc/self/smaps_rollup", encoding="ascii") as rollup:
+            for line in rollup:
+                name, _, rest = line.partition(":")
+                if name in ("Rss", "Anonymous"):
+                    values[name] = int(rest.split()[0]) / 1024
+        rss = values.get("Rss", 0.0)
+        if rss > self.peak["rss_mb"]:
+            stats = self.stats.get(SOURCE)
+            buffer = getattr(stats, "buffer", None)
+            self.peak = {
+                "rss_mb": rss,
+                "anonymous_mb": values.get("Anonymous", 0.0),
+                "file_backed_mb": rss - values.get("Anonymous", 0.0),
+                "buffered_payloads": float(len(buffer)) if buffer is not None else 0.0,
+                "threads": float(len(os.listdir("/proc/self/task"))),
+            }
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            self.sample()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
 
 
 def delta_log(table: Path) -> list[tuple[int, int, list[str]]]:
@@ -731,6 +893,13 @@ class Sender:
         result["sender_cpu_s"] = self.cpu_seconds() - before
         return result
 
+    def peer(self, interpreter: Path, n: int, timeout: float) -> dict[str, Any]:
+        """(p): cryptofeed in its own environment against a new run's paths."""
+        before = self.cpu_seconds()
+        result = run_reader(interpreter, self.url(), f"http://127.0.0.1:{self.port}", n, timeout)
+        result["sender_cpu_s"] = self.cpu_seconds() - before
+        return result
+
     def stop(self) -> None:
         if self.process.is_alive():
             self.process.terminate()
@@ -776,6 +945,7 @@ B_FIGURES = (
     "max_commit_rows",
     "seconds",
     "peak_rss_mb",
+    "cpu_us_per_message",
     "commits",
     "files",
     "latency_p50_ms",
@@ -792,12 +962,22 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     a_runs: list[dict[str, Any]] = []
     b_runs: list[dict[str, Any]] = []
     c_runs: list[dict[str, Any]] = []
-    sender = Sender(ctx, n) if {"a", "b"} & set(args.only) else None
+    p_runs: list[dict[str, Any]] = []
+    peer, peer_error = None, None
+    if "p" in args.only:
+        try:
+            peer = environment(args.peer_python)
+        except PeerUnavailable as exc:
+            peer_error = str(exc)
+            print(f"(p) skipped: {exc}", file=sys.stderr)
+    sender = Sender(ctx, n) if {"a", "b", "p"} & set(args.only) else None
     try:
         for _ in range(args.repeat):
             if sender is not None and "a" in args.only:
                 a_args = (sender.url() + STREAM_PATH, n)
                 a_runs.append(sender.run(ctx, bare_client, a_args, timeout))
+            if sender is not None and peer is not None:
+                p_runs.append(sender.peer(peer, n, timeout))
             if sender is not None and "b" in args.only:
                 sink = {"flush_interval": args.flush_interval, **args.sink}
                 b_args = (sender.url(), n, timeout, sink, args.runtime)
@@ -808,6 +988,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         if sender is not None:
             sender.stop()
     a, b, c = _median(a_runs, "rate"), _median(b_runs, "rate"), _median(c_runs, "rate")
+    peer_figures = {
+        key: _median(p_runs, key) for key in ("rate", "peak_rss_mb", "cpu_us_per_message")
+    }
+    peer_figures["reader"] = p_runs[0]["reader"] if p_runs else None
+    peer_figures["error"] = peer_error
     detail: dict[str, Any] = {key: _median(b_runs, key) for key in B_FIGURES}
     detail["cpu_seconds"] = _median_cpu(b_runs)
     b_over_a, b_over_c = _ratio(b, a), _ratio(b, c)
@@ -824,12 +1009,15 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "c_rate": c,
         "b_over_a": b_over_a,
         "b_over_c": b_over_c,
+        "a": {key: _median(a_runs, key) for key in ("peak_rss_mb", "cpu_us_per_message")},
         "b": detail,
-        "runs": {"a": a_runs, "b": b_runs, "c": c_runs},
+        "peer": peer_figures,
+        "runs": {"a": a_runs, "b": b_runs, "c": c_runs, "p": p_runs},
         "targets": {
             "b_over_a>=0.85": _at_least(b_over_a, 0.85),
             "b_over_c>=1000": _at_least(b_over_c, 1000),
-            "peak_rss_mb<=400": _at_most(detail["peak_rss_mb"], 400),
+            "sustained/a>=0.9": _at_least(_ratio(detail["sustained_rate"], a), 0.9),
+            "peak_rss_mb<=250": _at_most(detail["peak_rss_mb"], 250),
             "latency_p99<=flush_interval+1s": _at_most(
                 detail["latency_p99_ms"], (args.flush_interval + 1) * 1000
             ),
@@ -847,55 +1035,82 @@ def _num(value: float | None, spec: str) -> str:
 
 
 def print_summary(r: dict[str, Any]) -> None:
-    """One line per figure."""
-    b, t, m = r["b"], r["targets"], r["machine"]
+    """The comparison table (as issue 17 states it), then the detail of (b)."""
+    a, b, p, t, m = r["a"], r["b"], r["peer"], r["targets"], r["machine"]
     wire = f" ({r['wire_bytes'] / 1e6:.0f} MB on the wire)" if r["wire_bytes"] else ""
     print(
         f"# N={r['n']:,} repeat={r['repeat']} flush_interval={r['flush_interval']:g}s{wire}; "
         f"{m['cpus']} CPUs {m['cpu_model']}; python {m['python']} polars {m['polars']} "
         f"deltalake {m['deltalake']} websockets {m['websockets']}; {m['date']}"
     )
-    print(f"(a) bare websockets client     : {_num(r['a_rate'], ',.0f'):>10} msg/s")
+    if r["sink"] or r["runtime"]:
+        print(f"# (b) [sink] {r['sink']} [runtime] {r['runtime']}")
+    print()
+    print("| reader | msg/s | peak RSS | CPU per message |")
+    print("|---|---:|---:|---:|")
+
+    def row(name: str, rate: float | None, rss: float | None, cpu: float | None) -> None:
+        print(f"| {name} | {_num(rate, ',.0f')} | {_num(rss, '.0f')} MB | {_num(cpu, '.1f')} µs |")
+
+    row(
+        "(a) bare `websockets` loop", r["a_rate"], a.get("peak_rss_mb"), a.get("cpu_us_per_message")
+    )
+    if p.get("error"):
+        print(f"| (p) peer: n/a ({p['error'][:120]}) | | | |")
+    else:
+        name = f"(p) {p.get('reader') or 'cryptofeed'}, counting callback, no storage"
+        row(name, p.get("rate"), p.get("peak_rss_mb"), p.get("cpu_us_per_message"))
+    row("(b) lakeflow receive loop", b["receive_rate"], None, None)
+    row("(b) lakeflow commits before the last (sustained)", b["sustained_rate"], None, None)
+    row(
+        "(b) lakeflow first receipt → last commit",
+        r["b_rate"],
+        b["peak_rss_mb"],
+        b.get("cpu_us_per_message"),
+    )
+    print()
+    sustained = _ratio(b["sustained_rate"], r["a_rate"])
     print(
-        f"(b) lakeflow runtime -> Delta  : {_num(r['b_rate'], ',.0f'):>10} msg/s, first receipt"
-        f" to last commit ({_num(b['seconds'], '.2f')} s)"
+        f"(b) / (a), first receipt to last commit: {_num(r['b_over_a'], '.3f')} "
+        f"[target >= 0.85: {_verdict(t['b_over_a>=0.85'])}]; sustained / (a): "
+        f"{_num(sustained, '.3f')} [target >= 0.9: {_verdict(t['sustained/a>=0.9'])}]"
     )
     print(
-        f"(b) receive loop / sustained   : {_num(b['receive_rate'], ',.0f'):>10} msg/s received; "
-        f"{_num(b['sustained_rate'], ',.0f')} msg/s committed before the last commit; "
-        f"machine {_num(b['machine_busy'] and 100 * b['machine_busy'], '.0f')}% busy"
+        f"(b) peak RSS {_num(b['peak_rss_mb'], '.0f')} MB "
+        f"[target <= 250 MB: {_verdict(t['peak_rss_mb<=250'])}]; (b) took "
+        f"{_num(b['seconds'], '.2f')} s, machine "
+        f"{_num(b['machine_busy'] and 100 * b['machine_busy'], '.0f')}% busy"
+    )
+    mem = (r["runs"]["b"] or [{}])[0].get("memory_peak") or {}
+    idle = (r["runs"]["b"] or [{}])[0].get("memory_idle") or {}
+    if mem:
+        print(
+            f"(b) memory at its highest sample (first run): RSS {mem['rss_mb']:.0f} MB = "
+            f"{mem['anonymous_mb']:.0f} MB anonymous + {mem['file_backed_mb']:.0f} MB "
+            f"file-backed (mapped code), {mem['buffered_payloads']:,.0f} payloads buffered, "
+            f"{mem['threads']:.0f} threads; before connecting: RSS {idle.get('rss_mb', 0):.0f} "
+            f"MB ({idle.get('anonymous_mb', 0):.0f} anonymous)"
+        )
+    print(
+        f"(b) receipt-to-commit latency: p50 {_num(b['latency_p50_ms'], ',.0f')} ms, "
+        f"p99 {_num(b['latency_p99_ms'], ',.0f')} ms, max {_num(b['latency_max_ms'], ',.0f')} ms "
+        f"[target p99 <= {r['flush_interval'] + 1:g} s: "
+        f"{_verdict(t['latency_p99<=flush_interval+1s'])}]"
+    )
+    print(
+        f"(b) Delta commits / data files: {_num(b['commits'], '.0f')} / "
+        f"{_num(b['files'], '.0f')} (largest commit {_num(b['max_commit_rows'], ',.0f')} rows)"
     )
     cpu = b.get("cpu_seconds") or {}
     if cpu:
         print(
-            "(b) CPU seconds by thread      : "
+            "(b) CPU seconds by thread: "
             + ", ".join(f"{group} {seconds:.2f}" for group, seconds in cpu.items() if seconds)
         )
     print(
-        f"(c) one commit per message     : {_num(r['c_rate'], ',.1f'):>10} msg/s "
-        f"(N={r['c_n']}, extrapolated)"
-    )
-    print(
-        f"b/a                            : {_num(r['b_over_a'], '.3f'):>10}"
-        f"  [target >= 0.85: {_verdict(t['b_over_a>=0.85'])}]"
-    )
-    print(
-        f"b/c                            : {_num(r['b_over_c'], ',.0f'):>10}"
-        f"  [target >= 1000: {_verdict(t['b_over_c>=1000'])}]"
-    )
-    print(
-        f"(b) peak RSS                   : {_num(b['peak_rss_mb'], '.0f'):>10} MB"
-        f"  [target <= 400 MB: {_verdict(t['peak_rss_mb<=400'])}]"
-    )
-    print(
-        f"(b) Delta commits / data files : {_num(b['commits'], '.0f'):>10} / "
-        f"{_num(b['files'], '.0f')} (largest commit {_num(b['max_commit_rows'], ',.0f')} rows)"
-    )
-    print(
-        f"(b) receipt-to-commit latency  : p50 {_num(b['latency_p50_ms'], ',.0f')} ms, "
-        f"p99 {_num(b['latency_p99_ms'], ',.0f')} ms, max {_num(b['latency_max_ms'], ',.0f')} ms"
-        f"  [target p99 <= {r['flush_interval'] + 1:g} s: "
-        f"{_verdict(t['latency_p99<=flush_interval+1s'])}]"
+        f"(c) one commit per message: {_num(r['c_rate'], ',.1f')} msg/s (N={r['c_n']}, "
+        f"extrapolated); (b) / (c) {_num(r['b_over_c'], ',.0f')} "
+        f"[target >= 1000: {_verdict(t['b_over_c>=1000'])}]"
     )
 
 
@@ -919,13 +1134,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             help=f"a [{section}] key of (b)'s pipeline, value as TOML ({example}); repeatable",
         )
     parser.add_argument(
-        "--only", default="abc", help="which figures to measure, e.g. 'b' to profile (b) alone"
+        "--only",
+        default="apbc",
+        help="which figures to measure, e.g. 'b' to profile (b) alone, 'ap' without lakeflow",
+    )
+    parser.add_argument(
+        "--peer-python",
+        default=">=3.13",
+        help="the interpreter of the peer's environment, as `uv venv --python` takes it",
     )
     args = parser.parse_args(argv)
     if args.n < 2 or args.repeat < 1 or args.flush_interval <= 0 or args.c_n < 0:
         parser.error("--n >= 2, --repeat >= 1, --flush-interval > 0 and --c-n >= 0 please")
-    if not args.only or set(args.only) - set("abc"):
-        parser.error("--only takes letters among a, b and c")
+    if not args.only or set(args.only) - set("abcp"):
+        parser.error("--only takes letters among a, b, c and p")
     for section in ("sink", "runtime"):
         options: dict[str, Any] = {}
         for item in getattr(args, section):
