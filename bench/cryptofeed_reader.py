@@ -52,7 +52,8 @@ def main() -> int:
     BinanceFutures.rest_endpoints = [
         RestEndpoint(args.rest, routes=Routes("/fapi/v1/exchangeInfo"))
     ]
-    symbols = list(BinanceFutures.symbols())
+    # cryptofeed adds a premium-index twin of every perpetual, valid for candles only.
+    symbols = [s for s in BinanceFutures.symbols() if not s.endswith("-PINDEX")]
     state: dict[str, Any] = {"count": 0}
 
     async def count(liquidation: object, receipt_timestamp: float) -> None:
