@@ -12,8 +12,8 @@ cryptofeed fetches ``/fapi/v1/exchangeInfo`` from the sender, then connects to
 combined-stream frames. Prints one JSON object: messages/s from the first liquidation to
 the N-th, CPU time per message over that span, peak RSS of the process.
 
-    <peer venv>/bin/python bench/cryptofeed_reader.py --ws ws://127.0.0.1:PORT/runK \
-        --rest http://127.0.0.1:PORT --n 1000000
+    <peer venv>/bin/python bench/cryptofeed_reader.py --ws wss://127.0.0.1:PORT/runK \
+        --rest https://127.0.0.1:PORT --n 1000000
 """
 
 from __future__ import annotations

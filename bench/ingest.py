@@ -35,6 +35,7 @@ import random
 import resource
 import signal
 import socket
+import ssl
 import statistics
 import string
 import subprocess
@@ -333,16 +334,26 @@ class Served:
 
 
 def _serve(
-    sock: socket.socket, served_data: Served, served: set[str], lock: threading.Lock
+    sock: socket.socket,
+    served_data: Served,
+    served: set[str],
+    lock: threading.Lock,
+    tls: ssl.SSLContext | None = None,
 ) -> None:
     """One connection: the upgrade, then all frames if its path is new, else nothing.
 
     A path with ``/market/stream`` gets combined-stream frames, any other raw ones; a
     plain ``GET .../fapi/v1/exchangeInfo`` gets the symbol list (the peer asks for it).
+    With ``tls`` the connection is TLS, served from this one thread: an OpenSSL
+    connection must not be read in one thread while another writes it, so the client's
+    pings wait until the frames are sent (the socket buffers them; 1M frames take
+    seconds, websockets' ping timeout is 20 s).
     """
     try:
         sock.settimeout(30)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls is not None:
+            sock = tls.wrap_socket(sock, server_side=True)
         path, headers = _read_request(sock)
         key = headers.get("sec-websocket-key")
         if not key and path.split("?")[0].endswith("/fapi/v1/exchangeInfo"):
@@ -369,14 +380,17 @@ def _serve(
             served.add(path)
         sock.settimeout(600)
         peer = _Peer(sock)
-        reader = threading.Thread(target=peer.read_control, daemon=True)
-        reader.start()
+        if tls is None:
+            threading.Thread(target=peer.read_control, daemon=True).start()
         if fresh:
             # Each run uses its own path: its first connection gets the N frames, a
             # reconnect after the close gets none (it idles until the client leaves).
             for chunk in chunks:
                 peer.send(chunk)
             peer.send_close()
+        if tls is not None:
+            peer.read_control()
+        elif fresh:
             peer.done.wait(30)
         else:
             peer.done.wait()
@@ -400,8 +414,24 @@ def _die_with_parent() -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def sender_main(n: int, seed: int, conn: Connection) -> None:
-    """The sender process: frame N payloads once, then serve every connection."""
+def _accept(
+    listener: socket.socket,
+    data: Served,
+    served: set[str],
+    lock: threading.Lock,
+    tls: ssl.SSLContext | None = None,
+) -> None:
+    while True:
+        sock, _ = listener.accept()
+        threading.Thread(target=_serve, args=(sock, data, served, lock, tls), daemon=True).start()
+
+
+def sender_main(n: int, seed: int, conn: Connection, certificate: bytes | None = None) -> None:
+    """The sender process: frame N payloads once, then serve every connection.
+
+    With ``certificate`` (a PEM key and chain for 127.0.0.1) a second port speaks the
+    same over TLS, for a reader that accepts only ``wss://`` (the peer).
+    """
     _die_with_parent()
     payloads = make_payloads(n, seed)
     data = Served(
@@ -413,10 +443,20 @@ def sender_main(n: int, seed: int, conn: Connection) -> None:
     listener = socket.create_server(("127.0.0.1", 0), backlog=64)
     served: set[str] = set()
     lock = threading.Lock()
-    conn.send({"port": listener.getsockname()[1], "bytes": sum(map(len, data.raw))})
-    while True:
-        sock, _ = listener.accept()
-        threading.Thread(target=_serve, args=(sock, data, served, lock), daemon=True).start()
+    tls_port = None
+    if certificate is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        with tempfile.NamedTemporaryFile(suffix=".pem") as pem:
+            pem.write(certificate)
+            pem.flush()
+            context.load_cert_chain(pem.name)
+        tls_listener = socket.create_server(("127.0.0.1", 0), backlog=64)
+        tls_port = tls_listener.getsockname()[1]
+        args = (tls_listener, data, served, lock, context)
+        threading.Thread(target=_accept, args=args, daemon=True).start()
+    info = {"port": listener.getsockname()[1], "tls_port": tls_port}
+    conn.send({**info, "bytes": sum(map(len, data.raw))})
+    _accept(listener, data, served, lock)
 
 
 # -- child processes: one per measurement ----------------------------------------------
@@ -466,8 +506,13 @@ def run_child(
 # (a) --------------------------------------------------------------------------------
 
 
-def bare_client(url: str, n: int) -> dict[str, Any]:
-    """(a): the plain websockets client loop, as lakeflow configures the connection."""
+def bare_client(url: str, n: int, ca_file: str | None = None) -> dict[str, Any]:
+    """(a): the plain websockets client loop, as lakeflow configures the connection.
+
+    A ``wss://`` URL verifies the sender's certificate against ``ca_file``.
+    """
+    if ca_file is not None:
+        os.environ["SSL_CERT_FILE"] = ca_file  # read by ssl.create_default_context()
     from websockets.asyncio.client import connect
 
     from lakeflow.websocket import WebSocketSource
@@ -849,12 +894,29 @@ def machine() -> dict[str, Any]:
 
 
 class Sender:
-    """The sender process, started once and killed at the end, whatever happens."""
+    """The sender process, started once and killed at the end, whatever happens.
 
-    def __init__(self, ctx: SpawnContext, n: int) -> None:
+    With ``tls`` it also listens on a TLS port, its certificate signed by a throwaway
+    CA (trustme) whose PEM file is ``ca_file``: readers verify against it through
+    ``SSL_CERT_FILE``, as they would against a real exchange's chain.
+    """
+
+    def __init__(self, ctx: SpawnContext, n: int, tls: bool = False) -> None:
+        certificate, self.ca_file = None, None
+        if tls:
+            import trustme
+
+            ca = trustme.CA(organization_name="lakeflow bench CA")
+            certificate = ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.bytes()
+            fd, self.ca_file = tempfile.mkstemp(prefix="lakeflow-bench-ca-", suffix=".pem")
+            os.close(fd)
+            ca.cert_pem.write_to_path(self.ca_file)
         self.receiver, sender = ctx.Pipe(duplex=False)
         self.process: SpawnProcess = ctx.Process(
-            target=sender_main, args=(n, SEED, sender), daemon=True, name="ws-sender"
+            target=sender_main,
+            args=(n, SEED, sender, certificate),
+            daemon=True,
+            name="ws-sender",
         )
         self.process.start()
         sender.close()
@@ -863,12 +925,15 @@ class Sender:
             raise TimeoutError("the sender did not start")
         info = self.receiver.recv()
         self.port: int = info["port"]
+        self.tls_port: int | None = info["tls_port"]
         self.bytes: int = info["bytes"]
         self._runs = 0
 
-    def url(self) -> str:
+    def url(self, tls: bool = False) -> str:
         """A base URL of a new run: its first connection gets the N frames."""
         self._runs += 1
+        if tls:
+            return f"wss://127.0.0.1:{self.tls_port}/run{self._runs}"
         return f"ws://127.0.0.1:{self.port}/run{self._runs}"
 
     def cpu_seconds(self) -> float:
@@ -894,9 +959,11 @@ class Sender:
         return result
 
     def peer(self, interpreter: Path, n: int, timeout: float) -> dict[str, Any]:
-        """(p): cryptofeed in its own environment against a new run's paths."""
+        """(p): cryptofeed in its own environment against a new run's paths, over TLS."""
         before = self.cpu_seconds()
-        result = run_reader(interpreter, self.url(), f"http://127.0.0.1:{self.port}", n, timeout)
+        rest = f"https://127.0.0.1:{self.tls_port}"
+        assert self.ca_file is not None, "the peer needs the sender's TLS port"
+        result = run_reader(interpreter, self.url(tls=True), rest, n, timeout, self.ca_file)
         result["sender_cpu_s"] = self.cpu_seconds() - before
         return result
 
@@ -908,6 +975,9 @@ class Sender:
             self.process.kill()
             self.process.join(5)
         self.receiver.close()
+        if self.ca_file is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.ca_file)
 
 
 def _median(runs: list[dict[str, Any]], key: str) -> float | None:
@@ -970,7 +1040,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         except PeerUnavailable as exc:
             peer_error = str(exc)
             print(f"(p) skipped: {exc}", file=sys.stderr)
-    sender = Sender(ctx, n) if {"a", "b", "p"} & set(args.only) else None
+    a_tls_runs: list[dict[str, Any]] = []
+    sender = Sender(ctx, n, tls=peer is not None) if {"a", "b", "p"} & set(args.only) else None
     try:
         for _ in range(args.repeat):
             if sender is not None and "a" in args.only:
@@ -978,6 +1049,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 a_runs.append(sender.run(ctx, bare_client, a_args, timeout))
             if sender is not None and peer is not None:
                 p_runs.append(sender.peer(peer, n, timeout))
+                # The peer reads over TLS (it takes wss:// only): (a) over TLS beside it.
+                a_args = (sender.url(tls=True) + STREAM_PATH, n, sender.ca_file)
+                a_tls_runs.append(sender.run(ctx, bare_client, a_args, timeout))
             if sender is not None and "b" in args.only:
                 sink = {"flush_interval": args.flush_interval, **args.sink}
                 b_args = (sender.url(), n, timeout, sink, args.runtime)
@@ -1010,9 +1084,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "b_over_a": b_over_a,
         "b_over_c": b_over_c,
         "a": {key: _median(a_runs, key) for key in ("peak_rss_mb", "cpu_us_per_message")},
+        "a_tls": {
+            key: _median(a_tls_runs, key) for key in ("rate", "peak_rss_mb", "cpu_us_per_message")
+        },
         "b": detail,
         "peer": peer_figures,
-        "runs": {"a": a_runs, "b": b_runs, "c": c_runs, "p": p_runs},
+        "runs": {"a": a_runs, "a_tls": a_tls_runs, "b": b_runs, "c": c_runs, "p": p_runs},
         "targets": {
             "b_over_a>=0.85": _at_least(b_over_a, 0.85),
             "b_over_c>=1000": _at_least(b_over_c, 1000),
@@ -1057,8 +1134,11 @@ def print_summary(r: dict[str, Any]) -> None:
     )
     if p.get("error"):
         print(f"| (p) peer: n/a ({p['error'][:120]}) | | | |")
-    else:
-        name = f"(p) {p.get('reader') or 'cryptofeed'}, counting callback, no storage"
+    elif p.get("rate") is not None:
+        tls = r["a_tls"]
+        name = "(a) bare `websockets` loop, over TLS"
+        row(name, tls.get("rate"), tls.get("peak_rss_mb"), tls.get("cpu_us_per_message"))
+        name = f"(p) {p.get('reader') or 'cryptofeed'} over TLS, counting callback, no storage"
         row(name, p.get("rate"), p.get("peak_rss_mb"), p.get("cpu_us_per_message"))
     row("(b) lakeflow receive loop", b["receive_rate"], None, None)
     row("(b) lakeflow commits before the last (sustained)", b["sustained_rate"], None, None)

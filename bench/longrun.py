@@ -111,11 +111,10 @@ class _Recorder(logging.Handler):
 
 def collector(args: dict[str, Any], maintenance: bool) -> dict[str, Any]:
     """The child: run the collector until ``commits`` commits landed; timings and RSS."""
+    import lakeflow.sinks.delta as delta
     from lakeflow.config import load_pipeline
     from lakeflow.plugins import load
     from lakeflow.runtime import Runtime, SourceStats
-
-    import lakeflow.sinks.delta as delta
 
     # The log retention the sink gives the tables it creates, compressed like the rest
     # (with maintenance on, maintenance sets the same value on its first round).

@@ -68,14 +68,21 @@ def environment(python: str = ">=3.13", requirement: str = CRYPTOFEED) -> Path:
 
 
 def run_reader(
-    interpreter: Path, ws_base: str, rest_base: str, n: int, timeout: float
+    interpreter: Path, ws_base: str, rest_base: str, n: int, timeout: float, ca_file: str
 ) -> dict[str, Any]:
-    """Run cryptofeed against the sender until it has counted ``n`` liquidations."""
+    """Run cryptofeed against the sender until it has counted ``n`` liquidations.
+
+    cryptofeed accepts only ``wss://`` addresses: the sender's TLS port, its certificate
+    trusted through ``ca_file`` (OpenSSL's ``SSL_CERT_FILE`` for aiohttp and websockets,
+    ``REQUESTS_CA_BUNDLE`` for the symbol list that cryptofeed fetches with requests).
+    """
     command = [str(interpreter), "-X", "faulthandler", str(READER)]
     command += ["--ws", ws_base, "--rest", rest_base, "--n", str(n)]
+    env = {**os.environ, "SSL_CERT_FILE": ca_file, "REQUESTS_CA_BUNDLE": ca_file}
+    env.pop("VIRTUAL_ENV", None)
     try:
         done = subprocess.run(
-            command, capture_output=True, text=True, timeout=timeout, check=False, cwd=HERE
+            command, capture_output=True, text=True, timeout=timeout, check=False, cwd=HERE, env=env
         )
     except subprocess.TimeoutExpired as exc:
         raise RuntimeError(f"cryptofeed counted fewer than {n} in {timeout:.0f}s") from exc
