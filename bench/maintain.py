@@ -295,15 +295,16 @@ def time_queries(folder: Path, sql: dict[str, str], repeat: int) -> dict[str, An
 
 def query_inside(sql: str) -> float:
     """Seconds to open the pipeline's tables and run ``sql``, as ``lakeflow query`` does."""
-    from lakeflow.cli import _sink, sql_context
     from lakeflow.config import load_pipeline
+    from lakeflow.lake import Lake
     from lakeflow.plugins import load
 
     registry = load()
     spec = load_pipeline("lakeflow.toml", registry)
     started = time.perf_counter()
-    sink = _sink(registry, spec)
-    sql_context(sink, spec).execute(sql).collect()
+    sink = registry.sinks[spec.sink.type](spec.sink)
+    sink.check()
+    Lake.of(spec, sink).sql(sql)
     return time.perf_counter() - started
 
 

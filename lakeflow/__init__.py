@@ -24,7 +24,9 @@ if TYPE_CHECKING:
         SchemaMismatch,
         SourceError,
         SourcePaused,
+        TableNotFound,
     )
+    from lakeflow.lake import Lake
     from lakeflow.schema import DECIMAL, TIMESTAMP, TableSchema
     from lakeflow.sinks import Sink, TableInfo
     from lakeflow.sources import (
@@ -58,6 +60,8 @@ _EXPORTS: dict[str, str] = {
     "SchemaMismatch": "lakeflow.errors",
     "SourceError": "lakeflow.errors",
     "SourcePaused": "lakeflow.errors",
+    "TableNotFound": "lakeflow.errors",
+    "Lake": "lakeflow.lake",
     "Field": "lakeflow.decode",
     "decode_json": "lakeflow.decode",
     "read_ndjson": "lakeflow.decode",
@@ -75,6 +79,7 @@ __all__ = [
     "Decoded",
     "Feed",
     "Field",
+    "Lake",
     "LakeflowError",
     "PollingConfig",
     "PollingSource",
@@ -86,6 +91,7 @@ __all__ = [
     "SourcePaused",
     "StreamingSource",
     "TableInfo",
+    "TableNotFound",
     "TableSchema",
     "WebSocketSource",
     "decode_json",

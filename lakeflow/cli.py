@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     import polars as pl
 
     from lakeflow.config import Pipeline, SourceSpec
+    from lakeflow.lake import Lake
     from lakeflow.plugins import Registry
     from lakeflow.sinks import Sink
 
@@ -75,27 +77,12 @@ def _sink(registry: Registry, pipeline: Pipeline, *, check: bool = True) -> Sink
     return sink
 
 
-def _table_names(sink: Sink, pipeline: Pipeline) -> list[str]:
-    """The pipeline's tables, the system tables and any other the sink holds (may not exist)."""
-    from lakeflow.system_tables import DEAD_LETTERS, GAPS
+def _lake(path: str) -> Lake:
+    """The pipeline's tables for reading, after one round trip to the sink's store."""
+    from lakeflow.lake import Lake
 
-    return list(dict.fromkeys([*pipeline.tables, DEAD_LETTERS.table, GAPS.table, *sink.tables()]))
-
-
-def _existing_tables(sink: Sink, pipeline: Pipeline) -> list[str]:
-    return [t for t in _table_names(sink, pipeline) if sink.info(t) is not None]
-
-
-def sql_context(sink: Sink, pipeline: Pipeline) -> pl.SQLContext:
-    """A polars SQL context with every existing table of the pipeline's sink, by name."""
-    import polars as pl
-
-    context = pl.SQLContext()
-    for table in _table_names(sink, pipeline):
-        scan = sink.scan(table)
-        if scan is not None:
-            context.register(table, scan)
-    return context
+    registry, spec = _load(path)
+    return Lake.of(spec, _sink(registry, spec))
 
 
 def main() -> None:
@@ -384,18 +371,16 @@ def tables(pipeline: str) -> None:
     """Show each table: version, files, rows, bytes and last commit time."""
     from lakeflow.config import format_size
 
-    registry, spec = _load(pipeline)
-    sink = _sink(registry, spec)
-    infos = [sink.info(t) for t in _existing_tables(sink, spec)]
+    lake = _lake(pipeline)
+    infos = [lake.info(t) for t in lake.tables]
     if not infos:
-        click.echo(f"no tables yet under {mask_uri(spec.sink.uri)}")
+        click.echo(f"no tables yet under {mask_uri(lake.uri)}")
         return
     header = (
         f"{'table':<20} {'version':>8} {'files':>7} {'rows':>12} {'size':>10}  last commit (UTC)"
     )
     click.echo(header)
     for info in infos:
-        assert info is not None
         when = info.last_commit.strftime("%Y-%m-%d %H:%M:%S") if info.last_commit else "-"
         click.echo(
             f"{info.name:<20} {info.version:>8} {info.files:>7} {info.rows:>12} "
@@ -422,10 +407,9 @@ def query(args: tuple[str, ...], fmt: str) -> None:
     if len(args) > 2:
         raise click.UsageError("expected [PIPELINE] SQL; quote the SQL as one argument")
     pipeline, sql = args if len(args) == 2 else (DEFAULT_PIPELINE, args[0])
-    registry, spec = _load(pipeline)
-    sink = _sink(registry, spec)
+    lake = _lake(pipeline)
     try:
-        frame = sql_context(sink, spec).execute(sql).collect()
+        frame = lake.sql_context().execute(sql).collect()
     except Exception as exc:
         _fail(f"query failed: {exc}", code=1)
         return
@@ -517,11 +501,12 @@ def maintain(pipeline: str, only: tuple[str, ...], dry_run: bool) -> None:
     Settings come from the pipeline's [maintenance] section. Prints, per table, files,
     bytes and version before and after, and the time it took.
     """
+    from lakeflow.lake import Lake
     from lakeflow.maintain import maintain_table, settings_summary
 
     registry, spec = _load(pipeline)
     sink = _sink(registry, spec)
-    names = list(only) or _existing_tables(sink, spec)
+    names = list(only) or Lake.of(spec, sink).tables
     click.echo(f"maintenance: {settings_summary(spec.maintenance).split(': ', 1)[1]}")
     for table in names:
         try:
@@ -549,15 +534,16 @@ def maintain(pipeline: str, only: tuple[str, ...], dry_run: bool) -> None:
 @click.option("-o", "--output", required=True, metavar="FILE", help="A .png, .svg or .html file.")
 def plot(args: tuple[str, ...], output: str, until: str | None, **options: Any) -> None:
     """Draw liquidation notional by side over time, or a symbol's price, into a file."""
-    from lakeflow.plot import PlotError, plot_table
+    from lakeflow.plot import PlotError, output_format
 
     if len(args) > 2:
         raise click.UsageError("expected [PIPELINE] {liquidations|prices}")
     pipeline, kind = args if len(args) == 2 else (DEFAULT_PIPELINE, args[0])
-    registry, spec = _load(pipeline)
+    lake = _lake(pipeline)
     try:
         end = _utc(until, "--until")
-        click.echo(plot_table(_sink(registry, spec), spec, kind, output, until=end, **options))
+        output_format(Path(output))  # before any row is read
+        click.echo(lake.chart(kind, until=end, **options).save(output))
     except PlotError as exc:
         _fail(str(exc))
 

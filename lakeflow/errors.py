@@ -49,3 +49,7 @@ class CommitRefused(LakeflowError):
     The source stops with this error; what it received stays in the spool, so that the
     next ``lakeflow run`` (or ``lakeflow replay``) lands it once the cause is fixed.
     """
+
+
+class TableNotFound(LakeflowError, LookupError):
+    """A table that does not exist (yet) in the pipeline's sink; the message lists those that do."""

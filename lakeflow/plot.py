@@ -136,28 +136,50 @@ def bucket_for(span: timedelta) -> tuple[str, str]:
     return _DAILY
 
 
-def plot_table(
+@dataclass(frozen=True)
+class Chart:
+    """A drawn chart: the matplotlib figure, its size in pixels and a one-line summary.
+
+    In a notebook the figure shows itself; :meth:`save` writes it as PNG, SVG or HTML.
+    """
+
+    figure: Figure
+    width: int
+    height: int
+    summary: str
+
+    def _repr_png_(self) -> bytes:
+        # What Jupyter shows for a Chart left as a cell's last expression.
+        buffer = io.BytesIO()
+        self.figure.savefig(buffer, format="png", dpi=DPI)
+        return buffer.getvalue()
+
+    def save(self, output: str | Path) -> str:
+        """Write the chart to ``output`` (``.png``, ``.svg`` or ``.html``); a summary line."""
+        path = Path(output)
+        _save(self.figure, path, output_format(path), self.width, self.height, self.summary)
+        return f"{path}: {self.summary}, {self.width}x{self.height}"
+
+
+def draw_chart(
     sink: Sink,
     pipeline: Pipeline,
     kind: str,
-    output: str | Path,
     *,
     symbol: str | None = None,
     since: str = "24h",
     until: datetime | None = None,
     table: str | None = None,
     size: str = "1200x600",
-) -> str:
-    """Draw a chart of ``kind`` into ``output`` and return a one-line summary of it.
+) -> Chart:
+    """Draw a chart of ``kind`` from the pipeline's table; nothing is written.
 
     Raises :class:`PlotError` for anything the caller asked that cannot be drawn: an
-    unknown kind, option or format, a missing table, an unknown symbol, an empty window.
+    unknown kind or option, a missing table, an unknown symbol, an empty window.
     """
     chart = KINDS.get(kind)
     if chart is None:
         raise PlotError(f"no chart named {kind!r} (choose {' or '.join(KINDS)})")
-    path = Path(output)
-    fmt = output_format(path)
     width, height = parse_size(size)
     span = parse_duration(since)
     if chart is PRICES and not symbol:
@@ -178,8 +200,7 @@ def plot_table(
         _draw_prices(figure.add_subplot(), rows, window, symbol or "", span)
         count = _count(rows.height, "poll")
     summary = f"{chart.name} {symbol or 'all symbols'}, {window.label}, {count}"
-    _save(figure, path, fmt, width, height, summary)
-    return f"{path}: {summary}, {width}x{height}"
+    return Chart(figure, width, height, summary)
 
 
 def _table_of(pipeline: Pipeline, chart: Kind) -> str:

@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner, Result
 from PIL import Image
 
+import lakeflow
 from lakeflow.cli import cli as lakeflow_cli
 from lakeflow.config import Pipeline, load_pipeline
 from lakeflow.plot import bucket_for, parse_duration
@@ -369,3 +370,16 @@ def test_the_readme_plot_commands_work(plot, commit, liquidations, tmp_path):
         done = plot(*args)
         assert done.exit_code == 0, (command, done.output)
         assert (tmp_path / args[args.index("-o") + 1]).is_file()
+
+
+def test_the_reading_api_draws_the_same_chart_without_writing_a_file(pipeline, liquidations):
+    chart = lakeflow.Lake(pipeline.path).chart("liquidations", symbol="BTCUSDT")
+    assert chart.summary == "liquidations BTCUSDT, last 24h, 2 events"
+    assert not list(pipeline.path.parent.glob("*.png"))
+    assert chart._repr_png_()[:8] == b"\x89PNG\r\n\x1a\n"  # what a notebook shows
+
+
+def test_a_chart_from_the_reading_api_saves_like_lakeflow_plot(pipeline, liquidations, tmp_path):
+    chart = lakeflow.Lake(pipeline.path).chart("liquidations", size="900x450")
+    assert chart.save(tmp_path / "c.png").endswith("3 events, 900x450")
+    assert png_size(tmp_path / "c.png") == (900, 450)

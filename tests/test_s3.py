@@ -23,6 +23,7 @@ from test_plot import liquidation
 
 import lakeflow.lease as lease_module
 from harness import LAKEFLOW
+from lakeflow import Lake
 from lakeflow.config import load_pipeline
 from lakeflow.lease import LeaseHeld, lease, lease_uri
 from lakeflow.plugins import load
@@ -161,6 +162,14 @@ def test_tables_and_query_work_on_s3(collected):
     )
     assert query.returncode == 0, query.stderr
     assert query.stdout.splitlines()[1] == "500,500"
+
+
+def test_a_lake_reads_an_s3_table_with_the_pipelines_storage_options(collected, monkeypatch):
+    home, _root = collected
+    monkeypatch.setenv(SECRET_VAR, SECRET_KEY)  # the pipeline's ${VAR}, as for the CLI
+    lake = Lake(home / "lakeflow.toml")
+    assert lake.tables == ["test_records"]
+    assert lake.sql("SELECT count(*), max(n) FROM test_records").row(0) == (500, 500)
 
 
 def test_the_secret_never_reaches_the_run_log(collected):
