@@ -383,3 +383,13 @@ def test_a_chart_from_the_reading_api_saves_like_lakeflow_plot(pipeline, liquida
     chart = lakeflow.Lake(pipeline.path).chart("liquidations", size="900x450")
     assert chart.save(tmp_path / "c.png").endswith("3 events, 900x450")
     assert png_size(tmp_path / "c.png") == (900, 450)
+
+
+def test_the_readmes_python_example_runs_on_real_tables(liquidations, commit, tmp_path):
+    commit("prices", [ticker(m, "BTCUSDT", str(100 + m)) for m in range(10)])
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## Reading from Python") :]
+    block = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert block is not None
+    exec(compile(block[1], "README.md", "exec"), {})  # the cwd holds the fixture's pipeline
+    assert png_size(tmp_path / "btc.png") == (1200, 600)
