@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
-from arro3.core import RecordBatchReader
+from arro3.core import DataType, RecordBatchReader, Table
 from deltalake import (
     CommitProperties,
     DeltaTable,
@@ -295,7 +295,7 @@ class DeltaSink(Sink):
                 # one writer win, and a blind append never conflicts with the winner.
                 write_deltalake(
                     handle if handle is not None else self.table_uri(table),
-                    frame,
+                    portable(frame),
                     mode="append",
                     partition_by=list(schema.partition_by) or None,
                     # Only when columns were added: merge mode also casts mismatched
@@ -412,6 +412,27 @@ class DeltaSink(Sink):
         # instead of opening the table a second time: on a table with a long log that
         # open is most of a small query.
         return None if handle is None else pl.scan_delta(handle)
+
+
+def portable(frame: pl.DataFrame) -> Table:
+    """``frame`` as Arrow with plain ``string`` and ``binary`` columns instead of views.
+
+    polars exports its strings as Arrow's ``string_view`` (and bytes as ``binary_view``),
+    and the Parquet files keep the Arrow schema they were written with: a reader built on
+    an Arrow without view types (pyarrow before 16, daft 0.7, older DuckDB and Spark's
+    Arrow path) then fails on every file that maintenance has not rewritten. The cast is
+    one copy of the column's bytes, done in Arrow (arro3, deltalake's own Arrow layer).
+    """
+    table = Table.from_arrow(frame)
+    columns = []
+    for column in table.columns:
+        kind = column.type
+        if DataType.is_string_view(kind):
+            column = column.cast(DataType.utf8())
+        elif DataType.is_binary_view(kind):
+            column = column.cast(DataType.binary())
+        columns.append(column)
+    return Table.from_arrays(columns, names=table.column_names)
 
 
 def retention_interval(seconds: float) -> str:
