@@ -3,16 +3,14 @@
 This module is the public API. Plugins import from here and nowhere else in ``lakeflow``.
 
 Names are imported when first used (PEP 562), so that ``import lakeflow`` — and with it
-every ``lakeflow`` command, ``--help`` included — does not pay for polars, aiohttp and
-pydantic until something needs them.
+every ``lakeflow`` command, ``--help`` included — does not pay for polars, aiohttp,
+pydantic or pluggy until something needs them.
 """
 
 from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING, Any
-
-from lakeflow.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from lakeflow import hookspecs
@@ -26,6 +24,7 @@ if TYPE_CHECKING:
         SourcePaused,
         TableNotFound,
     )
+    from lakeflow.hookspecs import hookimpl
     from lakeflow.lake import Lake
     from lakeflow.schema import DECIMAL, TIMESTAMP, TableSchema
     from lakeflow.sinks import Sink, TableInfo
@@ -68,6 +67,7 @@ _EXPORTS: dict[str, str] = {
     "Sink": "lakeflow.sinks",
     "TableInfo": "lakeflow.sinks",
     "WebSocketSource": "lakeflow.websocket",
+    "hookimpl": "lakeflow.hookspecs",
 }
 
 __all__ = [

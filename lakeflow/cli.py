@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -158,6 +157,8 @@ def run(
     command exits 0. On a terminal a live table shows each source's state; otherwise
     a status line per source is logged every [log] status_interval seconds.
     """
+    import asyncio
+
     from lakeflow.runtime import Runtime
     from lakeflow.runtime.pipeline import MetricsUnavailable
 
@@ -459,6 +460,8 @@ def replay(
     into a new --table it re-decodes the whole window (after a decoder fix). Keep the
     spool with [runtime] keep_raw = true to have a capture to replay.
     """
+    import asyncio
+
     from lakeflow.replay import replay as run_replay
 
     registry, spec = _load(pipeline)
