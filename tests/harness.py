@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 import sys
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from lakeflow_testsource import RECORD
@@ -47,3 +51,38 @@ class Plugin:
     def register_sinks(self, register):
         for cls in self.sinks:
             register(cls)
+
+
+def run_until(
+    folder: Path,
+    done: Callable[[], bool],
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 60.0,
+) -> None:
+    """Run the real ``lakeflow run`` in ``folder`` until ``done()``, then stop it (SIGTERM).
+
+    Fails with the run's stderr if it exits early, if ``done()`` does not hold within
+    ``timeout`` seconds, or if it does not exit 0 when stopped.
+    """
+    process = subprocess.Popen(
+        [LAKEFLOW, "run"],
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=dict(os.environ if env is None else env),
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while not done():
+            assert process.poll() is None, process.communicate()[1]
+            assert time.monotonic() < deadline, f"not done in {timeout:g}s"
+            time.sleep(0.1)
+        process.terminate()
+        assert process.wait(60) == 0, process.communicate()[1]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import subprocess
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import pytest
 from deltalake import DeltaTable
 
 import lakeflow
-from harness import LAKEFLOW
+from harness import run_until
 from lakeflow.config import load_pipeline
 from lakeflow.plugins import load
 from lakeflow.sinks.delta import DeltaSink
@@ -50,22 +48,8 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("collector")
     (home / "lakeflow.toml").write_text(PIPELINE, encoding="utf-8")
     (home / ".env").write_text("LAKE_TABLES=lake-data\n", encoding="utf-8")
-    process = subprocess.Popen(
-        [LAKEFLOW, "run"],
-        cwd=home,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        env={k: v for k, v in os.environ.items() if k != "LAKE_TABLES"},
-    )
-    deadline = time.monotonic() + 60
-    while committed(home / "lake-data/test_records") < COUNT:
-        assert process.poll() is None, process.communicate()[1]
-        assert time.monotonic() < deadline, "the run did not commit its payloads"
-        time.sleep(0.1)
-    process.terminate()
-    assert process.wait(60) == 0, process.communicate()[1]
+    env = {k: v for k, v in os.environ.items() if k != "LAKE_TABLES"}
+    run_until(home, lambda: committed(home / "lake-data/test_records") >= COUNT, env=env)
     return home
 
 

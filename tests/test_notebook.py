@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -23,7 +22,7 @@ import pytest
 from deltalake import DeltaTable
 from nbclient import NotebookClient
 
-from harness import LAKEFLOW
+from harness import run_until
 from lakeflow.testing import HttpStandIn, Request, WebSocketStandIn
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "examples" / "liquidations.ipynb"
@@ -124,22 +123,14 @@ interval = 1.0
 """,
             encoding="utf-8",
         )
-        process = subprocess.Popen(
-            [LAKEFLOW, "run"],
-            cwd=home,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-        )
-        deadline = time.monotonic() + 60
         tables = home / "tables"
-        while rows(tables / "liquidations") < EVENTS or rows(tables / "prices") < 3 * len(SYMBOLS):
-            assert process.poll() is None, process.communicate()[1]
-            assert time.monotonic() < deadline, "the run did not collect in time"
-            time.sleep(0.2)
-        process.terminate()
-        assert process.wait(60) == 0, process.communicate()[1]
+        run_until(
+            home,
+            lambda: (
+                rows(tables / "liquidations") >= EVENTS
+                and rows(tables / "prices") >= 3 * len(SYMBOLS)
+            ),
+        )
     assert rows(tables / "_gaps") >= 1  # the dropped first connection
     yield home / "lakeflow.toml"
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
-from harness import LAKEFLOW
+from harness import LAKEFLOW, run_until
 
 COUNT, BAD_EVERY = 300, 50
 PIPELINE = f"""
@@ -66,21 +65,7 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder whose run committed every payload (in several commits), then stopped."""
     home = tmp_path_factory.mktemp("fresh")
     (home / "lakeflow.toml").write_text(PIPELINE, encoding="utf-8")
-    process = subprocess.Popen(
-        [LAKEFLOW, "run"],
-        cwd=home,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while _committed(home / "tables" / "test_records") < COUNT - 1:
-        assert process.poll() is None, process.communicate()[1]
-        assert time.monotonic() < deadline, "the run did not commit its payloads"
-        time.sleep(0.1)
-    process.terminate()
-    assert process.wait(60) == 0, process.communicate()[1]
+    run_until(home, lambda: _committed(home / "tables" / "test_records") >= COUNT - 1)
     assert len(DeltaTable(str(home / "tables" / "test_records")).file_uris()) > 1
     return home
 
