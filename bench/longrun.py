@@ -6,7 +6,7 @@ One real runtime (``lakeflow.runtime.Runtime``, the real Delta sink, default
 per second, no network), ``flush_interval`` ``--flush-interval``, runs in a fresh child
 process until ``--commits`` commits have landed in its table (or ``--timeout``). The
 maintenance schedule is compressed by the same factor as the flush interval (defaults:
-5 s flush and [maintenance]'s 1 h schedule, 1 day vacuum, 1 day log retention), so one round
+5 s flush and [maintenance]'s 1 h schedule, 1 day vacuum, 1 h log retention), so one round
 covers as many commits as it would with the defaults. The sink's ``commit`` is wrapped
 in the child to time each commit of the data table; RSS is sampled once a second.
 
@@ -289,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--log-retention",
         default=None,
-        help="log_retention before compression, e.g. 1h (default: [maintenance]'s, 1d)",
+        help="log_retention before compression, e.g. 1h (default: [maintenance]'s, 1h)",
     )
     parser.add_argument("--only", default="on,off", help="maintenance modes to run: on, off")
     parser.add_argument(

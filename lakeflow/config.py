@@ -233,7 +233,7 @@ class MaintenanceConfig(_Strict):
         description="Delete files unreferenced for longer than this (seconds).",
     )
     log_retention: float = Field(
-        default=86_400.0,
+        default=3_600.0,
         gt=0,
         description=(
             "Keep log entries this long (the table's delta.logRetentionDuration). Every "

@@ -311,7 +311,7 @@ def _maintain(
 
 
 def settings_summary(settings: MaintenanceConfig) -> str:
-    """``"every 1h: target 128.0 MB files, Z-order by symbol, vacuum after 1d, log 7d"``."""
+    """``"every 1h: target 128.0 MB files, Z-order by symbol, vacuum after 1d, log kept 1h"``."""
     z = ", ".join(settings.z_order) or "nothing"
     target = format_size(settings.target_file_size)
     return (

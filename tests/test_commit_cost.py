@@ -59,10 +59,10 @@ def test_a_new_table_gets_the_checkpoint_interval(sink: DeltaSink) -> None:
     assert configuration["delta.checkpointInterval"] == str(delta.CHECKPOINT_INTERVAL)
 
 
-def test_a_new_table_keeps_a_day_of_log(sink: DeltaSink) -> None:
+def test_a_new_table_keeps_an_hour_of_log(sink: DeltaSink) -> None:
     commit(sink, 1)
     configuration = DeltaTable(sink.table_uri(TABLE)).metadata().configuration
-    assert configuration["delta.logRetentionDuration"] == "interval 86400 seconds"
+    assert configuration["delta.logRetentionDuration"] == "interval 3600 seconds"
 
 
 def test_the_sinks_log_retention_is_the_maintenance_default(sink: DeltaSink) -> None:
@@ -99,7 +99,7 @@ def test_a_long_local_log_is_reported_once_with_the_remedy(
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert "log entries" in warnings[0] and "log_retention" in warnings[0]
-    assert "interval 86400 seconds" in warnings[0]
+    assert "interval 3600 seconds" in warnings[0]
 
 
 def test_the_commit_that_reaches_the_interval_writes_a_checkpoint(

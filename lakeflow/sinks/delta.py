@@ -16,7 +16,7 @@ came before it. A table the sink creates gets a checkpoint every
 :data:`CHECKPOINT_INTERVAL` commits (``delta.checkpointInterval``), written by the commit
 that reaches it; the sink keeps one handle per table, refreshed between checkpoints and
 opened afresh after each one, and leaves the log listing that expired-log cleanup needs
-to the commits that write a checkpoint. A table it creates also keeps a day of log
+to the commits that write a checkpoint. A table it creates also keeps an hour of log
 (``delta.logRetentionDuration``): delta-rs lists a local table's whole log on every
 commit, so the log's length is a commit's cost. What still grows is the table's own
 file list: that is maintenance's job, and the sink warns once when a table holds more
@@ -60,15 +60,17 @@ LOG_RETENTION = "delta.logRetentionDuration"
 #: The log retention of the tables the sink creates: ``[maintenance] log_retention``'s
 #: default, which scheduled maintenance then keeps set to what the pipeline says. Without
 #: it delta-rs keeps 30 days of log entries, and a commit to a local table lists the
-#: whole ``_delta_log`` twice (about 1.7 us an entry here): 518,400 entries at the
-#: default 5 s flush, ~1.8 s a commit. A day is 17,280 entries, ~60 ms.
-LOG_RETENTION_SECONDS = 86_400.0
+#: whole ``_delta_log`` twice (about 3 us an entry per commit here): 518,400 entries at
+#: the default 5 s flush. A day (17,280 entries) measured 65-75 ms a commit against
+#: 18 ms at first; an hour (720 entries) stayed at the first commits' cost
+#: (bench/README.md, "longrun.py").
+LOG_RETENTION_SECONDS = 3_600.0
 #: Log entries of a local table above which the sink warns (checked once a checkpoint).
 LOG_WARNING = 50_000
 #: ``delta.checkpointInterval`` of the tables the sink creates. delta-rs's own default,
 #: written down so that other writers (Spark's default is 10) keep the same cadence.
-#: Measured (bench/README.md, "longrun.py"): 10 made a commit a few ms cheaper but
-#: writes ten times the checkpoints, each holding every file of the table.
+#: A shorter interval writes proportionally more checkpoints, each holding every file
+#: of the table, for replays that are already short (at most 99 JSON entries).
 CHECKPOINT_INTERVAL = 100
 #: What delta-rs assumes for a table without the property.
 DEFAULT_CHECKPOINT_INTERVAL = 100
