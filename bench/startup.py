@@ -1,9 +1,10 @@
 """How long `lakeflow` commands take to answer: a process launch each, as a person types them.
 
-Runs each command ``--runs`` times in a folder holding the repository's ``lakeflow.toml``
-(and, for ``status`` and ``tables``, the state and tables of a short earlier run if
-``--with-run`` is given), and prints per command the first launch ("cold": the first in
-this invocation; with ``--drop-caches``, as root, after dropping the page cache) and the
+Runs each command ``--runs`` times in a fresh folder holding the repository's
+``lakeflow.toml`` (no state and no tables yet: ``status`` reads the status folder and
+finds none, ``tables`` opens the sink and finds none, each importing what it always
+imports), and prints per command the first launch ("cold": the first in this
+invocation; with ``--drop-caches``, as root, after dropping the page cache) and the
 median of the others ("warm"). Nothing leaves the machine: no command here connects
 anywhere.
 
