@@ -20,7 +20,7 @@ import pytest
 from deltalake import write_deltalake
 from lakeflow_testsource import RECORD, SequenceSource
 
-from harness import Plugin, run
+from harness import Plugin, run, run_until
 from lakeflow import SchemaMismatch
 from lakeflow.config import SinkConfig
 from lakeflow.sinks.delta import DeltaSink
@@ -72,6 +72,26 @@ def test_added_columns_pass_check_schema(tmp_path):
     write_deltalake(str(tmp_path / "test_records"), narrow, partition_by=["date"])
 
     DeltaSink(SinkConfig(uri=str(tmp_path))).check_schema("test_records", RECORD)
+
+
+def test_lakeflow_run_adds_the_column_a_plugin_upgrade_brought(tmp_path, write_toml):
+    """The user's side of an upgrade: the old table, today's plugin, plain ``lakeflow run``."""
+    write_toml('[sink]\nflush_interval = 0.1\n[sources.new]\ntype = "test_sequence"\ncount = 20\n')
+    table = tmp_path / "tables" / "test_records"
+    old = pl.DataFrame({"source": ["old"], "n": [0]}).with_columns(
+        pl.lit(datetime(2026, 1, 1, tzinfo=UTC))
+        .cast(RECORD.columns["received_at"])
+        .alias("received_at"),
+        pl.lit(date(2026, 1, 1)).alias("date"),
+    )  # written by a plugin version without the `value` column
+    write_deltalake(str(table), old, partition_by=["date"])
+
+    run_until(tmp_path, lambda: pl.read_delta(str(table)).height >= 21)
+
+    rows = pl.read_delta(str(table)).sort("n")
+    assert rows["value"][0] is None  # the old row reads null in the new column
+    assert rows["value"][1:].null_count() == 0
+    assert rows["n"].to_list() == list(range(21))
 
 
 def test_validate_exits_2_on_a_type_change_before_anything_runs(tmp_path, cli, write_toml):
