@@ -17,11 +17,14 @@ stand in for two processes: that is the race, with nothing left to timing.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import deltalake
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 from deltalake import (
     CommitProperties,
@@ -305,6 +308,71 @@ def test_a_checkpoint_keeps_the_app_transactions_once_older_commits_are_gone(
     handle = DeltaTable(uri)
     assert handle.transaction_version("s") == 5
     assert sorted(pl.read_delta(handle)["n"].to_list()) == list(range(25))
+
+
+# Tombstones: a compaction's `remove` actions stay in every checkpoint until they are
+# older than delta.deletedFileRetentionDuration (a week by default). maintain.py sets it
+# to the vacuum retention, so they do not pile up in every snapshot a commit opens, and
+# vacuums in full mode, so the files of tombstones dropped that way are still deleted.
+
+
+def compacted_twice(uri: str, configuration: dict[str, str]) -> DeltaTable:
+    """Two rounds of appends and a compaction, then a checkpoint; the handle."""
+    write_deltalake(uri, rows(1), configuration=configuration)
+    for start in (1, 10):
+        for i in range(start, start + 5):
+            write_deltalake(uri, rows(1, i), mode="append")
+        DeltaTable(uri).optimize.compact()
+    handle = DeltaTable(uri)
+    handle.create_checkpoint()
+    return handle
+
+
+def removes_in_last_checkpoint(uri: str) -> int:
+    """The ``remove`` actions the newest checkpoint holds."""
+    last = checkpoints(uri)[-1]
+    column = pq.read_table(Path(uri) / "_delta_log" / last, columns=["remove"]).column("remove")
+    return sum(1 for action in column.to_pylist() if action)
+
+
+def test_a_checkpoint_keeps_removes_younger_than_the_tombstone_retention(tmp_path: Path) -> None:
+    uri = str(tmp_path / "table")
+    compacted_twice(uri, {"delta.deletedFileRetentionDuration": "interval 1 day"})
+    assert removes_in_last_checkpoint(uri) == 12  # 6 files, then 5 + the first compaction's
+
+
+def test_a_checkpoint_drops_removes_older_than_the_tombstone_retention(tmp_path: Path) -> None:
+    uri = str(tmp_path / "table")
+    compacted_twice(uri, {"delta.deletedFileRetentionDuration": "interval 0 seconds"})
+    assert removes_in_last_checkpoint(uri) == 0
+
+
+def test_a_full_vacuum_keeps_old_files_whose_remove_is_within_the_retention(
+    small_files: str,
+) -> None:
+    """Files written long ago but removed just now stay for readers of older versions."""
+    age(Path(small_files).glob("*.parquet"), days=2)
+    handle = DeltaTable(small_files)
+    handle.optimize.compact()
+    assert handle.vacuum(retention_hours=24, enforce_retention_duration=False, full=True) == []
+
+
+def test_a_full_vacuum_deletes_old_files_no_version_references(small_files: str) -> None:
+    """What a checkpoint's dropped tombstones leave: an unreferenced file, deleted by age."""
+    stray = Path(small_files) / "part-stray.parquet"
+    stray.write_bytes(b"PAR1")
+    age([stray], days=2)
+    handle = DeltaTable(small_files)
+    assert handle.vacuum(retention_hours=24, enforce_retention_duration=False) == []  # lite
+    deleted = handle.vacuum(retention_hours=24, enforce_retention_duration=False, full=True)
+    assert deleted == ["part-stray.parquet"]
+
+
+def age(paths: Iterable[Path], *, days: float) -> None:
+    """Set the modification time of ``paths`` ``days`` back: vacuum judges files by it."""
+    then = time.time() - days * 86_400
+    for path in paths:
+        os.utime(path, (then, then))
 
 
 # schema_mode="merge": the sink appends with it only when a record schema gained columns.

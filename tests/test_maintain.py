@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 import tomllib
@@ -123,6 +124,25 @@ def test_log_retention_becomes_the_tables_log_retention_duration(table, cli, wri
     cli("maintain")
     config = DeltaTable(str(table)).metadata().configuration
     assert config["delta.logRetentionDuration"] == "interval 172800 seconds"
+
+
+def test_vacuum_retention_becomes_the_tables_tombstone_retention(table, cli, write_toml):
+    configure(write_toml, 'vacuum_retention = "2d"')
+    cli("maintain")
+    config = DeltaTable(str(table)).metadata().configuration
+    assert config["delta.deletedFileRetentionDuration"] == "interval 172800 seconds"
+
+
+def test_vacuum_deletes_a_file_no_version_references_once_past_the_retention(table, cli):
+    """A crash's leftover, or a rewrite's file whose ``remove`` left the checkpoints."""
+    stray = table / f"date={datetime.now(UTC).date()}" / "part-stray.parquet"
+    stray.write_bytes(b"PAR1")
+    old = time.time() - 2 * 86_400
+    os.utime(stray, (old, old))
+    done = cli("maintain")
+    assert done.returncode == 0, done.stderr
+    assert not stray.exists()
+    assert files_on_disk(table) == 31  # the rewrite's 30 sources stay: removed just now
 
 
 def test_maintain_writes_a_checkpoint(table, cli):

@@ -57,6 +57,9 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_KEY = "delta.checkpointInterval"
 LOG_RETENTION = "delta.logRetentionDuration"
+#: How long checkpoints keep the ``remove`` actions of rewritten files; maintenance sets
+#: it to its vacuum retention, after which those files are gone anyway.
+TOMBSTONE_RETENTION = "delta.deletedFileRetentionDuration"
 #: The log retention of the tables the sink creates: ``[maintenance] log_retention``'s
 #: default, which scheduled maintenance then keeps set to what the pipeline says. Without
 #: it delta-rs keeps 30 days of log entries, and a commit to a local table lists the
