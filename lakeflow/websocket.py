@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import ClassVar
-
-import aiohttp
-from aiohttp import WSMsgType
+from typing import TYPE_CHECKING, ClassVar
 
 from lakeflow.errors import SourceError
 from lakeflow.secrets import mask_uri
 from lakeflow.sources import Feed, StreamingSource
+
+if TYPE_CHECKING:
+    # aiohttp is imported where a connection is made, not with the module: plugins
+    # subclass WebSocketSource, and `lakeflow validate` or `list-sources` never connect
+    # (aiohttp costs ~0.3 s of their start-up; bench/README.md, "startup.py").
+    import aiohttp
 
 #: Handshake statuses that say this endpoint does not serve the stream (it moved, or
 #: never existed here): worth trying the next known endpoint at once.
@@ -104,6 +107,8 @@ class WebSocketSource(StreamingSource):
 
     async def open(self) -> None:
         """One HTTP session for the life of the source; every connection reuses it."""
+        import aiohttp
+
         self._session = aiohttp.ClientSession(headers={"User-Agent": "lakeflow"})
 
     async def close(self) -> None:
@@ -113,6 +118,8 @@ class WebSocketSource(StreamingSource):
             self._session = None
 
     async def _connect(self) -> aiohttp.ClientWebSocketResponse:
+        import aiohttp
+
         if self._session is None:
             await self.open()
         assert self._session is not None
@@ -128,6 +135,8 @@ class WebSocketSource(StreamingSource):
         return ws
 
     async def stream(self, feed: Feed) -> None:
+        import aiohttp
+
         try:
             ws = await asyncio.wait_for(self._connect(), self.open_timeout)
         except aiohttp.WSServerHandshakeError as exc:
@@ -156,6 +165,8 @@ class WebSocketSource(StreamingSource):
         self, ws: aiohttp.ClientWebSocketResponse, feed: Feed, dedup: set[bytes] | None
     ) -> aiohttp.WSMessage:
         """Emit every data frame until the connection ends; returns the ending message."""
+        from aiohttp import WSMsgType
+
         receive, emit = ws.receive, feed.emit
         text, binary = WSMsgType.TEXT, WSMsgType.BINARY
         # After a roll-over, the new connection first repeats what the old one carried
@@ -234,6 +245,8 @@ class WebSocketSource(StreamingSource):
 
 def _closed_error(ws: aiohttp.ClientWebSocketResponse, message: aiohttp.WSMessage) -> Exception:
     """A ConnectionError that says how the connection ended."""
+    from aiohttp import WSMsgType
+
     if message.type is WSMsgType.ERROR:
         return ConnectionError(f"connection lost: {message.data}")
     code = ws.close_code

@@ -6,13 +6,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import aiohttp
 import polars as pl
 from pydantic import Field as ConfigField
 
 import lakeflow
 from lakeflow import DECIMAL, TIMESTAMP, Batch, Decoded, Field, TableSchema
+
+if TYPE_CHECKING:  # imported where used: this plugin loads in every `lakeflow` command
+    import aiohttp
 
 RECORD = TableSchema(
     name="test_record",
@@ -127,6 +130,8 @@ class HttpTestSource(lakeflow.PollingSource):
     Config = HttpPollConfig
 
     async def open(self) -> None:
+        import aiohttp
+
         self._session = aiohttp.ClientSession()
 
     async def close(self) -> None:
