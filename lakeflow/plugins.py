@@ -73,30 +73,48 @@ def load(pm: pluggy.PluginManager | None = None, *, entry_points: bool = True) -
             try:
                 pm.register(ep.load(), name=ep.name)
             except Exception as exc:
-                registry.errors[ep.name] = _describe(exc)
+                _record(registry, ep.name, _describe(exc))
                 registry.plugins[ep.name] = dist
     for module_name in BUILTINS:
         if pm.get_plugin(module_name) is None:
             pm.register(importlib.import_module(module_name), name=module_name)
-    try:
-        pm.check_pending()
-    except pluggy.PluginValidationError as exc:
-        name = pm.get_name(exc.plugin) or str(exc.plugin)
-        registry.errors[name] = f"implements an unknown hook: {exc}"
-        pm.unregister(exc.plugin)
+    # check_pending() stops at the first plugin with an unknown hook: ask again until
+    # every such plugin is reported and unloaded, not only the first.
+    while True:
+        try:
+            pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            name = pm.get_name(exc.plugin) or str(exc.plugin)
+            _record(registry, name, f"implements an unknown hook: {exc}")
+            pm.unregister(exc.plugin)
+        else:
+            break
 
     for name, _plugin in pm.list_name_plugin():
         registry.plugins[name] = dist_of.get(name, ("lakeflow-core", _core_version()))
+    # Built-ins register first, so that a plugin claiming a built-in's name is the one
+    # refused; the others in the order they were loaded.
+    order = [name for name, _ in pm.list_name_plugin()]
+    order.sort(key=lambda name: name not in BUILTINS)
 
-    def each(hook: pluggy.HookCaller, register: Callable[[Any], None]) -> None:
-        for impl in hook.get_hookimpls():
+    def each(hook_name: str, register: Callable[[str, Any], None]) -> None:
+        # One plugin at a time through pluggy's own caller, so that an implementation
+        # taking fewer arguments than the spec works (hooks only ever grow) and one
+        # plugin's error does not stop the others' registrations.
+        for plugin_name in order:
+            plugin = pm.get_plugin(plugin_name)
+            if plugin is None or not any(
+                impl.plugin is plugin for impl in getattr(pm.hook, hook_name).get_hookimpls()
+            ):
+                continue
+            others = [p for name, p in pm.list_name_plugin() if name != plugin_name]
+            caller = pm.subset_hook_caller(hook_name, remove_plugins=others)
             try:
-                impl.function(register=lambda item, _p=impl.plugin_name: register((_p, item)))
+                caller(register=lambda item, _p=plugin_name: register(_p, item))
             except Exception as exc:
-                registry.errors[impl.plugin_name] = _describe(exc)
+                _record(registry, plugin_name, _describe(exc))
 
-    def add_schema(entry: tuple[str, TableSchema]) -> None:
-        _plugin, schema = entry
+    def add_schema(_plugin: str, schema: TableSchema) -> None:
         if not isinstance(schema, TableSchema):
             raise TypeError(f"register_schemas got {schema!r}, not a TableSchema")
         known = registry.schemas.get(schema.name)
@@ -104,8 +122,7 @@ def load(pm: pluggy.PluginManager | None = None, *, entry_points: bool = True) -
             raise ValueError(f"schema {schema.name!r} is already registered with other columns")
         registry.schemas[schema.name] = schema
 
-    def add_source(entry: tuple[str, type[Source]]) -> None:
-        plugin, cls = entry
+    def add_source(plugin: str, cls: type[Source]) -> None:
         if not (isinstance(cls, type) and issubclass(cls, StreamingSource | PollingSource)):
             raise TypeError(
                 f"register_sources got {cls!r}: subclass lakeflow.StreamingSource or PollingSource"
@@ -121,23 +138,36 @@ def load(pm: pluggy.PluginManager | None = None, *, entry_points: bool = True) -
         dist, version = registry.plugins.get(plugin, (None, None))
         registry.sources[cls.type] = SourceInfo(cls, plugin, dist, version)
 
-    def add_sink(entry: tuple[str, type[Sink]]) -> None:
-        _plugin, cls = entry
+    sink_plugins: dict[str, str] = {}
+
+    def add_sink(plugin: str, cls: type[Sink]) -> None:
         if not (isinstance(cls, type) and issubclass(cls, Sink)):
             raise TypeError(f"register_sinks got {cls!r}: subclass lakeflow.Sink")
+        if cls.type in registry.sinks and registry.sinks[cls.type] is not cls:
+            raise ValueError(
+                f"sink type {cls.type!r} is already registered by plugin {sink_plugins[cls.type]!r}"
+            )
         registry.sinks[cls.type] = cls
+        sink_plugins[cls.type] = plugin
 
-    each(pm.hook.register_schemas, add_schema)
-    each(pm.hook.register_sinks, add_sink)
-    each(pm.hook.register_sources, add_source)
+    each("register_schemas", add_schema)
+    each("register_sinks", add_sink)
+    each("register_sources", add_source)
     # A source whose schema nobody registered cannot run: say so by plugin, not at run time.
     for kind, info in list(registry.sources.items()):
         if info.cls.schema not in registry.schemas:
-            registry.errors.setdefault(
+            _record(
+                registry,
                 info.plugin,
                 f"source {kind!r} writes schema {info.cls.schema!r}, which is not registered",
             )
     return registry
+
+
+def _record(registry: Registry, plugin: str, error: str) -> None:
+    """Add ``error`` to what is reported for ``plugin``, after any earlier one."""
+    known = registry.errors.get(plugin)
+    registry.errors[plugin] = error if known is None else f"{known}; {error}"
 
 
 def _describe(exc: BaseException) -> str:

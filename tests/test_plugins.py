@@ -10,6 +10,7 @@ import polars as pl
 
 import lakeflow
 from lakeflow.plugins import load
+from lakeflow.sinks.delta import DeltaSink
 
 
 class GoodSource(lakeflow.PollingSource):
@@ -87,6 +88,74 @@ def test_plugin_implementing_an_unknown_hook_is_reported_by_name(pm):
     registry = load(pm, entry_points=False)
     assert "unknown hook" in registry.errors["wrong"]
     assert "delta" in registry.sinks
+
+
+class FewerArgumentsPlugin:
+    """Implements a hook with fewer arguments than its spec, as pluggy allows."""
+
+    called = False
+
+    @lakeflow.hookimpl
+    def register_schemas(self):
+        FewerArgumentsPlugin.called = True
+
+
+def test_hook_implementation_taking_fewer_arguments_than_the_spec_is_called(pm):
+    pm.register(FewerArgumentsPlugin(), name="fewer")
+    registry = load(pm, entry_points=False)
+    assert FewerArgumentsPlugin.called
+    assert "fewer" not in registry.errors
+
+
+class OtherWrongHookPlugin:
+    @lakeflow.hookimpl
+    def register_sinkz(self, register):
+        pass
+
+
+def test_every_plugin_implementing_an_unknown_hook_is_reported(pm):
+    pm.register(WrongHookPlugin(), name="wrong")
+    pm.register(OtherWrongHookPlugin(), name="also_wrong")
+    registry = load(pm, entry_points=False)
+    assert "register_sauces" in registry.errors["wrong"]
+    assert "register_sinkz" in registry.errors["also_wrong"]
+    assert pm.get_plugin("also_wrong") is None
+
+
+class SecondDeltaSinkPlugin:
+    @lakeflow.hookimpl
+    def register_sinks(self, register):
+        class Impostor(DeltaSink):
+            pass
+
+        register(Impostor)
+
+
+def test_sink_type_registered_twice_is_refused_and_the_first_kept(pm):
+    pm.register(SecondDeltaSinkPlugin(), name="impostor")
+    registry = load(pm, entry_points=False)
+    assert registry.sinks["delta"] is DeltaSink
+    assert (
+        "sink type 'delta' is already registered by plugin 'lakeflow.sinks.delta'"
+        in (registry.errors["impostor"])
+    )
+
+
+class TwiceBrokenPlugin:
+    @lakeflow.hookimpl
+    def register_schemas(self, register):
+        raise RuntimeError("first failure")
+
+    @lakeflow.hookimpl
+    def register_sources(self, register):
+        raise RuntimeError("second failure")
+
+
+def test_every_error_of_one_plugin_is_reported(pm):
+    pm.register(TwiceBrokenPlugin(), name="twice")
+    registry = load(pm, entry_points=False)
+    assert "first failure" in registry.errors["twice"]
+    assert "second failure" in registry.errors["twice"]
 
 
 def test_lakeflow_plugins_variable_limits_which_plugins_load(monkeypatch):
