@@ -66,11 +66,18 @@ class Server:
             await asyncio.to_thread(self.stop.wait)
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+def rss_mb(pid: int) -> tuple[float, float]:
+    """RSS of ``pid`` and its anonymous part (heap, arenas, stacks), in MB.
+
+    The rest is file-backed: mapped library code (polars' and deltalake's native
+    libraries are most of it), shared between processes and reclaimable by the kernel.
+    """
+    values = {"Rss": 0, "Anonymous": 0}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if name in values:
+            values[name] = int(rest.split()[0])
+    return values["Rss"] / 1024, values["Anonymous"] / 1024
 
 
 def main() -> None:
@@ -95,15 +102,17 @@ def main() -> None:
     lakeflow = str(Path(sys.executable).parent / "lakeflow")
     log = open(folder / "run.log", "wb")  # noqa: SIM115 - lives as long as the collector
     collector = subprocess.Popen([lakeflow, "run"], cwd=folder, stdout=log, stderr=log)
-    samples: list[tuple[float, float]] = []
+    samples: list[tuple[float, float, float]] = []
     started = time.monotonic()
     try:
         while time.monotonic() - started < args.minutes * 60:
             time.sleep(10)
-            samples.append((round(time.monotonic() - started), round(rss_mb(collector.pid), 1)))
+            rss, anonymous = rss_mb(collector.pid)
+            samples.append((round(time.monotonic() - started), round(rss, 1), round(anonymous, 1)))
             if not args.json:
                 print(
-                    f"t={samples[-1][0]:>5}s rss={samples[-1][1]:>7.1f} MB sent={server.sent}",
+                    f"t={samples[-1][0]:>5}s rss={rss:>7.1f} MB (anonymous {anonymous:>6.1f}) "
+                    f"sent={server.sent}",
                     flush=True,
                 )
         server.stop.set()
@@ -121,8 +130,10 @@ def main() -> None:
         if (folder / "tables" / "_gaps").exists()
         else pl.DataFrame()
     )
-    rss = [r for _, r in samples]
+    rss = [r for _, r, _ in samples]
+    anonymous = [a for _, _, a in samples]
     later = rss[len(rss) // 3 :] or rss
+    later_anonymous = anonymous[len(anonymous) // 3 :] or anonymous
     result = {
         "minutes": args.minutes,
         "rate": args.rate,
@@ -136,6 +147,8 @@ def main() -> None:
         "rss_first_mb": rss[0] if rss else None,
         "rss_min_after_warmup_mb": min(later) if later else None,
         "rss_max_after_warmup_mb": max(later) if later else None,
+        "anonymous_first_mb": anonymous[0] if anonymous else None,
+        "anonymous_max_after_warmup_mb": max(later_anonymous) if later_anonymous else None,
         "folder": str(folder),
     }
     print(json.dumps(result) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
