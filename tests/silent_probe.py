@@ -42,7 +42,14 @@ def main(lakeflow: str, pipeline: str, metrics: str, deadline: float) -> int:
         time.sleep(0.2)
     seen["metrics"] = get(f"{metrics}/metrics")[1]
     for args, key in ((["status", pipeline], "status"), (["status", pipeline, "--json"], "json")):
-        done = subprocess.run([lakeflow, *args], capture_output=True, text=True, timeout=30)
+        # `lakeflow status` reads the status files, which the collector rewrites every
+        # second: on a busy machine the first read may predate the silence /healthz saw.
+        asked = time.time()
+        while True:
+            done = subprocess.run([lakeflow, *args], capture_output=True, text=True, timeout=30)
+            if done.returncode != 0 or time.time() - asked > 5:
+                break
+            time.sleep(0.2)
         seen[key] = done.stdout + done.stderr
         seen[f"{key}_exit"] = done.returncode
     collector.send_signal(signal.SIGINT)
