@@ -37,8 +37,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-# The child-process runner and the machine description are ingest.py's, shared.
+# The child-process runner and the machine description are ingest.py's, shared. The
+# test suite's plugin (``test_sequence``) is not installed: it is found by path.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(
+    0, str(Path(__file__).resolve().parents[1] / "tests/plugins/lakeflow_testsource/src")
+)
 from ingest import machine, run_child
 
 SOURCE = "long"

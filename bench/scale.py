@@ -40,6 +40,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from seaweedfs import SECRET_KEY, SeaweedFS  # noqa: E402
 
 LAKEFLOW = str(Path(sys.executable).parent / "lakeflow")
+#: The test suite's plugin (``test_sequence``), not installed: found by path.
+TEST_PLUGINS = str(ROOT / "tests" / "plugins" / "lakeflow_testsource" / "src")
 
 
 def pipeline(server: SeaweedFS, uri: str, source: str, n: int) -> str:
@@ -67,7 +69,8 @@ def measure(server: SeaweedFS, folder: Path, collectors: int, n: int) -> dict[st
     uri = server.uri()
     table = f"{uri}/test_records"
     options = server.storage_options()
-    env = {**os.environ, "BENCH_S3_SECRET": SECRET_KEY}
+    pythonpath = os.pathsep.join(p for p in (TEST_PLUGINS, os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "BENCH_S3_SECRET": SECRET_KEY, "PYTHONPATH": pythonpath}
     processes = []
     names = [f"c{i + 1}" for i in range(collectors)]
     for name in names:

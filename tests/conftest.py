@@ -10,9 +10,12 @@ from pathlib import Path
 import pluggy
 import pytest
 
-from harness import LAKEFLOW
+from harness import LAKEFLOW, with_test_plugins
 from lakeflow.plugins import make_manager
 from seaweedfs import SeaweedFS, WeedUnavailable
+
+# Every `lakeflow` the suite starts finds the test plugin (see harness.TEST_PLUGINS).
+os.environ["PYTHONPATH"] = with_test_plugins(os.environ.get("PYTHONPATH"))
 
 
 @pytest.fixture

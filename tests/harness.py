@@ -19,6 +19,15 @@ from lakeflow.runtime import Runtime
 
 #: The console script of the environment the tests run in.
 LAKEFLOW = str(Path(sys.executable).parent / "lakeflow")
+#: The suite's own plugin, not installed: its module and entry point (a dist-info beside
+#: it) are found by path, in this process (pytest's ``pythonpath``) and in every
+#: ``lakeflow`` subprocess (PYTHONPATH, set by conftest.py).
+TEST_PLUGINS = str(Path(__file__).parent / "plugins" / "lakeflow_testsource" / "src")
+
+
+def with_test_plugins(pythonpath: str | None) -> str:
+    """``pythonpath`` with the test plugin's folder first."""
+    return os.pathsep.join(p for p in (TEST_PLUGINS, pythonpath) if p)
 
 
 def run(pm, tmp_path: Path, toml: str, *, until=None, once=False, timeout=20.0):

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import configparser
 import json
 import textwrap
+import tomllib
 from pathlib import Path
 
 import polars as pl
 
 import lakeflow
+from harness import TEST_PLUGINS, with_test_plugins
 from lakeflow.plugins import load
 from lakeflow.sinks.delta import DeltaSink
 
@@ -53,6 +56,24 @@ def test_third_party_plugin_is_found_through_its_entry_point():
     assert info.plugin == "testsource"
     assert info.distribution == "lakeflow-testsource"
     assert registry.schemas["test_record"].table == "test_records"
+
+
+def test_the_test_plugin_dist_info_declares_the_entry_point_of_its_pyproject():
+    plugin = Path(TEST_PLUGINS).parent
+    declared = tomllib.loads((plugin / "pyproject.toml").read_text())
+    info = Path(TEST_PLUGINS) / "lakeflow_testsource-0.1.0.dist-info"
+    entry_points = configparser.ConfigParser()
+    entry_points.read(info / "entry_points.txt")
+    assert dict(entry_points["lakeflow"]) == declared["project"]["entry-points"]["lakeflow"]
+    assert f"Version: {declared['project']['version']}" in (info / "METADATA").read_text()
+
+
+def test_the_test_plugin_is_not_in_the_environment_uv_run_builds():
+    # `uv run lakeflow run` in a fresh clone installs the project and its default groups:
+    # a user's `lakeflow list-sources` must not show the suite's test sources.
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    default = project["dependency-groups"]["dev"]
+    assert not [d for d in default if d.startswith("lakeflow-testsource")]
 
 
 def test_workspace_binance_plugins_are_found_through_entry_points():
@@ -188,7 +209,7 @@ def _broken_distribution(root: Path) -> Path:
 
 def test_list_sources_reports_a_broken_plugin_and_lists_the_rest(cli, tmp_path):
     site = _broken_distribution(tmp_path)
-    done = cli("list-sources", env={"PYTHONPATH": str(site)})
+    done = cli("list-sources", env={"PYTHONPATH": with_test_plugins(str(site))})
     assert done.returncode == 0, done.stderr
     assert "test_sequence" in done.stdout
     assert "BROKEN plugin broken: ImportError" in done.stderr
@@ -196,7 +217,7 @@ def test_list_sources_reports_a_broken_plugin_and_lists_the_rest(cli, tmp_path):
 
 def test_list_sources_json_has_errors_and_config_keys(cli, tmp_path):
     site = _broken_distribution(tmp_path)
-    done = cli("list-sources", "--json", env={"PYTHONPATH": str(site)})
+    done = cli("list-sources", "--json", env={"PYTHONPATH": with_test_plugins(str(site))})
     data = json.loads(done.stdout)
     by_type = {row["type"]: row for row in data["sources"]}
     assert by_type["test_sequence"]["kind"] == "streaming"
@@ -208,7 +229,7 @@ def test_list_sources_json_has_errors_and_config_keys(cli, tmp_path):
 def test_run_logs_a_broken_plugin_and_runs_the_others(cli, tmp_path, write_toml):
     site = _broken_distribution(tmp_path)
     write_toml('[sources.clock]\ntype = "test_clock"\ninterval = 0.1\n')
-    done = cli("run", "--once", env={"PYTHONPATH": str(site)})
+    done = cli("run", "--once", env={"PYTHONPATH": with_test_plugins(str(site))})
     assert done.returncode == 0, done.stderr
     assert "plugin broken failed to load" in done.stderr
     assert (tmp_path / "tables" / "test_records" / "_delta_log").is_dir()
