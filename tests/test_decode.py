@@ -119,3 +119,21 @@ def test_decode_json_rejects_more_decimals_than_the_column_keeps_exactly():
     assert [i for i, _ in decoded.rejects] == [0]
     assert "more than 18 decimals" in decoded.rejects[0][1]
     assert decoded.rows["price"].to_list() == [Decimal("1.123456789012345678")]
+
+
+def test_decode_json_derives_columns_from_the_decoded_ones_of_the_rows_it_keeps():
+    decoded = decode_json(
+        batch_of(good(1), b'{"E": 1, "o": {"s": "X", "p": "n/a"}}', good(2)),
+        FIELDS,
+        derive={"day": pl.col("time").dt.date(), "label": pl.col("symbol") + "!"},
+    )
+    assert decoded.rows["label"].to_list() == ["S1!", "S2!"]
+    assert decoded.rows["day"].cast(pl.String).to_list() == ["2024-11-24", "2024-11-24"]
+    assert [i for i, _ in decoded.rejects] == [1]
+
+
+def test_decode_json_columns_picks_and_orders_the_output():
+    decoded = decode_json(
+        batch_of(good(1)), FIELDS, constants={"exchange": "x"}, columns=["exchange", "price"]
+    )
+    assert decoded.rows.columns == ["exchange", "price"]

@@ -95,15 +95,13 @@ class BinanceLiquidationsSource(WebSocketSource):
 
     def decode(self, batch: Batch) -> Decoded:
         """Decode a batch of frames in one vectorized pass; bad frames become rejects."""
-        decoded = decode_json(
+        return decode_json(
             batch,
             self._fields,
             constants=self._constants,
             ignore=self._ignore,
             ignore_keys=("id",),
             checks=self._checks,
+            derive={"date": pl.col("trade_time").dt.date()},
+            columns=list(LIQUIDATION.columns),
         )
-        decoded.rows = decoded.rows.with_columns(date=pl.col("trade_time").dt.date()).select(
-            list(LIQUIDATION.columns)
-        )
-        return decoded
