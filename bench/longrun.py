@@ -311,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     scale = args.flush_interval / DEFAULT_FLUSH
     base = defaults()
     if args.log_retention is not None:
-        from lakeflow.config import parse_duration
+        from lakeflow.units import parse_duration
 
         base["log_retention"] = parse_duration(args.log_retention)
     if args.maintenance_every is None:

@@ -245,7 +245,7 @@ def validate(pipeline: str) -> None:
 
 def _describe_endpoints(spec: SourceSpec) -> None:
     """The URLs a source will use and, for a stream, the silence that is normal."""
-    from lakeflow.config import format_duration
+    from lakeflow.units import format_duration
 
     try:
         source = spec.cls(spec.name, spec.config)
@@ -370,7 +370,7 @@ def status(pipeline: str, as_json: bool) -> None:
 @pipeline_argument
 def tables(pipeline: str) -> None:
     """Show each table: version, files, rows, bytes and last commit time."""
-    from lakeflow.config import format_size
+    from lakeflow.units import format_size
 
     lake = _lake(pipeline)
     infos = [lake.info(t) for t in lake.tables]

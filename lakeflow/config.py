@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from lakeflow.errors import ConfigError
 from lakeflow.pipeline_file import read_toml
 from lakeflow.secrets import add_secret, is_secret_key
+from lakeflow.units import parse_duration, parse_size
 
 if TYPE_CHECKING:
     from lakeflow.plugins import Registry
@@ -144,68 +145,6 @@ class MetricsConfig(_Strict):
         description="host:port serving /metrics and /healthz (unset: no server).",
     )
     _check_listen = field_validator("listen")(lambda value: _listen_address(value))
-
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|KiB|MiB|GiB)?\s*$", re.IGNORECASE)
-_SIZE_UNITS = {
-    "b": 1,
-    "kb": 10**3,
-    "mb": 10**6,
-    "gb": 10**9,
-    "kib": 1 << 10,
-    "mib": 1 << 20,
-    "gib": 1 << 30,
-}
-
-
-def parse_duration(value: Any) -> Any:
-    """Seconds from a number (as elsewhere in the file) or a string with a unit.
-
-    Units: ``s``, ``m``, ``h``, ``d``, ``w`` (``"90s"``, ``"15m"``, ``"6h"``, ``"7d"``).
-    """
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if not match:
-            raise ValueError(
-                f"{value!r} is not a duration: use seconds (3600) or a number with a unit "
-                's, m, h, d or w ("1h", "7d")'
-            )
-        return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-    return value
-
-
-def parse_size(value: Any) -> Any:
-    """Bytes from an integer or ``"128MiB"``/``"100MB"`` (KiB/MiB/GiB are powers of 1024)."""
-    if isinstance(value, str):
-        match = _SIZE.match(value)
-        if not match:
-            raise ValueError(
-                f"{value!r} is not a size: use bytes (134217728) or a number with a unit "
-                'B, KB, MB, GB, KiB, MiB or GiB ("128MiB")'
-            )
-        return int(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()])
-    return value
-
-
-def format_size(n: int) -> str:
-    """Bytes for people: ``"4.6 GB"`` (powers of 1024)."""
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1024 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
-
-
-def format_duration(seconds: float) -> str:
-    """The shortest exact way to write ``seconds`` with one unit: ``"1h"``, ``"7d"``, ``"0.5s"``."""
-    for unit in ("w", "d", "h", "m"):
-        size = _DURATION_UNITS[unit]
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
 
 
 class MaintenanceConfig(_Strict):

@@ -36,11 +36,12 @@ import polars as pl
 from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
-from lakeflow.config import MaintenanceConfig, format_duration, format_size
+from lakeflow.config import MaintenanceConfig
 from lakeflow.lease import LeaseHeld, lease
 from lakeflow.sinks import Sink, TableInfo
 from lakeflow.sinks.delta import LOG_RETENTION, TOMBSTONE_RETENTION, retention_interval, table_info
 from lakeflow.sinks.store import explain
+from lakeflow.units import format_duration, format_size
 
 #: Attempts at a rewrite that keeps losing commit races before giving up until next time.
 ATTEMPTS = 5

@@ -28,6 +28,7 @@ from matplotlib.ticker import FuncFormatter, ScalarFormatter
 from lakeflow.config import Pipeline
 from lakeflow.secrets import mask_uri
 from lakeflow.sinks import Sink
+from lakeflow.units import parse_duration
 
 #: matplotlib draws at this many pixels per inch; a figure of W/DPI x H/DPI inches is W x H px.
 DPI = 100
@@ -50,8 +51,6 @@ _BUCKETS = [
     (timedelta(days=60), "6h", "6 h"),
 ]
 _DAILY = ("1d", "1 day")
-_DURATION = re.compile(r"(\d+)([smhdw])")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 class PlotError(Exception):
@@ -92,18 +91,15 @@ class Window:
     label: str
 
 
-def parse_duration(text: str) -> timedelta:
-    """``90m``, ``24h``, ``7d``, ``1h30m``: a positive duration (s, m, h, d, w)."""
-    compact = text.replace(" ", "").lower()
-    if not compact or _DURATION.sub("", compact):
-        raise PlotError(f"--since: {text!r} is not a duration (use e.g. 90m, 24h, 7d)")
-    total = sum(
-        (timedelta(**{_UNITS[unit]: int(n)}) for n, unit in _DURATION.findall(compact)),
-        timedelta(),
-    )
-    if total <= timedelta():
+def parse_since(text: str) -> timedelta:
+    """``--since``: a positive duration in the grammar of the pipeline file (lakeflow.units)."""
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise PlotError(f"--since: {exc}") from None
+    if seconds <= 0:
         raise PlotError(f"--since: {text!r} is not a positive duration")
-    return total
+    return timedelta(seconds=seconds)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -181,7 +177,7 @@ def draw_chart(
     if chart is None:
         raise PlotError(f"no chart named {kind!r} (choose {' or '.join(KINDS)})")
     width, height = parse_size(size)
-    span = parse_duration(since)
+    span = parse_since(since)
     if chart is PRICES and not symbol:
         raise PlotError("prices: --symbol is required (one price line per chart)")
     end = until or datetime.now(UTC)
@@ -325,7 +321,7 @@ def _time_axis(axes: Axes, window: Window) -> None:
 
 def _bucket_days(every: str) -> float:
     """A duration such as ``5m`` in days, matplotlib's unit of time."""
-    return timedelta(**{_UNITS[every[-1]]: int(every[:-1])}) / timedelta(days=1)
+    return parse_duration(every) / 86_400
 
 
 def _draw_liquidations(

@@ -303,7 +303,7 @@ def test_the_readme_maintenance_section_is_valid_and_the_defaults(tmp_path):
 
 def test_validate_shows_the_maintenance_schedule(cli, write_toml):
     configure(write_toml, 'interval = "6h"')
-    assert "maintenance: every 6h: target 128.0 MB files" in cli("validate").stdout
+    assert "maintenance: every 6h: target 128.0 MiB files" in cli("validate").stdout
     configure(write_toml, "enabled = false")
     assert "maintenance: off" in cli("validate").stdout
 

@@ -20,7 +20,7 @@ from PIL import Image
 import lakeflow
 from lakeflow.cli import cli as lakeflow_cli
 from lakeflow.config import Pipeline, load_pipeline
-from lakeflow.plot import bucket_for, parse_duration
+from lakeflow.plot import bucket_for, parse_since
 from lakeflow.plugins import load
 from lakeflow.sinks.delta import DeltaSink
 
@@ -314,7 +314,7 @@ def test_two_liquidation_tables_in_the_pipeline_ask_for_table(tmp_path, write_to
     )
 
 
-@pytest.mark.parametrize("since", ["24x", "h", "0h", "-1h", "1.5h"])
+@pytest.mark.parametrize("since", ["24x", "h", "0h", "-1h", "1h 30"])
 def test_bad_since_exits_2(plot, liquidations, since):
     done = plot("liquidations", "--since", since, "-o", "chart.png")
     assert done.exit_code == 2
@@ -341,8 +341,12 @@ def test_plot_has_help():
 
 
 def test_compound_durations_add_up():
-    assert parse_duration("1h30m") == timedelta(minutes=90)
-    assert parse_duration("2w") == timedelta(days=14)
+    assert parse_since("1h30m") == timedelta(minutes=90)
+    assert parse_since("2w") == timedelta(days=14)
+
+
+def test_since_takes_the_pipeline_files_fractional_durations():
+    assert parse_since("1.5h") == timedelta(minutes=90)
 
 
 @pytest.mark.parametrize(
@@ -350,7 +354,7 @@ def test_compound_durations_add_up():
     [("90m", "1m"), ("6h", "1m"), ("24h", "5m"), ("3d", "15m"), ("7d", "1h"), ("30d", "6h")],
 )
 def test_bars_widen_with_the_window(since, bucket):
-    assert bucket_for(parse_duration(since))[0] == bucket
+    assert bucket_for(parse_since(since))[0] == bucket
 
 
 def test_the_installed_command_draws_a_chart(cli, pipeline, liquidations, tmp_path):
