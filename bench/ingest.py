@@ -655,6 +655,58 @@ def lakeflow_run(
     return report
 
 
+STAGES = ("receive", "decode")
+
+
+def lakeflow_stage(
+    ws_url: str, n: int, timeout: float, sink: dict[str, Any], runtime: dict[str, Any], stage: str
+) -> dict[str, Any]:
+    """(b) cut short after ``stage``, to attribute its memory: what each step adds.
+
+    ``receive``: payloads are read, spooled, buffered and taken in batches, then dropped
+    (no decode, no commit). ``decode``: batches are decoded as usual and the rows dropped
+    (no commit). Everything else is (b)'s real runtime and source. The cut is made by
+    replacing the committer's decode and the sink's commit in this child process only.
+    """
+    import logging
+
+    from lakeflow.config import load_pipeline
+    from lakeflow.plugins import load
+    from lakeflow.runtime import Runtime
+    from lakeflow.runtime.committer import Committer
+    from lakeflow.sinks.delta import DeltaSink
+    from lakeflow.sources import Decoded
+
+    def no_commit(*_args: Any, **_kwargs: Any) -> bool:
+        return True
+
+    DeltaSink.commit = no_commit  # type: ignore[method-assign]
+    Committer._check_owner = lambda *_args: None  # type: ignore[method-assign]
+    if stage == "receive":
+        Committer._decode = lambda self, _batch: Decoded(rows=self.spec.schema.empty())  # type: ignore[method-assign]
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    with tempfile.TemporaryDirectory(prefix="lakeflow-bench-") as folder:
+        path = write_pipeline(Path(folder), ws_url, sink, runtime)
+        registry = load()
+        pipeline = load_pipeline(path, registry)
+
+        def done(stats: dict[str, Any]) -> bool:
+            buffer = stats[SOURCE].buffer
+            return buffer is not None and buffer.taken >= n
+
+        lakeflow = Runtime(pipeline, registry, stop_when=done)
+        memory = MemorySampler(lakeflow.stats)
+        memory.sample()
+        started = time.time()
+        memory.start()
+        try:
+            asyncio.run(asyncio.wait_for(lakeflow.run(), timeout))
+        finally:
+            memory.stop()
+        seconds = time.time() - started
+    return {"stage": stage, "rate": n / seconds, "peak_rss_mb": _peak_rss_mb(), **memory.peak}
+
+
 class MemorySampler:
     """Where (b)'s memory is, sampled every 50 ms from ``/proc/self/smaps_rollup``.
 
@@ -1033,6 +1085,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     b_runs: list[dict[str, Any]] = []
     c_runs: list[dict[str, Any]] = []
     p_runs: list[dict[str, Any]] = []
+    stage_runs: list[dict[str, Any]] = []
     peer, peer_error = None, None
     if "p" in args.only:
         try:
@@ -1056,6 +1109,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 sink = {"flush_interval": args.flush_interval, **args.sink}
                 b_args = (sender.url(), n, timeout, sink, args.runtime)
                 b_runs.append(sender.run(ctx, lakeflow_run, b_args, timeout + 30))
+            if sender is not None and args.stages:
+                for stage in STAGES:
+                    s_args = (sender.url(), n, timeout, args.sink, args.runtime, stage)
+                    stage_runs.append(sender.run(ctx, lakeflow_stage, s_args, timeout + 30))
             if "c" in args.only and args.c_n:
                 c_runs.append(run_child(ctx, per_message_commits, (args.c_n,), 60 + args.c_n))
     finally:
@@ -1089,7 +1146,22 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         },
         "b": detail,
         "peer": peer_figures,
-        "runs": {"a": a_runs, "a_tls": a_tls_runs, "b": b_runs, "c": c_runs, "p": p_runs},
+        "stages": {
+            stage: {
+                key: _median([r for r in stage_runs if r["stage"] == stage], key)
+                for key in ("rate", "peak_rss_mb", "anonymous_mb", "file_backed_mb")
+            }
+            for stage in STAGES
+            if any(r["stage"] == stage for r in stage_runs)
+        },
+        "runs": {
+            "a": a_runs,
+            "a_tls": a_tls_runs,
+            "b": b_runs,
+            "c": c_runs,
+            "p": p_runs,
+            "stages": stage_runs,
+        },
         "targets": {
             "b_over_a>=0.85": _at_least(b_over_a, 0.85),
             "b_over_c>=1000": _at_least(b_over_c, 1000),
@@ -1187,6 +1259,13 @@ def print_summary(r: dict[str, Any]) -> None:
             "(b) CPU seconds by thread: "
             + ", ".join(f"{group} {seconds:.2f}" for group, seconds in cpu.items() if seconds)
         )
+    for stage, figures in r.get("stages", {}).items():
+        print(
+            f"(b) cut after {stage}: {_num(figures['rate'], ',.0f')} msg/s, peak RSS "
+            f"{_num(figures['peak_rss_mb'], '.0f')} MB, at the highest sample "
+            f"{_num(figures['anonymous_mb'], '.0f')} MB anonymous + "
+            f"{_num(figures['file_backed_mb'], '.0f')} MB file-backed"
+        )
     print(
         f"(c) one commit per message: {_num(r['c_rate'], ',.1f')} msg/s (N={r['c_n']}, "
         f"extrapolated); (b) / (c) {_num(r['b_over_c'], ',.0f')} "
@@ -1217,6 +1296,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--only",
         default="apbc",
         help="which figures to measure, e.g. 'b' to profile (b) alone, 'ap' without lakeflow",
+    )
+    parser.add_argument(
+        "--stages",
+        action="store_true",
+        help="also run (b) cut after receiving and after decoding, to attribute its memory",
     )
     parser.add_argument(
         "--peer-python",
