@@ -49,7 +49,10 @@ def rss() -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=50_000, help="payloads per batch (50000)")
+    rows = SinkConfig.model_fields["flush_rows"].default
+    parser.add_argument(
+        "--rows", type=int, default=rows, help=f"payloads per batch (flush_rows: {rows})"
+    )
     parser.add_argument("--batches", type=int, default=3, help="batches in a row (3)")
     parser.add_argument("--slice", type=int, default=DECODE_SLICE, help="payloads per decode")
     args = parser.parse_args()

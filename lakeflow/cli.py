@@ -8,12 +8,12 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from lakeflow import logs
-from lakeflow.errors import ConfigError, SchemaMismatch
+from lakeflow.errors import ConfigError, SchemaMismatch, SinkError
 from lakeflow.scaffold import new_plugin
 from lakeflow.secrets import MASK, is_secret_key, mask_uri, redact
 
@@ -38,7 +38,7 @@ pipeline_argument = click.argument(
 )
 
 
-def _fail(message: str, code: int = 2) -> None:
+def _fail(message: str, code: int = 2) -> NoReturn:
     click.echo(f"Error: {redact(message)}", err=True)
     sys.exit(code)
 
@@ -52,7 +52,6 @@ def _load(path: str) -> tuple[Registry, Pipeline]:
         return registry, load_pipeline(path, registry)
     except ConfigError as exc:
         _fail(str(exc))
-        raise  # unreachable; keeps type checkers content
 
 
 def _sink(registry: Registry, pipeline: Pipeline, *, check: bool = True) -> Sink:
@@ -61,17 +60,14 @@ def _sink(registry: Registry, pipeline: Pipeline, *, check: bool = True) -> Sink
     A missing bucket or refused credentials exit 2 here, before a command starts (a run
     before it opens any source, so nothing received can be lost).
     """
-    from lakeflow.sinks.store import StoreError
-
     try:
         sink = registry.sinks[pipeline.sink.type](pipeline.sink)
     except ConfigError as exc:
         _fail(f"{pipeline.path}: {exc}")
-        raise  # unreachable
     if check:
         try:
             sink.check()
-        except StoreError as exc:
+        except SinkError as exc:
             _fail(str(exc), code=2 if exc.config else 1)
     return sink
 
@@ -342,7 +338,6 @@ def status(pipeline: str, as_json: bool) -> None:
         names, state_dir = peek(pipeline)
     except ConfigError as exc:
         _fail(str(exc))
-        raise  # unreachable
     statuses = read_status(status_dir(state_dir), names)
     seen = {s.source for s in statuses}
     never = [name for name in names if name not in seen]

@@ -51,5 +51,21 @@ class CommitRefused(LakeflowError):
     """
 
 
+class SinkError(LakeflowError):
+    """A sink's store refused or could not be reached. The message says what to do.
+
+    ``config`` is True when a person must change something (a missing bucket, refused
+    credentials, a read-only folder) and retrying cannot help: ``lakeflow`` commands
+    exit 2 before they start, and a commit that raises it stops its source instead of
+    retrying (the payloads stay in the spool). False means it may pass (an outage): the
+    commands exit 1 and commits are retried. A sink raises it from ``check`` and
+    ``commit``.
+    """
+
+    def __init__(self, message: str, *, config: bool) -> None:
+        super().__init__(message)
+        self.config = config
+
+
 class TableNotFound(LakeflowError, LookupError):
     """A table that does not exist (yet) in the pipeline's sink; the message lists those that do."""

@@ -78,5 +78,7 @@ def register_sinks(register: Callable[[type[Sink]], None]) -> None:
     records the batch's sequence number for its source so that a retried batch is
     recognised and skipped (exactly once). It adds the columns a record schema gained
     to an existing table, and raises ``lakeflow.SchemaMismatch`` from ``check_schema``
-    (called before a source starts) and ``commit`` for any other change.
+    (called before a source starts) and ``commit`` for any other change. When its store
+    refuses or cannot be reached it raises ``lakeflow.SinkError`` (``config=True`` when a
+    person must change something): the CLI reports it and the runtime stops or retries.
     """

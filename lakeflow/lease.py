@@ -33,6 +33,8 @@ import polars as pl
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
+from lakeflow.errors import LakeflowError
+
 logger = logging.getLogger(__name__)
 
 #: The lease table's folder inside the maintained table.
@@ -45,7 +47,7 @@ VACUUM_EVERY = 100
 _ONCE = CommitProperties(max_commit_retries=0)
 
 
-class LeaseHeld(Exception):
+class LeaseHeld(LakeflowError):
     """Another maintainer holds the table's lease."""
 
     def __init__(self, holder: str, until: float) -> None:

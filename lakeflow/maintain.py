@@ -37,6 +37,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
 from lakeflow.config import MaintenanceConfig
+from lakeflow.errors import LakeflowError
 from lakeflow.lease import LeaseHeld, lease
 from lakeflow.sinks import Sink, TableInfo
 from lakeflow.sinks.delta import LOG_RETENTION, TOMBSTONE_RETENTION, retention_interval, table_info
@@ -182,7 +183,7 @@ def _with_retries(action: Callable[[], None], handle: DeltaTable) -> int:
     return ATTEMPTS
 
 
-class Busy(Exception):
+class Busy(LakeflowError):
     """Another maintenance of the table holds its lock or lease."""
 
 

@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, ScalarFormatter
 
 from lakeflow.config import Pipeline
+from lakeflow.errors import LakeflowError
 from lakeflow.secrets import mask_uri
 from lakeflow.sinks import Sink
 from lakeflow.units import parse_duration
@@ -53,7 +54,7 @@ _BUCKETS = [
 _DAILY = ("1d", "1 day")
 
 
-class PlotError(Exception):
+class PlotError(LakeflowError):
     """A chart that cannot be drawn as asked; the message says why, in one line."""
 
 

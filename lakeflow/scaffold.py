@@ -17,6 +17,8 @@ from typing import Literal
 
 import click
 
+from lakeflow.errors import LakeflowError
+
 Kind = Literal["streaming", "polling"]
 
 _NAME = re.compile(r"[a-z][a-z0-9]*(?:[_-][a-z0-9]+)*")
@@ -44,7 +46,7 @@ EXAMPLE_KEYS = {
 }
 
 
-class PluginNameError(ValueError):
+class PluginNameError(LakeflowError, ValueError):
     """NAME cannot name a plugin; the message says why and what would do."""
 
 

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 import polars as pl
 
 from lakeflow.config import RuntimeConfig, SinkConfig, SourceSpec
-from lakeflow.errors import CommitRefused, SchemaMismatch
+from lakeflow.errors import CommitRefused, LakeflowError, SchemaMismatch, SinkError
 from lakeflow.runtime.backoff import Backoff
 from lakeflow.runtime.buffer import PayloadBuffer, make_batch
 from lakeflow.runtime.spool import Block, Spool
@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 DECODE_SLICE = 25_000
 
 
-class SourceNameTaken(RuntimeError):
+class SourceNameTaken(LakeflowError, RuntimeError):
     """Another collector commits under this source's name to the same table.
 
     The name keys the exactly-once bookkeeping, so two writers sharing it would skip
@@ -53,18 +53,18 @@ def refused(exc: BaseException) -> bool:
     A full disk, an unreachable store, a conflict with another writer are not: those
     pass, and are retried.
     """
-    from lakeflow.sinks.store import StoreError, writes_refused
+    from lakeflow.sinks.store import writes_refused
 
     if isinstance(exc, SchemaMismatch | PermissionError):
         return True
-    if isinstance(exc, StoreError):
+    if isinstance(exc, SinkError):
         return exc.config
     # deltalake raises its own DeltaError as well as OSError for a refused write: the
     # operating system's words are the same in both.
     return writes_refused(str(exc))
 
 
-class CommitAbandoned(RuntimeError):
+class CommitAbandoned(LakeflowError, RuntimeError):
     """A stopping run could not commit a batch before its deadline."""
 
     def __init__(self, message: str, payloads: int) -> None:

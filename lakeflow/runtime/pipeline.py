@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from lakeflow.config import Pipeline, SourceSpec
-from lakeflow.errors import CommitRefused, SchemaMismatch, SourceError
+from lakeflow.errors import CommitRefused, LakeflowError, SchemaMismatch, SourceError
 from lakeflow.plugins import Registry
 from lakeflow.runtime.backoff import Backoff
 from lakeflow.runtime.committer import CommitAbandoned, Committer
@@ -43,7 +43,7 @@ class RunResult:
         return not self.failed
 
 
-class MetricsUnavailable(RuntimeError):
+class MetricsUnavailable(LakeflowError, RuntimeError):
     """The ``[metrics]`` server could not start (its port is taken, say)."""
 
 

@@ -37,6 +37,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from lakeflow.errors import LakeflowError
+
 logger = logging.getLogger(__name__)
 
 MAGIC = b"LFS1"
@@ -47,7 +49,7 @@ SUFFIX = ".spool"
 RETRY_SECONDS = 1.0
 
 
-class SpoolLocked(RuntimeError):
+class SpoolLocked(LakeflowError, RuntimeError):
     """Another process is using this source's spool (the same source is already running)."""
 
 

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import time
 
-from lakeflow.errors import SourceError
+from lakeflow.errors import LakeflowError, SourceError
 from lakeflow.runtime.backoff import Backoff
 from lakeflow.runtime.committer import Committer
 from lakeflow.runtime.stats import SourceState
@@ -33,7 +33,7 @@ LIKELY_CAUSES = (
 )
 
 
-class StreamSilent(Exception):
+class StreamSilent(LakeflowError):
     """The connection stayed open but carried no payload past ``silence_timeout``."""
 
 

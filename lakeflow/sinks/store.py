@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from lakeflow.errors import ConfigError, LakeflowError
+from lakeflow.errors import ConfigError, SinkError
 from lakeflow.secrets import mask_uri, redact
 
 #: URI schemes deltalake writes to as object stores (``file://`` is a local folder).
@@ -31,16 +31,15 @@ _CREDENTIAL_OPTIONS = {
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-class StoreError(LakeflowError):
-    """The object store refused or could not be reached. The message says what to do.
+class StoreError(SinkError):
+    """An object store or a local folder refused or could not be reached (credentials masked).
 
     ``config`` is True when a person must change something (a missing bucket, refused
     credentials) and retrying cannot help.
     """
 
     def __init__(self, message: str, *, config: bool) -> None:
-        super().__init__(redact(message))
-        self.config = config
+        super().__init__(redact(message), config=config)
 
 
 def is_remote(uri: str) -> bool:

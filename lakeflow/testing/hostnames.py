@@ -65,6 +65,7 @@ from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lakeflow.errors import LakeflowError
 from lakeflow.testing import namespace
 from lakeflow.testing.namespace import namespaces
 
@@ -78,7 +79,7 @@ _MARGIN = 30.0
 _PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "ws_proxy", "wss_proxy")
 
 
-class HostnamesError(RuntimeError):
+class HostnamesError(LakeflowError, RuntimeError):
     """The namespace or the stand-in could not be set up, or the command could not start."""
 
 

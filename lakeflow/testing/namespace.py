@@ -30,8 +30,10 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from yarl import URL
 
+from lakeflow.errors import LakeflowError
 
-class SetupError(RuntimeError):
+
+class SetupError(LakeflowError, RuntimeError):
     """The namespace, the server or the command could not be set up; goes to the report."""
 
 
