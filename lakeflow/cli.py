@@ -7,7 +7,6 @@ import logging
 import os
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
@@ -72,6 +71,18 @@ def _sink(registry: Registry, pipeline: Pipeline, *, check: bool = True) -> Sink
     return sink
 
 
+def _all_errors(registry: Registry) -> dict[str, str]:
+    """The plugins' errors: loading and registering, then adding commands (not twice)."""
+    errors = dict(registry.errors)
+    commands = cli._plugin_commands() if isinstance(cli, LakeflowGroup) else None
+    for plugin, error in (commands.errors if commands else {}).items():
+        if plugin not in errors:
+            errors[plugin] = error
+        elif error not in errors[plugin]:
+            errors[plugin] = f"{errors[plugin]}; {error}"
+    return errors
+
+
 def _lake(path: str) -> Lake:
     """The pipeline's tables for reading, after one round trip to the sink's store."""
     from lakeflow.lake import Lake
@@ -95,7 +106,34 @@ def main() -> None:
         sys.exit(1)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LakeflowGroup(click.Group):
+    """The ``lakeflow`` group: the built-in commands, then those the plugins add.
+
+    Plugins are asked for their commands (the ``register_commands`` hook) the first time
+    a command is looked up or listed, after every built-in is defined, so that a plugin
+    cannot take a built-in's name.
+    """
+
+    plugin_registry: Registry | None = None
+
+    def _plugin_commands(self) -> Registry:
+        if self.plugin_registry is None:
+            from lakeflow.plugins import load_commands
+
+            self.plugin_registry = load_commands(self)
+        return self.plugin_registry
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._plugin_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands:
+            self._plugin_commands()
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LakeflowGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="lakeflow-core", prog_name="lakeflow")
 def cli() -> None:
     """Collect market data into Delta Lake tables through plugins.
@@ -299,7 +337,7 @@ def list_sources(as_json: bool) -> None:
             }
         )
     if as_json:
-        errors = [{"plugin": p, "error": e} for p, e in registry.errors.items()]
+        errors = [{"plugin": p, "error": e} for p, e in _all_errors(registry).items()]
         click.echo(json.dumps({"sources": rows, "errors": errors}, indent=2, default=str))
         return
     if not rows:
@@ -313,7 +351,7 @@ def list_sources(as_json: bool) -> None:
             for k in row["config"]
         )
         click.echo(f"    config: {keys}")
-    for plugin, error in registry.errors.items():
+    for plugin, error in _all_errors(registry).items():
         click.echo(f"BROKEN plugin {plugin}: {error}", err=True)
 
 
@@ -516,34 +554,6 @@ def maintain(pipeline: str, only: tuple[str, ...], dry_run: bool) -> None:
             click.echo(f"{table}: no such table")
             continue
         click.echo(report.summary())
-
-
-@cli.command()
-@click.argument("args", nargs=-1, required=True, metavar="[PIPELINE] {liquidations|prices}")
-@click.option("--symbol", metavar="S", help="Only this symbol (required for prices).")
-@click.option(
-    "--since", default="24h", show_default=True, metavar="DURATION", help="Window: 90m, 24h, 7d."
-)
-@click.option("--until", metavar="TIME", help="Window end (ISO 8601, UTC). Default: now.")
-@click.option("--table", metavar="T", help="Read this table instead of the pipeline's.")
-@click.option(
-    "--size", default="1200x600", show_default=True, metavar="WxH", help="Size in pixels."
-)
-@click.option("-o", "--output", required=True, metavar="FILE", help="A .png, .svg or .html file.")
-def plot(args: tuple[str, ...], output: str, until: str | None, **options: Any) -> None:
-    """Draw liquidation notional by side over time, or a symbol's price, into a file."""
-    from lakeflow.plot import PlotError, output_format
-
-    if len(args) > 2:
-        raise click.UsageError("expected [PIPELINE] {liquidations|prices}")
-    pipeline, kind = args if len(args) == 2 else (DEFAULT_PIPELINE, args[0])
-    lake = _lake(pipeline)
-    try:
-        end = _utc(until, "--until")
-        output_format(Path(output))  # before any row is read
-        click.echo(lake.chart(kind, until=end, **options).save(output))
-    except PlotError as exc:
-        _fail(str(exc))
 
 
 cli.add_command(new_plugin)

@@ -7,9 +7,14 @@ named after these hooks, exposed through the ``lakeflow`` entry-point group::
     my_exchange = "lakeflow_my_exchange.plugin"
 
 Every hook is a *registration* hook: it is called once when the plugin manager loads,
-receives a ``register`` callback and calls it with classes or schemas. Hooks must not
-block or do I/O; the async runtime does the I/O later, through the classes registered.
-An implementation may take fewer arguments than the spec, so hooks only ever grow.
+receives a ``register`` callback (or the CLI, for commands) and calls it with classes,
+schemas or commands. Hooks must not block or do I/O; the async runtime does the I/O
+later, through the classes registered. An implementation may take fewer arguments than
+the spec, so hooks only ever grow.
+
+Every ``lakeflow`` command, ``--help`` included, imports each plugin's entry-point module
+to learn its commands: keep that module light (import polars, aiohttp or matplotlib
+inside the hook implementations or where they are used, not at its top).
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:  # only named in annotations: importing them here would load polars
+    import click
+
     from lakeflow.schema import TableSchema
     from lakeflow.sinks import Sink
     from lakeflow.sources import Source
@@ -81,4 +88,25 @@ def register_sinks(register: Callable[[type[Sink]], None]) -> None:
     (called before a source starts) and ``commit`` for any other change. When its store
     refuses or cannot be reached it raises ``lakeflow.SinkError`` (``config=True`` when a
     person must change something): the CLI reports it and the runtime stops or retries.
+    """
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add commands to the ``lakeflow`` command line.
+
+    ``cli`` is the ``lakeflow`` click group: add ``click`` commands to it with
+    ``cli.add_command(command)`` or the ``@cli.command()`` decorator. A command whose name
+    a built-in command or another plugin already has is refused and reported by
+    ``lakeflow list-sources``. Open the pipeline with ``lakeflow.Lake(path)``; for bad
+    input raise a ``click.ClickException`` (its message is printed as ``Error: ...``).
+
+    Example::
+
+        @lakeflow.hookimpl
+        def register_commands(cli):
+            @cli.command(help="Print trades per symbol.")
+            @click.argument("pipeline", default="lakeflow.toml")
+            def trades_summary(pipeline):
+                click.echo(lakeflow.Lake(pipeline).sql("SELECT ..."))
     """

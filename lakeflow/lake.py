@@ -10,16 +10,14 @@ its tables by name as polars LazyFrames. It starts no source and writes nothing:
     lake["liquidations"].filter(pl.col("symbol") == "BTCUSDT").collect()
     lake.sql("SELECT symbol, count(*) AS n FROM liquidations GROUP BY symbol")
     lake.gaps.collect()  # what the sources did not cover, and why
-    lake.chart("liquidations", since="24h")  # the chart `lakeflow plot` draws
 
 It reads through :meth:`lakeflow.Sink.scan`, so a local folder and an object store
-(with the pipeline's ``storage_options``) read the same. The CLI's ``tables``, ``query``
-and ``plot`` commands are built on it.
+(with the pipeline's ``storage_options``) read the same. The CLI's ``tables`` and
+``query`` commands are built on it, and so are plugins' commands (``lakeflow plot``).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,7 +29,6 @@ from lakeflow.system_tables import DEAD_LETTERS, GAPS
 
 if TYPE_CHECKING:
     from lakeflow.config import Pipeline
-    from lakeflow.plot import Chart
     from lakeflow.schema import TableSchema
     from lakeflow.sinks import Sink, TableInfo
 
@@ -184,35 +181,6 @@ class Lake:
                 "bytes": pl.Int64,
                 "last_commit": pl.Datetime("us", "UTC"),
             },
-        )
-
-    def chart(
-        self,
-        kind: str,
-        *,
-        symbol: str | None = None,
-        since: str = "24h",
-        until: datetime | None = None,
-        table: str | None = None,
-        size: str = "1200x600",
-    ) -> Chart:
-        """The chart ``lakeflow plot`` draws (``liquidations`` or ``prices``), not saved.
-
-        Its ``figure`` shows itself in a notebook; ``chart.save("x.png")`` writes it.
-        Raises :class:`lakeflow.plot.PlotError` for what cannot be drawn (an empty window,
-        an unknown symbol); needs matplotlib.
-        """
-        from lakeflow.plot import draw_chart
-
-        return draw_chart(
-            self.sink,
-            self.pipeline,
-            kind,
-            symbol=symbol,
-            since=since,
-            until=until,
-            table=table,
-            size=size,
         )
 
     def __repr__(self) -> str:

@@ -13,14 +13,20 @@ import os
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from lakeflow import hookspecs
-from lakeflow.schema import TableSchema
-from lakeflow.sinks import Sink
-from lakeflow.sources import PollingSource, Source, StreamingSource
+
+if TYPE_CHECKING:
+    # Not imported at run time: `load_commands` runs for every command, `--help`
+    # included, and these bring polars.
+    import click
+
+    from lakeflow.schema import TableSchema
+    from lakeflow.sinks import Sink
+    from lakeflow.sources import Source
 
 GROUP = "lakeflow"
 BUILTINS = ("lakeflow.sinks.delta", "lakeflow.system_tables")
@@ -45,6 +51,8 @@ class Registry:
     sinks: dict[str, type[Sink]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     plugins: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    #: Commands added by :func:`load_commands`, and the plugin each came from.
+    commands: dict[str, str] = field(default_factory=dict)
 
 
 def make_manager() -> pluggy.PluginManager:
@@ -54,12 +62,15 @@ def make_manager() -> pluggy.PluginManager:
     return pm
 
 
-def load(pm: pluggy.PluginManager | None = None, *, entry_points: bool = True) -> Registry:
-    """Load the entry-point plugins (unless disabled) and the built-ins into a registry."""
-    pm = pm or make_manager()
-    registry = Registry()
-    dist_of: dict[str, tuple[str | None, str | None]] = {}
+def _register(
+    pm: pluggy.PluginManager, registry: Registry, *, entry_points: bool, builtins: bool
+) -> list[str]:
+    """Register the entry-point plugins (unless disabled) and the built-ins on ``pm``.
 
+    Returns the plugins' names in the order their hooks are called: built-ins first, so
+    that a plugin claiming a built-in's name is the one refused, then the order loaded.
+    """
+    dist_of: dict[str, tuple[str | None, str | None]] = {}
     if entry_points:
         wanted = os.environ.get("LAKEFLOW_PLUGINS")
         allowed = None if wanted is None else {n.strip() for n in wanted.split(",") if n.strip()}
@@ -75,9 +86,10 @@ def load(pm: pluggy.PluginManager | None = None, *, entry_points: bool = True) -
             except Exception as exc:
                 _record(registry, ep.name, _describe(exc))
                 registry.plugins[ep.name] = dist
-    for module_name in BUILTINS:
-        if pm.get_plugin(module_name) is None:
-            pm.register(importlib.import_module(module_name), name=module_name)
+    if builtins:
+        for module_name in BUILTINS:
+            if pm.get_plugin(module_name) is None:
+                pm.register(importlib.import_module(module_name), name=module_name)
     # check_pending() stops at the first plugin with an unknown hook: ask again until
     # every such plugin is reported and unloaded, not only the first.
     while True:
@@ -89,30 +101,57 @@ def load(pm: pluggy.PluginManager | None = None, *, entry_points: bool = True) -
             pm.unregister(exc.plugin)
         else:
             break
-
     for name, _plugin in pm.list_name_plugin():
         registry.plugins[name] = dist_of.get(name, ("lakeflow-core", _core_version()))
-    # Built-ins register first, so that a plugin claiming a built-in's name is the one
-    # refused; the others in the order they were loaded.
     order = [name for name, _ in pm.list_name_plugin()]
     order.sort(key=lambda name: name not in BUILTINS)
+    return order
+
+
+def _call_each(
+    pm: pluggy.PluginManager,
+    registry: Registry,
+    order: list[str],
+    hook_name: str,
+    arguments: Callable[[str], dict[str, Any]],
+) -> None:
+    """Call ``hook_name`` of each plugin in ``order`` with ``arguments(plugin name)``.
+
+    One plugin at a time through pluggy's own caller, so that an implementation taking
+    fewer arguments than the spec works (hooks only ever grow) and one plugin's error
+    does not stop the others' registrations.
+    """
+    for plugin_name in order:
+        plugin = pm.get_plugin(plugin_name)
+        hook = getattr(pm.hook, hook_name)
+        if plugin is None or not any(impl.plugin is plugin for impl in hook.get_hookimpls()):
+            continue
+        others = [p for name, p in pm.list_name_plugin() if name != plugin_name]
+        caller = pm.subset_hook_caller(hook_name, remove_plugins=others)
+        try:
+            caller(**arguments(plugin_name))
+        except Exception as exc:
+            _record(registry, plugin_name, _describe(exc))
+
+
+def load(pm: pluggy.PluginManager | None = None, *, entry_points: bool = True) -> Registry:
+    """Load the entry-point plugins (unless disabled) and the built-ins into a registry."""
+    from lakeflow.schema import TableSchema
+    from lakeflow.sinks import Sink
+    from lakeflow.sources import PollingSource, StreamingSource
+
+    pm = pm or make_manager()
+    registry = Registry()
+    order = _register(pm, registry, entry_points=entry_points, builtins=True)
 
     def each(hook_name: str, register: Callable[[str, Any], None]) -> None:
-        # One plugin at a time through pluggy's own caller, so that an implementation
-        # taking fewer arguments than the spec works (hooks only ever grow) and one
-        # plugin's error does not stop the others' registrations.
-        for plugin_name in order:
-            plugin = pm.get_plugin(plugin_name)
-            if plugin is None or not any(
-                impl.plugin is plugin for impl in getattr(pm.hook, hook_name).get_hookimpls()
-            ):
-                continue
-            others = [p for name, p in pm.list_name_plugin() if name != plugin_name]
-            caller = pm.subset_hook_caller(hook_name, remove_plugins=others)
-            try:
-                caller(register=lambda item, _p=plugin_name: register(_p, item))
-            except Exception as exc:
-                _record(registry, plugin_name, _describe(exc))
+        _call_each(
+            pm,
+            registry,
+            order,
+            hook_name,
+            lambda plugin: {"register": lambda item: register(plugin, item)},
+        )
 
     def add_schema(_plugin: str, schema: TableSchema) -> None:
         if not isinstance(schema, TableSchema):
@@ -161,6 +200,33 @@ def load(pm: pluggy.PluginManager | None = None, *, entry_points: bool = True) -
                 info.plugin,
                 f"source {kind!r} writes schema {info.cls.schema!r}, which is not registered",
             )
+    return registry
+
+
+def load_commands(
+    cli: click.Group, pm: pluggy.PluginManager | None = None, *, entry_points: bool = True
+) -> Registry:
+    """Add the plugins' commands (their ``register_commands`` hook) to ``cli``.
+
+    Only the entry-point plugins are loaded (the built-ins add no command) and no other
+    hook is called, since every command, ``--help`` included, does this. A command whose
+    name is taken (a built-in, an earlier plugin's) is refused and recorded as the
+    plugin's error. ``Registry.commands`` maps each added command to its plugin.
+    """
+    import click
+
+    pm = pm or make_manager()
+    registry = Registry()
+    for plugin in _register(pm, registry, entry_points=entry_points, builtins=False):
+        staging = click.Group(name=cli.name)
+        _call_each(pm, registry, [plugin], "register_commands", lambda _p, g=staging: {"cli": g})
+        for name, command in staging.commands.items():
+            if name in cli.commands:
+                owner = registry.commands.get(name, "lakeflow itself")
+                _record(registry, plugin, f"command {name!r} is already one of {owner}'s")
+                continue
+            cli.add_command(command, name)
+            registry.commands[name] = plugin
     return registry
 
 

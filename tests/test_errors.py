@@ -16,8 +16,6 @@ from lakeflow.sinks.store import StoreError
 def lakeflow_exceptions() -> list[type[BaseException]]:
     found = []
     for info in pkgutil.walk_packages(lakeflow.__path__, "lakeflow."):
-        if info.name.endswith(".plot"):
-            continue  # needs matplotlib at import; covered below by name
         module = importlib.import_module(info.name)
         for _, obj in inspect.getmembers(module, inspect.isclass):
             if issubclass(obj, BaseException) and obj.__module__ == info.name:
@@ -32,12 +30,6 @@ def test_every_exception_class_of_lakeflow_derives_from_lakeflow_error():
         if not issubclass(cls, lakeflow.LakeflowError)
     ]
     assert not strays
-
-
-def test_plot_error_derives_from_lakeflow_error():
-    from lakeflow.plot import PlotError
-
-    assert issubclass(PlotError, lakeflow.LakeflowError)
 
 
 @pytest.mark.parametrize(("config", "stops"), [(True, True), (False, False)])

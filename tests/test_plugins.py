@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import configparser
 import json
+import re
+import subprocess
+import sys
 import textwrap
 import tomllib
 from pathlib import Path
 
+import click
 import polars as pl
+from click.testing import CliRunner
 
 import lakeflow
 from harness import TEST_PLUGINS, with_test_plugins
-from lakeflow.plugins import load
+from lakeflow.plugins import load, load_commands
 from lakeflow.sinks.delta import DeltaSink
 
 
@@ -233,3 +238,52 @@ def test_run_logs_a_broken_plugin_and_runs_the_others(cli, tmp_path, write_toml)
     assert done.returncode == 0, done.stderr
     assert "plugin broken failed to load" in done.stderr
     assert (tmp_path / "tables" / "test_records" / "_delta_log").is_dir()
+
+
+class CommandPlugin:
+    @lakeflow.hookimpl
+    def register_commands(self, cli):
+        @cli.command(help="Say hello.")
+        def hello():
+            click.echo("hello from a plugin")
+
+        @cli.command(name="run", help="Not the real run.")
+        def impostor():
+            click.echo("impostor")
+
+
+def test_a_plugin_adds_a_command_to_the_cli(pm):
+    group = click.Group(commands={"run": click.Command("run")})
+    pm.register(CommandPlugin(), name="greeter")
+    registry = load_commands(group, pm, entry_points=False)
+    assert CliRunner().invoke(group, ["hello"]).output == "hello from a plugin\n"
+    assert registry.commands == {"hello": "greeter"}
+
+
+def test_a_plugin_command_cannot_take_a_built_in_commands_name(pm):
+    builtin = click.Command("run")
+    group = click.Group(commands={"run": builtin})
+    pm.register(CommandPlugin(), name="greeter")
+    registry = load_commands(group, pm, entry_points=False)
+    assert group.commands["run"] is builtin
+    assert "command 'run' is already one of lakeflow itself's" in registry.errors["greeter"]
+
+
+def test_the_installed_cli_lists_the_commands_plugins_add(cli):
+    done = cli("--help")
+    assert re.search(r"^  plot\s+Draw liquidation notional", done.stdout, re.M), done.stdout
+
+
+def test_learning_the_plugins_commands_imports_no_heavy_library():
+    # Every command, --help included, asks the plugins for their commands first.
+    probe = (
+        "import sys, lakeflow.cli\n"
+        "from lakeflow.plugins import load_commands\n"
+        "load_commands(lakeflow.cli.cli)\n"
+        "print(sorted(m for m in ('polars', 'deltalake', 'matplotlib', 'pydantic', 'aiohttp')"
+        " if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]"

@@ -13,13 +13,13 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 import pytest
 from deltalake import DeltaTable
 from PIL import Image
-from test_plot import liquidation
 
 import lakeflow.lease as lease_module
 from harness import LAKEFLOW
@@ -360,6 +360,19 @@ def test_two_collectors_sharing_a_source_name_refuse_to_commit_instead_of_skippi
     assert 1 in codes, [log.read_text()[-2000:] for log in logs]
     refused = next(log for log in logs if message in log.read_text())
     assert "kept in the spool for the next start" in refused.read_text()
+
+
+def liquidation(minutes_ago: float, side: str = "SELL") -> dict[str, object]:
+    """One ``liquidation`` row (the Binance plugin's schema), ``minutes_ago`` before now."""
+    at = datetime.now(UTC) - timedelta(minutes=minutes_ago)
+    text = dict.fromkeys(["quantity", "price", "average_price", "filled_quantity"], "2")
+    return {
+        **dict(exchange="binance", market="usdm", symbol="BTCUSDT", pair=None, side=side),
+        **dict(order_type="LIMIT", time_in_force="IOC", status="FILLED"),
+        **text,
+        "last_filled_quantity": "2",
+        **dict(trade_time=at, event_time=at, received_at=at, date=at.date()),
+    }
 
 
 def test_plot_draws_a_chart_of_an_s3_table(s3, folder, monkeypatch):

@@ -1,7 +1,7 @@
-"""``lakeflow plot``: liquidation notional by side, or one symbol's price, drawn into a file.
+"""The charts of ``lakeflow plot``: liquidation notional by side, or one symbol's price.
 
-Rows are read through the pipeline's sink (:meth:`lakeflow.sinks.Sink.scan`), so a chart
-works wherever the tables live. Drawing uses matplotlib's file renderers (Agg for PNG,
+Rows are read through a :class:`lakeflow.Lake` (the pipeline's sink), so a chart works
+wherever the tables live. Drawing uses matplotlib's file renderers (Agg for PNG,
 its SVG writer for SVG and HTML), which need no display. An HTML chart is the SVG inline
 in a small page: one self-contained file that opens offline, with no JavaScript library
 to ship or fetch.
@@ -25,10 +25,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, ScalarFormatter
 
-from lakeflow.config import Pipeline
-from lakeflow.errors import LakeflowError
-from lakeflow.secrets import mask_uri
-from lakeflow.sinks import Sink
+import lakeflow
 from lakeflow.units import parse_duration
 
 #: matplotlib draws at this many pixels per inch; a figure of W/DPI x H/DPI inches is W x H px.
@@ -54,7 +51,7 @@ _BUCKETS = [
 _DAILY = ("1d", "1 day")
 
 
-class PlotError(LakeflowError):
+class PlotError(lakeflow.LakeflowError):
     """A chart that cannot be drawn as asked; the message says why, in one line."""
 
 
@@ -158,9 +155,8 @@ class Chart:
         return f"{path}: {self.summary}, {self.width}x{self.height}"
 
 
-def draw_chart(
-    sink: Sink,
-    pipeline: Pipeline,
+def chart(
+    lake: lakeflow.Lake,
     kind: str,
     *,
     symbol: str | None = None,
@@ -169,61 +165,57 @@ def draw_chart(
     table: str | None = None,
     size: str = "1200x600",
 ) -> Chart:
-    """Draw a chart of ``kind`` from the pipeline's table; nothing is written.
+    """Draw a chart of ``kind`` (``liquidations`` or ``prices``) from ``lake``; nothing is written.
+
+    Its ``figure`` shows itself in a notebook; ``chart(...).save("x.png")`` writes it.
 
     Raises :class:`PlotError` for anything the caller asked that cannot be drawn: an
     unknown kind or option, a missing table, an unknown symbol, an empty window.
     """
-    chart = KINDS.get(kind)
-    if chart is None:
+    drawn = KINDS.get(kind)
+    if drawn is None:
         raise PlotError(f"no chart named {kind!r} (choose {' or '.join(KINDS)})")
     width, height = parse_size(size)
     span = parse_since(since)
-    if chart is PRICES and not symbol:
+    if drawn is PRICES and not symbol:
         raise PlotError("prices: --symbol is required (one price line per chart)")
     end = until or datetime.now(UTC)
     label = f"last {since}" if until is None else f"{since} to {_when(end)} UTC"
     window = Window(end - span, end, label)
 
-    name = table or _table_of(pipeline, chart)
-    scan = _scan(sink, pipeline, name, chart)
-    rows, symbol = _rows(scan, name, chart, window, symbol)
+    name = table or _table_of(lake, drawn)
+    scan = _scan(lake, name, drawn)
+    rows, symbol = _rows(scan, name, drawn, window, symbol)
 
     figure = Figure(figsize=(width / DPI, height / DPI), dpi=DPI, layout="constrained")
-    if chart is LIQUIDATIONS:
+    if drawn is LIQUIDATIONS:
         _draw_liquidations(figure.add_subplot(), rows, window, symbol, span)
         count = _count(rows.height, "event")
     else:
         _draw_prices(figure.add_subplot(), rows, window, symbol or "", span)
         count = _count(rows.height, "poll")
-    summary = f"{chart.name} {symbol or 'all symbols'}, {window.label}, {count}"
+    summary = f"{drawn.name} {symbol or 'all symbols'}, {window.label}, {count}"
     return Chart(figure, width, height, summary)
 
 
-def _table_of(pipeline: Pipeline, chart: Kind) -> str:
+def _table_of(lake: lakeflow.Lake, chart: Kind) -> str:
     """The pipeline's table of the chart's record schema; its default name if it has none."""
-    tables = [spec.table for spec in pipeline.sources.values() if spec.schema.name == chart.schema]
-    tables = list(dict.fromkeys(tables))
+    tables = [table for table, schema in lake.schemas.items() if schema.name == chart.schema]
     if len(tables) > 1:
         raise PlotError(
-            f"{pipeline.path}: several tables hold {chart.name} ({', '.join(tables)}); "
+            f"{lake.path}: several tables hold {chart.name} ({', '.join(tables)}); "
             "choose one with --table"
         )
     return tables[0] if tables else chart.name
 
 
-def _scan(sink: Sink, pipeline: Pipeline, name: str, chart: Kind) -> pl.LazyFrame:
+def _scan(lake: lakeflow.Lake, name: str, chart: Kind) -> pl.LazyFrame:
     try:
-        scan = sink.scan(name)
+        scan = lake.scan(name)
+    except lakeflow.TableNotFound as exc:
+        raise PlotError(f"{exc}; run the pipeline first, or choose one with --table") from None
     except ValueError as exc:  # a table name that could leave the sink's folder
         raise PlotError(f"--table: {exc}") from None
-    if scan is None:
-        known = sink.tables()
-        there = f" (tables there: {', '.join(known)})" if known else ""
-        raise PlotError(
-            f"no table {name!r} under {mask_uri(pipeline.sink.uri)}{there}; "
-            "run the pipeline first, or choose one with --table"
-        )
     columns = scan.collect_schema()
     missing = [c for c in (chart.time, *chart.columns) if c not in columns]
     if missing:

@@ -1,4 +1,5 @@
-"""``lakeflow plot``: charts of real Delta tables, written through the real sink."""
+"""``lakeflow plot`` and ``lakeflow_charts.chart``: charts of real Delta tables, written through the
+real sink, read through ``lakeflow.Lake``."""
 
 from __future__ import annotations
 
@@ -12,17 +13,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import lakeflow_charts
 import polars as pl
 import pytest
 from click.testing import CliRunner, Result
+from lakeflow_charts.draw import bucket_for, parse_since
 from PIL import Image
 
 import lakeflow
 from lakeflow.cli import cli as lakeflow_cli
-from lakeflow.config import Pipeline, load_pipeline
-from lakeflow.plot import bucket_for, parse_since
-from lakeflow.plugins import load
-from lakeflow.sinks.delta import DeltaSink
 
 PIPELINE = """
 [sources.liquidations]
@@ -32,7 +31,7 @@ type = "binance_liquidations"
 type = "binance_prices"
 """
 NOW = datetime.now(UTC)
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[3] / "README.md"
 SVG = "{http://www.w3.org/2000/svg}"
 
 
@@ -110,29 +109,36 @@ def ticker(
     }
 
 
+@pytest.fixture(autouse=True)
+def now() -> None:
+    """Each test's rows are placed relative to its own start, not the session's: the
+    windows ("last 25m") end at the moment the chart is drawn."""
+    global NOW
+    NOW = datetime.now(UTC)
+
+
 @pytest.fixture
-def pipeline(tmp_path: Path, write_toml: Callable[[str], Path], monkeypatch) -> Pipeline:
+def pipeline(tmp_path: Path, write_toml: Callable[[str], Path], monkeypatch) -> lakeflow.Lake:
     """The two Binance sources writing into ``tmp_path/tables``; the cwd is ``tmp_path``."""
     monkeypatch.chdir(tmp_path)
-    return load_pipeline(write_toml(PIPELINE), load())
+    return lakeflow.Lake(write_toml(PIPELINE))
 
 
 @pytest.fixture
-def commit(pipeline: Pipeline) -> Callable[..., None]:
+def commit(pipeline: lakeflow.Lake) -> Callable[..., None]:
     """Commit rows into a source's table (or into ``table``) through the real Delta sink."""
-    sink = DeltaSink(pipeline.sink)
     sequence = itertools.count(1)
 
     def write(source: str, rows: list[dict[str, Any]], table: str | None = None) -> None:
-        spec = pipeline.sources[source]
+        spec = pipeline.pipeline.sources[source]
         frame = pl.DataFrame(rows, infer_schema_length=None)
-        sink.commit(table or spec.table, spec.schema, frame, "test", next(sequence))
+        pipeline.sink.commit(table or spec.table, spec.schema, frame, "test", next(sequence))
 
     return write
 
 
 @pytest.fixture
-def plot(pipeline: Pipeline) -> Callable[..., Result]:
+def plot(pipeline: lakeflow.Lake) -> Callable[..., Result]:
     """Run ``lakeflow plot`` in-process on the fixture's pipeline."""
 
     def run(*args: str) -> Result:
@@ -377,14 +383,14 @@ def test_the_readme_plot_commands_work(plot, commit, liquidations, tmp_path):
 
 
 def test_the_reading_api_draws_the_same_chart_without_writing_a_file(pipeline, liquidations):
-    chart = lakeflow.Lake(pipeline.path).chart("liquidations", symbol="BTCUSDT")
+    chart = lakeflow_charts.chart(lakeflow.Lake(pipeline.path), "liquidations", symbol="BTCUSDT")
     assert chart.summary == "liquidations BTCUSDT, last 24h, 2 events"
     assert not list(pipeline.path.parent.glob("*.png"))
     assert chart._repr_png_()[:8] == b"\x89PNG\r\n\x1a\n"  # what a notebook shows
 
 
 def test_a_chart_from_the_reading_api_saves_like_lakeflow_plot(pipeline, liquidations, tmp_path):
-    chart = lakeflow.Lake(pipeline.path).chart("liquidations", size="900x450")
+    chart = lakeflow_charts.chart(lakeflow.Lake(pipeline.path), "liquidations", size="900x450")
     assert chart.save(tmp_path / "c.png").endswith("3 events, 900x450")
     assert png_size(tmp_path / "c.png") == (900, 450)
 
