@@ -320,7 +320,7 @@ def list_sources(as_json: bool) -> None:
     from lakeflow.plugins import load
 
     registry = load()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for kind, info in sorted(registry.sources.items()):
         schema = registry.schemas.get(info.cls.schema)
         rows.append(
@@ -443,7 +443,7 @@ def query(args: tuple[str, ...], fmt: str) -> None:
     pipeline, sql = args if len(args) == 2 else (DEFAULT_PIPELINE, args[0])
     lake = _lake(pipeline)
     try:
-        frame = lake.sql_context().execute(sql).collect()
+        frame = lake.sql_context().execute(sql, eager=True)
     except Exception as exc:
         _fail(f"query failed: {exc}", code=1)
         return

@@ -101,12 +101,11 @@ def read_ndjson(
             # A raw newline can only be JSON whitespace, so blanking it keeps the payload
             # intact while keeping one payload per line.
             data = b"\n".join(p.replace(b"\n", b" ").replace(b"\r", b" ") for p in chunk)
+        error: Exception | None = None
         try:
             frame = pl.read_ndjson(data, schema=schema) if data.strip() else None
         except Exception as exc:  # polars raises several types for bad JSON
             frame, error = None, exc
-        else:
-            error = None
         if frame is not None and frame.height == hi - lo:
             frames.append(frame.with_row_index(INDEX, offset=lo))
             return

@@ -219,7 +219,7 @@ def load_commands(
     registry = Registry()
     for plugin in _register(pm, registry, entry_points=entry_points, builtins=False):
         staging = click.Group(name=cli.name)
-        _call_each(pm, registry, [plugin], "register_commands", lambda _p, g=staging: {"cli": g})
+        _call_each(pm, registry, [plugin], "register_commands", _arguments({"cli": staging}))
         for name, command in staging.commands.items():
             if name in cli.commands:
                 owner = registry.commands.get(name, "lakeflow itself")
@@ -228,6 +228,11 @@ def load_commands(
             cli.add_command(command, name)
             registry.commands[name] = plugin
     return registry
+
+
+def _arguments(arguments: dict[str, Any]) -> Callable[[str], dict[str, Any]]:
+    """The same hook arguments for whichever plugin is called."""
+    return lambda _plugin: arguments
 
 
 def _record(registry: Registry, plugin: str, error: str) -> None:

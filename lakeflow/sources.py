@@ -9,6 +9,7 @@ DataFrame of the source's record schema. Nothing is parsed per message.
 
 from __future__ import annotations
 
+import builtins
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -94,7 +95,8 @@ class Source(ABC):
     schema: ClassVar[str]
     description: ClassVar[str] = ""
     kind: ClassVar[Literal["streaming", "polling"]]
-    Config: ClassVar[type[SourceConfig]] = SourceConfig
+    # builtins.type: the class attribute ``type`` above shadows the builtin in this body.
+    Config: ClassVar[builtins.type[SourceConfig]] = SourceConfig
 
     def __init__(self, name: str, config: SourceConfig) -> None:
         self.name = name

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Literal, TypeAlias
 
 from lakeflow.errors import SourceError
 from lakeflow.secrets import mask_uri
@@ -25,6 +25,11 @@ if TYPE_CHECKING:
     # subclass WebSocketSource, and `lakeflow validate` or `list-sources` never connect
     # (aiohttp costs ~0.3 s of their start-up; bench/README.md, "startup.py").
     import aiohttp
+
+    #: A connection whose text frames arrive as raw bytes (``decode_text=False``).
+    WebSocket: TypeAlias = aiohttp.ClientWebSocketResponse[Literal[False]]
+    #: What such a connection's ``receive()`` returns.
+    Message: TypeAlias = aiohttp.WSMessage | aiohttp.http.WSMessageTextBytes
 
 #: Handshake statuses that say this endpoint does not serve the stream (it moved, or
 #: never existed here): worth trying the next known endpoint at once.
@@ -59,7 +64,7 @@ class WebSocketSource(StreamingSource):
     ping_interval: ClassVar[float] = 20.0
 
     _session: aiohttp.ClientSession | None = None
-    _successor: aiohttp.ClientWebSocketResponse | None = None
+    _successor: WebSocket | None = None
     _seen: set[bytes] | None = None
     #: Index into :meth:`urls` of the endpoint in use.
     _endpoint: int = 0
@@ -102,7 +107,7 @@ class WebSocketSource(StreamingSource):
         self._searching = True
         return self.describe_url()
 
-    async def on_open(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    async def on_open(self, ws: WebSocket) -> None:
         """Called on every new connection before reading (send a subscription here)."""
 
     async def open(self) -> None:
@@ -117,7 +122,7 @@ class WebSocketSource(StreamingSource):
             await self._session.close()
             self._session = None
 
-    async def _connect(self) -> aiohttp.ClientWebSocketResponse:
+    async def _connect(self) -> WebSocket:
         import aiohttp
 
         if self._session is None:
@@ -161,9 +166,7 @@ class WebSocketSource(StreamingSource):
         finally:
             await ws.close()
 
-    async def _read(
-        self, ws: aiohttp.ClientWebSocketResponse, feed: Feed, dedup: set[bytes] | None
-    ) -> aiohttp.WSMessage:
+    async def _read(self, ws: WebSocket, feed: Feed, dedup: set[bytes] | None) -> Message:
         """Emit every data frame until the connection ends; returns the ending message."""
         from aiohttp import WSMsgType
 
@@ -221,11 +224,11 @@ class WebSocketSource(StreamingSource):
                 )
         return ConnectionError(f"handshake refused at {url}: {said}")
 
-    def _start_roll_over(self, old: aiohttp.ClientWebSocketResponse) -> None:
+    def _start_roll_over(self, old: WebSocket) -> None:
         task = asyncio.ensure_future(self._roll_over(old))
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
-    async def _roll_over(self, old: aiohttp.ClientWebSocketResponse) -> None:
+    async def _roll_over(self, old: WebSocket) -> None:
         """Open the next connection, keep reading the old one ``overlap`` s, then close it."""
         try:
             new = await asyncio.wait_for(self._connect(), self.open_timeout)
@@ -243,7 +246,7 @@ class WebSocketSource(StreamingSource):
             await old.close()
 
 
-def _closed_error(ws: aiohttp.ClientWebSocketResponse, message: aiohttp.WSMessage) -> Exception:
+def _closed_error(ws: WebSocket, message: Message) -> Exception:
     """A ConnectionError that says how the connection ended."""
     from aiohttp import WSMsgType
 

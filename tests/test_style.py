@@ -1,4 +1,4 @@
-"""Code style is part of the suite: ruff lint and formatting, as pyproject.toml sets them."""
+"""Style is part of the suite: ruff's lint and formatting and mypy, as pyproject.toml sets them."""
 
 from __future__ import annotations
 
@@ -11,13 +11,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def ruff(*args: str) -> subprocess.CompletedProcess[str]:
-    found = shutil.which("ruff")
-    if found is None:  # ruff is in the dev group that `uv run pytest` installs
-        pytest.fail("ruff is not installed in the test environment (the dev group has it)")
+def tool(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    found = shutil.which(name)
+    if found is None:  # in the dev group that `uv run pytest` installs
+        pytest.fail(f"{name} is not installed in the test environment (the dev group has it)")
     return subprocess.run(
-        [found, *args], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+        [found, *args], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
     )
+
+
+def ruff(*args: str) -> subprocess.CompletedProcess[str]:
+    return tool("ruff", *args)
 
 
 def test_ruff_finds_no_lint_errors():
@@ -27,4 +31,9 @@ def test_ruff_finds_no_lint_errors():
 
 def test_every_file_is_formatted():
     done = ruff("format", "--check", ".")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_mypy_finds_no_type_errors_in_the_core_and_the_plugins():
+    done = tool("mypy")  # the files and settings are pyproject.toml's [tool.mypy]
     assert done.returncode == 0, done.stdout + done.stderr

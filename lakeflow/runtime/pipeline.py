@@ -9,6 +9,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from lakeflow.config import Pipeline, SourceSpec
 from lakeflow.errors import CommitRefused, LakeflowError, SchemaMismatch, SourceError
@@ -158,8 +159,10 @@ class Runtime:
             maintainer = asyncio.create_task(
                 maintain_periodically(self.sink, tables, self.pipeline.maintenance, self.stopping)
             )
-        waiter = asyncio.ensure_future(self.stopping.wait())
-        all_done = asyncio.ensure_future(asyncio.gather(*workers, return_exceptions=True))
+        waiter: asyncio.Future[Any] = asyncio.ensure_future(self.stopping.wait())
+        all_done: asyncio.Future[Any] = asyncio.ensure_future(
+            asyncio.gather(*workers, return_exceptions=True)
+        )
         try:
             await asyncio.wait({waiter, all_done}, return_when="FIRST_COMPLETED")
         finally:

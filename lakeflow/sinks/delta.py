@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -477,5 +478,5 @@ def table_info(handle: DeltaTable, name: str, uri: str | None = None) -> TableIn
 
 
 @hookimpl
-def register_sinks(register) -> None:  # type: ignore[no-untyped-def]
+def register_sinks(register: Callable[[type[Sink]], None]) -> None:
     register(DeltaSink)

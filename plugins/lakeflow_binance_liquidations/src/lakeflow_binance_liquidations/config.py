@@ -20,6 +20,13 @@ HOSTS: dict[str, str] = {
 #: (``/ws/...``, ``/stream?...``) still accept connections, answer pings and
 #: subscriptions, and forward no events. COIN-M follows the same routing.
 ROUTES: dict[str, str] = {"market": "/market", "legacy": ""}
+
+
+def _all_routes() -> list[Literal["market", "legacy"]]:
+    """Every route, the preferred first: the default of ``routes``."""
+    return ["market", "legacy"]
+
+
 #: Binance refuses a futures connection that carries more streams than this (USD-M's
 #: current page says 1024, COIN-M's 200; a combined URL of 1024 streams is also ~20 kB,
 #: past what many gateways take in a request line: 200 is safe on both).
@@ -60,7 +67,7 @@ class LiquidationsConfig(SourceConfig):
         ),
     )
     routes: list[Literal["market", "legacy"]] = Field(
-        default_factory=lambda: ["market", "legacy"],
+        default_factory=_all_routes,
         min_length=1,
         description=(
             'Where under the host the stream is, tried in order: "market" (/market/ws/..., '

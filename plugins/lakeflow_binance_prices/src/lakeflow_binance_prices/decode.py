@@ -163,7 +163,7 @@ def decode_tickers(batch: Batch, market: str, symbols: Collection[str] = ()) -> 
     problems = []
     for name, spec in fields.items():
         value, typed = spec.expr(), pl.col(f"__{name}")
-        problem = pl.when(value.is_not_null() & typed.is_null()).then(
+        problem: pl.Expr = pl.when(value.is_not_null() & typed.is_null()).then(
             pl.lit(f"{spec.path!r} is not a valid {_kind(spec)}")
         )
         if isinstance(spec.dtype, pl.Decimal) and spec.dtype.scale is not None:
@@ -186,7 +186,7 @@ def decode_tickers(batch: Batch, market: str, symbols: Collection[str] = ()) -> 
     failed = checked.filter(bad)
     if failed.height:
         for (index,), group in failed.group_by(_INDEX, maintain_order=True):
-            rejects.append((int(index), _describe(group)))  # type: ignore[arg-type]
+            rejects.append((int(index), _describe(group)))
         checked = checked.filter(~bad)
     converted = checked.select(
         pl.col(_INDEX),

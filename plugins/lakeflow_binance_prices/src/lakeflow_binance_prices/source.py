@@ -355,7 +355,9 @@ def _listed_symbols(body: bytes) -> set[str] | None:
         return None
     if not isinstance(tickers, list):
         return None
-    return {t.get("symbol") for t in tickers if isinstance(t, dict)}
+    return {
+        t["symbol"] for t in tickers if isinstance(t, dict) and isinstance(t.get("symbol"), str)
+    }
 
 
 def _error_of(body: bytes) -> tuple[int | None, str]:

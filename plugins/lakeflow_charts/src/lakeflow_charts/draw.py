@@ -304,7 +304,8 @@ def _short(value: float) -> str:
 
 def _time_axis(axes: Axes, window: Window) -> None:
     """The whole window on a UTC axis, so that a stretch without rows shows as empty."""
-    axes.set_xlim(_naive(pl.Series([window.start, window.end])))
+    start, end = _naive(pl.Series([window.start, window.end]))
+    axes.set_xlim(start, end)
     locator = mdates.AutoDateLocator(tz=UTC)
     axes.xaxis.set_major_locator(locator)
     axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=UTC))
@@ -399,9 +400,10 @@ def _draw_prices(
     axes.set_ylabel("price, quote currency")
     axes.legend(loc="best")
     prices = rows["last_price"].cast(pl.Float64)
+    low, high = float(prices.min()), float(prices.max())  # type: ignore[arg-type]
     axes.set_title(
         f"{symbol} price, {window.label}: latest {prices[-1]:,.10g} "
-        f"(low {prices.min():,.10g}, high {prices.max():,.10g})"
+        f"(low {low:,.10g}, high {high:,.10g})"
     )
 
 
