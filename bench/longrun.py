@@ -115,7 +115,7 @@ class _Recorder(logging.Handler):
 
 def collector(args: dict[str, Any], maintenance: bool) -> dict[str, Any]:
     """The child: run the collector until ``commits`` commits landed; timings and RSS."""
-    import lakeflow.sinks.delta as delta
+    import lakeflow.sinks.delta.sink as delta
     from lakeflow.config import load_pipeline
     from lakeflow.plugins import load
     from lakeflow.runtime import Runtime, SourceStats
@@ -126,7 +126,11 @@ def collector(args: dict[str, Any], maintenance: bool) -> dict[str, Any]:
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     commits: list[tuple[float, float, int]] = []  # (wall time at start, seconds, rows)
     recorder = _Recorder(commits)
-    for name in ("lakeflow.runtime.maintenance", "lakeflow.sinks.delta", "lakeflow.maintain"):
+    for name in (
+        "lakeflow.runtime.maintenance",
+        "lakeflow.sinks.delta.sink",
+        "lakeflow.sinks.delta.maintain",
+    ):
         logging.getLogger(name).setLevel(logging.INFO)
         logging.getLogger(name).addHandler(recorder)
         logging.getLogger(name).propagate = False  # kept for the report, not printed

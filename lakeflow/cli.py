@@ -255,10 +255,12 @@ def validate(pipeline: str) -> None:
         f"sink: {spec.sink.type} at {mask_uri(spec.sink.uri)} "
         f"(flush every {spec.sink.flush_interval:g}s or {spec.sink.flush_rows} payloads)"
     )
-    from lakeflow.maintain import settings_summary
-
-    scheduled = spec.maintenance.scheduled
-    click.echo(f"maintenance: {settings_summary(spec.maintenance) if scheduled else 'off'}")
+    maintains = registry.sinks[spec.sink.type].maintains
+    if not maintains:
+        said = f"none (sink type {spec.sink.type!r} does not maintain its tables)"
+    else:
+        said = spec.maintenance.summary() if spec.maintenance.scheduled else "off"
+    click.echo(f"maintenance: {said}")
     if spec.sink.storage_options:
         shown = ", ".join(
             f"{key}={MASK if is_secret_key(key) else redact(value)}"
@@ -538,15 +540,16 @@ def maintain(pipeline: str, only: tuple[str, ...], dry_run: bool) -> None:
     bytes and version before and after, and the time it took.
     """
     from lakeflow.lake import Lake
-    from lakeflow.maintain import maintain_table, settings_summary
 
     registry, spec = _load(pipeline)
     sink = _sink(registry, spec)
+    if not sink.maintains:
+        _fail(f"{spec.path}: sink type {spec.sink.type!r} does not maintain its tables")
     names = list(only) or Lake.of(spec, sink).tables
-    click.echo(f"maintenance: {settings_summary(spec.maintenance).split(': ', 1)[1]}")
+    click.echo(f"maintenance: {spec.maintenance.summary().split(': ', 1)[1]}")
     for table in names:
         try:
-            report = maintain_table(sink, table, spec.maintenance, dry_run=dry_run)
+            report = sink.maintain(table, spec.maintenance, dry_run=dry_run)
         except Exception as exc:
             _fail(f"maintenance of {table} failed: {exc}", code=1)
             return

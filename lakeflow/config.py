@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from lakeflow.errors import ConfigError
 from lakeflow.pipeline_file import read_toml
 from lakeflow.secrets import add_secret, is_secret_key
-from lakeflow.units import parse_duration, parse_size
+from lakeflow.units import format_duration, format_size, parse_duration, parse_size
 
 if TYPE_CHECKING:
     from lakeflow.plugins import Registry
@@ -188,6 +188,16 @@ class MaintenanceConfig(_Strict):
         lambda value: parse_duration(value)
     )
     _sizes = field_validator("target_file_size", mode="before")(lambda value: parse_size(value))
+
+    def summary(self) -> str:
+        """One line: ``"every 1h: target 128.0 MiB files, Z-order by symbol, vacuum after 1d,
+        log kept 1h"``."""
+        z = ", ".join(self.z_order) or "nothing"
+        return (
+            f"every {format_duration(self.interval)}: target {format_size(self.target_file_size)} "
+            f"files, Z-order by {z}, vacuum after {format_duration(self.vacuum_retention)}, "
+            f"log kept {format_duration(self.log_retention)}"
+        )
 
     @property
     def scheduled(self) -> bool:

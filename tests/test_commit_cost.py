@@ -19,7 +19,7 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-import lakeflow.sinks.delta as delta
+import lakeflow.sinks.delta.sink as delta
 from lakeflow import TableSchema
 from lakeflow.config import MaintenanceConfig, SinkConfig
 from lakeflow.sinks.delta import DeltaSink

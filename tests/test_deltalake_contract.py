@@ -1,9 +1,10 @@
 """What lakeflow relies on deltalake to do, pinned so that an upgrade cannot change it quietly.
 
-The sink's exactly-once appends (:mod:`lakeflow.sinks.delta`), the maintenance lease
-(:mod:`lakeflow.lease`) and maintenance itself (:mod:`lakeflow.maintain`) each lean on
-a behaviour of deltalake's commits that is nowhere promised: what a stale handle sees
-and may commit, what a commit without retries does when it loses a race, which
+The sink's exactly-once appends (:mod:`lakeflow.sinks.delta.sink`), the maintenance
+lease (:mod:`lakeflow.sinks.delta.lease`) and maintenance itself
+(:mod:`lakeflow.sinks.delta.maintain`) each lean on a behaviour of deltalake's commits
+that is nowhere promised: what a stale handle sees and may commit, what a commit without
+retries does when it loses a race, which
 concurrent commits conflict, when checkpoints are written, what ``schema_mode="merge"``
 does. Each test here pins one of them as deltalake 1.6.6 behaves, including behaviours
 that are bugs (two concurrent compactions both land). A failure after an upgrade means
@@ -38,7 +39,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError
 #: How many small appends make the table that maintenance compacts.
 APPENDS = 10
 ROWS_PER_APPEND = 3
-#: The same properties as ``lakeflow.lease._ONCE``: commit on the version read, or fail.
+#: The same properties as ``lakeflow.sinks.delta.lease._ONCE``: commit on the version read, or fail.
 NO_RETRIES = CommitProperties(max_commit_retries=0)
 
 
@@ -152,7 +153,7 @@ def test_a_stale_handles_append_for_another_app_id_lands(table: str) -> None:
     assert numbers(table) == [0, 1, 2]
 
 
-# Commits without retries: the lease (lakeflow/lease.py) is an overwrite committed with
+# Commits without retries: the lease (lakeflow/sinks/delta/lease.py) is an overwrite committed with
 # max_commit_retries=0 on the version just read, so of two takers exactly one lands.
 
 
@@ -205,8 +206,8 @@ def test_two_concurrent_rewrites_of_the_same_files_both_land_and_double_the_rows
     Two handles at one version each rewrite the same small files; the second commit
     does not see that the first removed them (1.5.0 and 1.6.3 refused it with "a
     concurrent transaction deleted the same data your transaction deletes"; 1.6.4 to
-    1.6.6 let it through). lakeflow's lease (lakeflow/lease.py) and the local flock in
-    lakeflow/maintain.py are what prevent it. If this test fails because the second
+    1.6.6 let it through). lakeflow's lease (lakeflow/sinks/delta/lease.py) and the local flock in
+    lakeflow/sinks/delta/maintain.py are what prevent it. If this test fails because the second
     rewrite is refused, the fix has landed upstream: the lease can stay, update this test.
     """
     first, second = DeltaTable(small_files), DeltaTable(small_files)
@@ -398,7 +399,7 @@ def test_merge_silently_casts_a_string_into_an_int64_column(table: str) -> None:
     """deltalake 1.6.6 casts ``"12"`` to ``12`` under merge, with no error and no schema change.
 
     So merge cannot be trusted to refuse a changed column type: ``_added_columns`` in
-    lakeflow/sinks/delta.py refuses it before the sink ever merges. If deltalake starts
+    lakeflow/sinks/delta/sink.py refuses it before the sink ever merges. If deltalake starts
     refusing, the sink's check stays (its error says what to do; deltalake's would not).
     """
     write_deltalake(table, pl.DataFrame({"n": ["12"]}), mode="append", schema_mode="merge")

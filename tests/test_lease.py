@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable
 
-from lakeflow.lease import LeaseHeld, lease, lease_uri
+from lakeflow.sinks.delta.lease import LeaseHeld, lease, lease_uri
 
 
 def holder(table: Path) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import time
@@ -17,9 +18,9 @@ from lakeflow_testsource import RECORD, SequenceSource
 from harness import LAKEFLOW, Plugin, run
 from lakeflow.config import MaintenanceConfig, SinkConfig, load_pipeline
 from lakeflow.errors import ConfigError
-from lakeflow.maintain import exclusive
 from lakeflow.plugins import load
 from lakeflow.sinks.delta import DeltaSink
+from lakeflow.sinks.delta.maintain import exclusive
 
 COLLECT = """
 [sink]
@@ -220,11 +221,36 @@ def test_the_schedule_inside_run_maintains_tables_while_collecting(pm, tmp_path,
     assert files < result.stats["seq"].commits
 
 
+class UnmaintainedSink(DeltaSink):
+    """A sink type without the maintenance capability (Delta underneath, for the rows)."""
+
+    type = "unmaintained"
+    maintains = False
+
+    def maintain(self, *args, **kwargs):
+        raise AssertionError("a sink that does not maintain was asked to")
+
+
+def test_a_sink_without_maintenance_is_never_scheduled_for_it(pm, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    pm.register(Plugin(SequenceSource, sinks=[UnmaintainedSink]), name="t")
+    toml = COLLECT.format(maintenance="interval = 0.1", count=200, rate=400)
+    result, tables = run(
+        pm,
+        tmp_path,
+        toml.replace("[sink]\n", '[sink]\ntype = "unmaintained"\n'),
+        until=lambda stats: stats["seq"].rows >= 200,
+    )
+    assert result.ok
+    assert pl.read_delta(str(tables / "test_records")).height == 200
+    assert "maintenance" not in caplog.text
+
+
 def test_a_failing_maintenance_is_logged_and_the_run_goes_on(pm, tmp_path, caplog, monkeypatch):
     def broken(*args, **kwargs):
         raise OSError("disk on fire")
 
-    monkeypatch.setattr("lakeflow.runtime.maintenance.maintain_table", broken)
+    monkeypatch.setattr(DeltaSink, "maintain", broken)
     pm.register(Plugin(SequenceSource), name="t")
     result, tables = run(
         pm,

@@ -21,13 +21,13 @@ import pytest
 from deltalake import DeltaTable
 from PIL import Image
 
-import lakeflow.lease as lease_module
+import lakeflow.sinks.delta.lease as lease_module
 from harness import LAKEFLOW
 from lakeflow import Lake
 from lakeflow.config import load_pipeline
-from lakeflow.lease import LeaseHeld, lease, lease_uri
 from lakeflow.plugins import load
 from lakeflow.sinks.delta import DeltaSink
+from lakeflow.sinks.delta.lease import LeaseHeld, lease, lease_uri
 from seaweedfs import SECRET_KEY, SeaweedFS
 
 #: The secret reaches the pipeline through ${VAR}, as the README recommends.

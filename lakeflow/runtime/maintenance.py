@@ -15,7 +15,6 @@ import logging
 from collections.abc import Iterable
 
 from lakeflow.config import MaintenanceConfig
-from lakeflow.maintain import maintain_table, settings_summary
 from lakeflow.sinks import Sink
 
 logger = logging.getLogger(__name__)
@@ -33,7 +32,7 @@ async def maintain_periodically(
     the previous run just maintained.
     """
     names = list(dict.fromkeys(tables))
-    logger.info("maintenance %s", settings_summary(settings))
+    logger.info("maintenance %s", settings.summary())
     while True:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), timeout=settings.interval)
@@ -43,7 +42,7 @@ async def maintain_periodically(
             if stopping.is_set():
                 return
             try:
-                report = await asyncio.to_thread(maintain_table, sink, table, settings)
+                report = await asyncio.to_thread(sink.maintain, table, settings)
             except Exception as exc:
                 logger.warning(
                     "maintenance of %s failed, next try in %.0fs: %s",

@@ -154,7 +154,7 @@ class Runtime:
         ]
         watcher = asyncio.create_task(self._watch())
         maintainer = None
-        if self.pipeline.maintenance.scheduled and not self.once:
+        if self.pipeline.maintenance.scheduled and self.sink.maintains and not self.once:
             tables = [*(s.table for s in self.specs), DEAD_LETTERS.table, GAPS.table]
             maintainer = asyncio.create_task(
                 maintain_periodically(self.sink, tables, self.pipeline.maintenance, self.stopping)

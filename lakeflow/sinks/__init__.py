@@ -5,14 +5,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import polars as pl
 
 from lakeflow.schema import TableSchema
 
 if TYPE_CHECKING:
-    from lakeflow.config import SinkConfig
+    from lakeflow.config import MaintenanceConfig, SinkConfig
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,19 @@ class TableInfo:
     last_commit: datetime | None
 
 
+class MaintenanceReport(Protocol):
+    """What one table's maintenance did, as :meth:`Sink.maintain` returns it."""
+
+    @property
+    def skipped(self) -> bool:
+        """True when the table was left alone (another maintainer had it)."""
+        ...
+
+    def summary(self) -> str:
+        """One line for the log and ``lakeflow maintain``: before, after, what was done."""
+        ...
+
+
 class Sink(ABC):
     """A store of tables. One instance is shared by every source of a pipeline.
 
@@ -37,6 +50,10 @@ class Sink(ABC):
     """
 
     type: ClassVar[str]
+    #: Whether :meth:`maintain` is implemented: then ``lakeflow run`` maintains the
+    #: pipeline's tables on ``[maintenance]``'s schedule and ``lakeflow maintain`` runs
+    #: it by hand; otherwise neither does, and ``lakeflow maintain`` says so.
+    maintains: ClassVar[bool] = False
 
     def __init__(self, config: SinkConfig) -> None:
         self.config = config
@@ -86,6 +103,7 @@ class Sink(ABC):
         """
         return None
 
+    @abstractmethod
     def scan(self, table: str) -> pl.LazyFrame | None:
         """A lazy polars scan of ``table``, with whatever options the store needs, or
         None if it does not exist.
@@ -93,4 +111,13 @@ class Sink(ABC):
         The one way commands read a table (``query``, ``plot``): it works the same on a
         local folder and on an object store.
         """
-        raise NotImplementedError
+
+    def maintain(
+        self, table: str, settings: MaintenanceConfig, *, dry_run: bool = False
+    ) -> MaintenanceReport | None:
+        """Compact ``table`` and clean up after it as ``settings`` say; None if it is missing.
+
+        Blocks (it runs in a worker thread); with ``dry_run`` nothing is written and the
+        report says what would be done. A sink that implements it sets ``maintains``.
+        """
+        raise NotImplementedError(f"sink type {self.type!r} does not maintain its tables")

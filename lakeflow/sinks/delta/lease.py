@@ -1,6 +1,6 @@
 """Who may rewrite a table on object storage: a lease kept through Delta's own commits.
 
-Two rewrites of one table at once double its rows (see :mod:`lakeflow.maintain`). On a
+Two rewrites of one table at once double its rows (see :mod:`lakeflow.sinks.delta.maintain`). On a
 local disk an ``flock`` keeps them apart; an object store has no lock to take, but it
 has the one primitive Delta commits already rely on: log version N+1 is written only
 if nobody else wrote it. So the lease is a tiny Delta table beside the table's log,

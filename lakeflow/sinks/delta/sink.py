@@ -29,9 +29,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 from arro3.core import DataType, RecordBatchReader, Table
@@ -46,13 +46,15 @@ from deltalake import (
 from deltalake.exceptions import SchemaMismatchError, TableNotFoundError
 from deltalake.schema import PrimitiveType
 
-from lakeflow.config import SinkConfig, check_table_name
+from lakeflow.config import MaintenanceConfig, SinkConfig, check_table_name
 from lakeflow.errors import SchemaMismatch
-from lakeflow.hookspecs import hookimpl
 from lakeflow.schema import TableSchema
 from lakeflow.secrets import mask_uri
 from lakeflow.sinks import Sink, TableInfo
 from lakeflow.sinks.store import check_options, explain, is_remote
+
+if TYPE_CHECKING:
+    from lakeflow.sinks.delta.maintain import MaintainReport
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +88,7 @@ class DeltaSink(Sink):
     """Delta tables under ``sink.uri``, one folder (or prefix) per table."""
 
     type = "delta"
+    maintains = True
 
     def __init__(self, config: SinkConfig) -> None:
         super().__init__(config)
@@ -411,6 +414,14 @@ class DeltaSink(Sink):
                 return None
             return table_info(handle, table, self.table_uri(table))
 
+    def maintain(
+        self, table: str, settings: MaintenanceConfig, *, dry_run: bool = False
+    ) -> MaintainReport | None:
+        """Compact (or Z-order), vacuum, checkpoint and clean the log of ``table``."""
+        from lakeflow.sinks.delta.maintain import maintain_table
+
+        return maintain_table(self, table, settings, dry_run=dry_run)
+
     def scan(self, table: str) -> pl.LazyFrame | None:
         with self._lock(table):
             handle = self._open(table)
@@ -475,8 +486,3 @@ def table_info(handle: DeltaTable, name: str, uri: str | None = None) -> TableIn
         bytes=int(actions["size_bytes"].sum() or 0) if actions.height else 0,
         last_commit=datetime.fromtimestamp(last / 1000, UTC) if last else None,
     )
-
-
-@hookimpl
-def register_sinks(register: Callable[[type[Sink]], None]) -> None:
-    register(DeltaSink)

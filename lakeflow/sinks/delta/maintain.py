@@ -13,7 +13,7 @@ maintained under an exclusive ``flock`` on ``<table>/_lakeflow_maintenance.lock`
 (``_`` files are ignored by Delta readers and by vacuum), shared by the scheduled
 maintenance of ``lakeflow run`` and by ``lakeflow maintain``; a maintenance that finds
 it taken skips the table. On object storage, where there is no lock to take, the same
-part is played by a lease kept through Delta commits (:mod:`lakeflow.lease`), so
+part is played by a lease kept through Delta commits (:mod:`lakeflow.sinks.delta.lease`), so
 several collectors' schedules and `lakeflow maintain` may share one table.
 
 Incremental: only partitions that received appends since they were last rewritten
@@ -38,11 +38,16 @@ from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
 from lakeflow.config import MaintenanceConfig
 from lakeflow.errors import LakeflowError
-from lakeflow.lease import LeaseHeld, lease
 from lakeflow.sinks import Sink, TableInfo
-from lakeflow.sinks.delta import LOG_RETENTION, TOMBSTONE_RETENTION, retention_interval, table_info
+from lakeflow.sinks.delta.lease import LeaseHeld, lease
+from lakeflow.sinks.delta.sink import (
+    LOG_RETENTION,
+    TOMBSTONE_RETENTION,
+    retention_interval,
+    table_info,
+)
 from lakeflow.sinks.store import explain
-from lakeflow.units import format_duration, format_size
+from lakeflow.units import format_size
 
 #: Attempts at a rewrite that keeps losing commit races before giving up until next time.
 ATTEMPTS = 5
@@ -320,15 +325,4 @@ def _maintain(
         time.perf_counter() - started,
         False,
         retries,
-    )
-
-
-def settings_summary(settings: MaintenanceConfig) -> str:
-    """``"every 1h: target 128.0 MB files, Z-order by symbol, vacuum after 1d, log kept 1h"``."""
-    z = ", ".join(settings.z_order) or "nothing"
-    target = format_size(settings.target_file_size)
-    return (
-        f"every {format_duration(settings.interval)}: target {target} "
-        f"files, Z-order by {z}, vacuum after {format_duration(settings.vacuum_retention)}, "
-        f"log kept {format_duration(settings.log_retention)}"
     )
