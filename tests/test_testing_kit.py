@@ -258,3 +258,15 @@ def test_the_kit_imports_without_pytest():
     )
 
     assert done.stdout.strip() == "ok", done.stderr
+
+
+def test_the_pytest_plugin_loads_without_polars_deltalake_or_aiohttp():
+    # It loads with every pytest session of any environment that has lakeflow-core.
+    probe = (
+        "import sys, lakeflow.testing.plugin\n"
+        "print(sorted(m for m in ('polars', 'deltalake', 'aiohttp') if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]"

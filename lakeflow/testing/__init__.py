@@ -18,35 +18,70 @@ TLS, in a private network namespace: :func:`run_at_hostnames` and
 ``testing`` extra).
 """
 
-from lakeflow.testing.collect import (
-    Collected,
-    Collector,
-    collect,
-    collect_async,
-    read_table,
-    write_pipeline,
-)
-from lakeflow.testing.hostnames import (
-    HostnameRun,
-    HostnamesError,
-    HostnameStandIn,
-    HostnamesTimeout,
-    HostRequest,
-    HttpRoute,
-    Served,
-    WebSocketRoute,
-    hostnames_available,
-    require_hostnames,
-    run_at_hostnames,
-)
-from lakeflow.testing.standins import (
-    Answer,
-    HttpStandIn,
-    Request,
-    Response,
-    ResponseLike,
-    WebSocketStandIn,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lakeflow.testing.collect import (
+        Collected,
+        Collector,
+        collect,
+        collect_async,
+        read_table,
+        write_pipeline,
+    )
+    from lakeflow.testing.hostnames import (
+        HostnameRun,
+        HostnamesError,
+        HostnameStandIn,
+        HostnamesTimeout,
+        HostRequest,
+        HttpRoute,
+        Served,
+        WebSocketRoute,
+        hostnames_available,
+        require_hostnames,
+        run_at_hostnames,
+    )
+    from lakeflow.testing.standins import (
+        Answer,
+        HttpStandIn,
+        Request,
+        Response,
+        ResponseLike,
+        WebSocketStandIn,
+    )
+
+# Imported on first use: the pytest plugin (lakeflow.testing.plugin) loads with every
+# pytest session of an environment that has lakeflow-core, and these bring polars,
+# deltalake and aiohttp.
+_EXPORTS = {
+    "Collected": "lakeflow.testing.collect",
+    "Collector": "lakeflow.testing.collect",
+    "collect": "lakeflow.testing.collect",
+    "collect_async": "lakeflow.testing.collect",
+    "read_table": "lakeflow.testing.collect",
+    "write_pipeline": "lakeflow.testing.collect",
+    "HostnameRun": "lakeflow.testing.hostnames",
+    "HostnamesError": "lakeflow.testing.hostnames",
+    "HostnameStandIn": "lakeflow.testing.hostnames",
+    "HostnamesTimeout": "lakeflow.testing.hostnames",
+    "HostRequest": "lakeflow.testing.hostnames",
+    "HttpRoute": "lakeflow.testing.hostnames",
+    "Served": "lakeflow.testing.hostnames",
+    "WebSocketRoute": "lakeflow.testing.hostnames",
+    "hostnames_available": "lakeflow.testing.hostnames",
+    "require_hostnames": "lakeflow.testing.hostnames",
+    "run_at_hostnames": "lakeflow.testing.hostnames",
+    "Answer": "lakeflow.testing.standins",
+    "HttpStandIn": "lakeflow.testing.standins",
+    "Request": "lakeflow.testing.standins",
+    "Response": "lakeflow.testing.standins",
+    "ResponseLike": "lakeflow.testing.standins",
+    "WebSocketStandIn": "lakeflow.testing.standins",
+}
 
 __all__ = [
     "Answer",
@@ -73,3 +108,16 @@ __all__ = [
     "run_at_hostnames",
     "write_pipeline",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lakeflow.testing' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from lakeflow.testing.collect import Collector
-from lakeflow.testing.standins import HttpStandIn, WebSocketStandIn
+if TYPE_CHECKING:
+    # Imported inside the fixtures: this module loads with every pytest session of an
+    # environment that has lakeflow-core, and these bring polars, deltalake and aiohttp.
+    from lakeflow.testing.collect import Collector
+    from lakeflow.testing.standins import HttpStandIn, WebSocketStandIn
 
 
 @pytest.fixture
@@ -37,6 +40,8 @@ def lakeflow_tables(tmp_path: Path) -> Path:
 @pytest.fixture
 def lakeflow_collect(lakeflow_tables: Path) -> Collector:
     """Runs one installed source until N payloads or N polls; see :class:`Collector`."""
+    from lakeflow.testing.collect import Collector
+
     return Collector(lakeflow_tables.parent)
 
 
@@ -48,6 +53,8 @@ def ws_standin() -> Iterator[Callable[..., WebSocketStandIn]]:
     ...). It runs on its own thread, so it serves sync and async tests alike, and is
     stopped when the test ends.
     """
+    from lakeflow.testing.standins import WebSocketStandIn
+
     started: list[WebSocketStandIn] = []
 
     def start(*connections: Sequence[bytes | str], **options: Any) -> WebSocketStandIn:
@@ -67,6 +74,8 @@ def http_standin() -> Iterator[Callable[..., HttpStandIn]]:
     Takes the class's arguments (a list of responses or bodies, ``then``, ``path``,
     ``headers``). It runs on its own thread and is stopped when the test ends.
     """
+    from lakeflow.testing.standins import HttpStandIn
+
     started: list[HttpStandIn] = []
 
     def start(*args: Any, **options: Any) -> HttpStandIn:
