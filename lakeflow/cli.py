@@ -343,7 +343,7 @@ def list_sources(as_json: bool) -> None:
         click.echo(json.dumps({"sources": rows, "errors": errors}, indent=2, default=str))
         return
     if not rows:
-        click.echo("no sources installed (install a lakeflow plugin, e.g. lakeflow-binance-prices)")
+        click.echo("no sources installed (install a lakeflow plugin distribution)")
     for row in rows:
         click.echo(f"{row['type']}  ({row['kind']})  {row['distribution']} {row['version']}")
         click.echo(f"    {row['description']}")
@@ -436,7 +436,7 @@ def tables(pipeline: str) -> None:
 def query(args: tuple[str, ...], fmt: str) -> None:
     """Run polars SQL over the pipeline's tables, by name.
 
-    Example: lakeflow query "SELECT symbol, count(*) FROM liquidations GROUP BY symbol"
+    Example: lakeflow query "SELECT symbol, count(*) FROM trades GROUP BY symbol"
     """
     import polars as pl
 

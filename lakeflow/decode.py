@@ -145,7 +145,7 @@ def decode_json(
     """Decode a batch of JSON-object payloads into typed rows, in one vectorized pass.
 
     ``fields`` maps output columns to :class:`Field`. ``constants`` adds literal columns
-    (``{"exchange": "binance"}``). ``ignore`` is a boolean expression over the raw frame
+    (``{"exchange": "example"}``). ``ignore`` is a boolean expression over the raw frame
     that marks payloads which are not data by design (a subscription reply); they are
     counted, not stored; ``ignore_keys`` names extra top-level keys it needs.
     ``checks`` maps a reason to a boolean expression over the raw frame that is true

@@ -61,9 +61,9 @@ def register_schemas(register: Callable[[TableSchema], None]) -> None:
     """Register record schemas, the shape of the rows that sources produce.
 
     Call ``register(TableSchema(...))`` once per schema. A schema is registered once and
-    may be shared by several sources and plugins (a Bybit plugin may write the
-    ``liquidation`` schema that the Binance plugin registers; the ``exchange`` column
-    tells them apart). Column names are snake_case; prices and quantities use
+    may be shared by several sources and plugins (one exchange's plugin may write the
+    schema another's registers, into the same table; an ``exchange`` column tells the rows
+    apart). Column names are snake_case; prices and quantities use
     ``lakeflow.DECIMAL``, times ``lakeflow.TIMESTAMP`` (UTC); ``partition_by`` defaults to
     ``("date",)``, a UTC date column the decoder fills.
 

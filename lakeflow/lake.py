@@ -7,8 +7,8 @@ its tables by name as polars LazyFrames. It starts no source and writes nothing:
     import lakeflow
 
     lake = lakeflow.Lake()  # ./lakeflow.toml
-    lake["liquidations"].filter(pl.col("symbol") == "BTCUSDT").collect()
-    lake.sql("SELECT symbol, count(*) AS n FROM liquidations GROUP BY symbol")
+    lake["trades"].filter(pl.col("symbol") == "BTCUSDT").collect()
+    lake.sql("SELECT symbol, count(*) AS n FROM trades GROUP BY symbol")
     lake.gaps.collect()  # what the sources did not cover, and why
 
 It reads through :meth:`lakeflow.Sink.scan`, so a local folder and an object store

@@ -20,8 +20,8 @@ TIMESTAMP = pl.Datetime("us", "UTC")
 class TableSchema:
     """The shape of one kind of record, shared by every source that produces it.
 
-    ``name`` is the record schema's name (``liquidation``), ``table`` the default table
-    it lands in (``liquidations``). ``columns`` maps snake_case names to polars types, in
+    ``name`` is the record schema's name (``trade``), ``table`` the default table it
+    lands in (``trades``). ``columns`` maps snake_case names to polars types, in
     table order; ``partition_by`` names columns among them. Several sources may write the
     same schema into the same table, told apart by a column such as ``exchange``.
     """

@@ -5,7 +5,7 @@ the alternatives measured in ``bench/`` (the reader is the hot path of a busy fe
 and asks it for text frames as raw bytes, never decoded to ``str``. It answers server
 pings and sends its own (autoping and heartbeat), caps the frame size, waits on the
 runtime when the sink is behind, and can roll over to a fresh connection before a
-server's scheduled cut (Binance closes every connection after 24 h): the new connection
+server's scheduled cut (exchanges close connections after 24 h): the new connection
 opens while the old one is still read, and events that arrive on both during the
 overlap are kept once.
 """

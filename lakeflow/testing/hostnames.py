@@ -2,19 +2,19 @@
 
 The loopback stand-ins of :mod:`lakeflow.testing.standins` need the source to be told
 their URL. To test the real ``lakeflow run`` with its real configuration, the stand-ins
-must answer where the exchange does: ``wss://fstream.binance.com/...`` and
-``https://api.binance.com/...``, port 443, TLS with a certificate the client trusts.
+must answer where the exchange does: ``wss://stream.example.com/...`` and
+``https://api.example.com/...``, port 443, TLS with a certificate the client trusts.
 :func:`run_at_hostnames` arranges that for one command, and nothing else on the machine
 sees it::
 
     from lakeflow.testing import HostnameStandIn, HttpRoute, WebSocketRoute, run_at_hostnames
 
     standin = HostnameStandIn([
-        WebSocketRoute("fstream.binance.com", "/ws/!forceOrder@arr", frames=frames, rate=40.0),
-        HttpRoute("fapi.binance.com", "/fapi/v1/exchangeInfo", body=b'{"symbols": []}'),
+        WebSocketRoute("stream.example.com", "/ws/trades", frames=frames, rate=40.0),
+        HttpRoute("api.example.com", "/v1/instruments", body=b'{"symbols": []}'),
     ])
     result = run_at_hostnames([lakeflow, "run"], standin, cwd=tmp_path, settle=2.0)
-    assert result.served["wss://fstream.binance.com/ws/!forceOrder@arr"].frames == len(frames)
+    assert result.served["wss://stream.example.com/ws/trades"].frames == len(frames)
     assert not result.unexpected
 
 How, and why each piece:
