@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import importlib.metadata
 import json
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+import lakeflow
 from lakeflow.testing import HttpStandIn, Response, WebSocketStandIn, collect
 
 WS = "test_websocket"
@@ -270,3 +272,39 @@ def test_the_pytest_plugin_loads_without_polars_deltalake_or_aiohttp():
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     )
     assert done.stdout.strip() == "[]"
+
+
+TICKS = lakeflow.TableSchema(
+    "in_test_tick", "ticks", {"n": pl.Int64(), "date": pl.Date()}, description="Ticks."
+)
+
+
+class TickSource(lakeflow.PollingSource):
+    """A source class no installed plugin registers: only this test knows it."""
+
+    type = "in_test_tick"
+    schema = TICKS.name
+    description = "counts its polls"
+    polled = 0
+
+    async def poll(self) -> bytes:
+        TickSource.polled += 1
+        return json.dumps({"n": TickSource.polled}).encode()
+
+    def decode(self, batch: lakeflow.Batch) -> lakeflow.Decoded:
+        return lakeflow.decode_json(
+            batch,
+            {"n": lakeflow.Field("n", pl.Int64())},
+            received_at=None,
+            derive={"date": pl.lit(datetime.date(2026, 12, 3))},
+        )
+
+
+def test_a_source_class_runs_without_being_installed(lakeflow_collect):
+    result = lakeflow_collect(TickSource, {"interval": 0.05}, polls=3, schemas=[TICKS])
+    assert sorted(result.rows["n"].to_list())[:3] == [1, 2, 3]
+
+
+def test_schemas_go_with_a_class_not_an_installed_type(lakeflow_collect):
+    with pytest.raises(ValueError, match="schemas= goes with a source class"):
+        lakeflow_collect("test_clock", {}, polls=1, schemas=[TICKS])

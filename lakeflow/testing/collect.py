@@ -15,9 +15,12 @@ from typing import Any, Protocol
 
 import polars as pl
 
+import lakeflow
 from lakeflow.config import load_pipeline
-from lakeflow.plugins import load
+from lakeflow.plugins import Registry, load, make_manager
 from lakeflow.runtime import RunResult, Runtime
+from lakeflow.schema import TableSchema
+from lakeflow.sources import Source
 from lakeflow.system_tables import DEAD_LETTERS, GAPS
 
 
@@ -98,8 +101,39 @@ def write_pipeline(
     return path
 
 
+class _InTest:
+    """A plugin made of one source class (and schemas) handed to :func:`collect_async`."""
+
+    def __init__(self, source: type[Source], schemas: Sequence[TableSchema]) -> None:
+        self.source, self.schemas = source, schemas
+
+    @lakeflow.hookimpl
+    def register_schemas(self, register: Any) -> None:
+        for schema in self.schemas:
+            register(schema)
+
+    @lakeflow.hookimpl
+    def register_sources(self, register: Any) -> None:
+        register(self.source)
+
+
+def _registry(source: str | type[Source], schemas: Sequence[TableSchema]) -> Registry:
+    """The installed plugins, and ``source`` (a class) registered before them."""
+    if isinstance(source, str):
+        if schemas:
+            raise ValueError("schemas= goes with a source class, not an installed type name")
+        return load()
+    pm = make_manager()
+    pm.register(_InTest(source, schemas), name=f"in-test {source.__name__}")
+    registry = load(pm)
+    broken = {p: e for p, e in registry.errors.items() if p.startswith("in-test ")}
+    if broken:
+        raise ValueError(f"{source.__name__} cannot be registered: {broken}")
+    return registry
+
+
 async def collect_async(
-    source_type: str,
+    source_type: str | type[Source],
     config: Mapping[str, Any],
     folder: Path,
     *,
@@ -109,13 +143,16 @@ async def collect_async(
     name: str = "source",
     runtime: Mapping[str, Any] | None = None,
     standins: Sequence[Watched] = (),
+    schemas: Sequence[TableSchema] = (),
 ) -> Collected:
     """Run one source until it has received ``payloads`` payloads or made ``polls`` polls.
 
     Then stop it the way SIGTERM does (everything received is committed) and read back
-    its table, ``_dead_letters`` and ``_gaps``. The source is loaded from the installed
-    plugins by ``source_type``; ``config`` is its ``[sources.NAME]`` section. Running
-    again in the same ``folder`` continues the same tables (a restart).
+    its table, ``_dead_letters`` and ``_gaps``. ``source_type`` is an installed source
+    type's name, or a source class, registered for this run beside the installed plugins
+    (with ``schemas``, the record schemas it needs that no installed plugin registers):
+    a plugin's tests need not install it. ``config`` is its ``[sources.NAME]`` section.
+    Running again in the same ``folder`` continues the same tables (a restart).
 
     ``standins`` are stand-in servers built with a ``path``: when one of them receives a
     request for another path, the run stops at once with an AssertionError naming it,
@@ -124,8 +161,9 @@ async def collect_async(
     """
     if payloads is None and polls is None:
         raise ValueError("say when to stop: payloads=N or polls=N")
-    path = write_pipeline(Path(folder), source_type, config, name=name, runtime=runtime)
-    registry = load()
+    registry = _registry(source_type, schemas)
+    kind = source_type if isinstance(source_type, str) else source_type.type
+    path = write_pipeline(Path(folder), kind, config, name=name, runtime=runtime)
     pipeline = load_pipeline(path, registry)
     wrong: list[str] = []
 
@@ -146,7 +184,7 @@ async def collect_async(
         s = run.stats[name]
         goal = f"{payloads} payloads" if payloads is not None else f"{polls} polls"
         raise TimeoutError(
-            f"source {name!r} ({source_type}) did not reach {goal} within {timeout:g} s: "
+            f"source {name!r} ({kind}) did not reach {goal} within {timeout:g} s: "
             f"received {s.received} payloads, made {s.polls} polls, state {s.state!r}"
         ) from None
     if wrong:
@@ -164,7 +202,9 @@ async def collect_async(
     )
 
 
-def collect(source_type: str, config: Mapping[str, Any], folder: Path, **options: Any) -> Collected:
+def collect(
+    source_type: str | type[Source], config: Mapping[str, Any], folder: Path, **options: Any
+) -> Collected:
     """The synchronous form of :func:`collect_async`.
 
     Stand-ins it talks to must run on their own thread (``server.start()``, or the
@@ -187,7 +227,7 @@ class Collector:
 
     def __call__(
         self,
-        source_type: str,
+        source_type: str | type[Source],
         config: Mapping[str, Any],
         *,
         payloads: int | None = None,
@@ -210,7 +250,7 @@ class Collector:
 
     async def run_async(
         self,
-        source_type: str,
+        source_type: str | type[Source],
         config: Mapping[str, Any],
         *,
         payloads: int | None = None,
