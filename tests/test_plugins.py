@@ -287,3 +287,17 @@ def test_learning_the_plugins_commands_imports_no_heavy_library():
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     )
     assert done.stdout.strip() == "[]"
+
+
+def test_every_plugin_distribution_of_the_repository_has_one_pyproject_shape():
+    root = Path(__file__).resolve().parents[1]
+    shapes = {}
+    for path in [*root.glob("plugins/*/pyproject.toml"), *root.glob("examples/*/pyproject.toml")]:
+        data = tomllib.loads(path.read_text())
+        shapes[path.parent.name] = (
+            list(data),
+            list(data["project"]),
+            list(data["project"]["entry-points"]),
+            data["project"]["license"],
+        )
+    assert len(set(map(repr, shapes.values()))) == 1, shapes
