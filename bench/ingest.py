@@ -597,29 +597,40 @@ def write_pipeline(
     return path
 
 
-def lakeflow_run(
-    ws_url: str, n: int, timeout: float, sink: dict[str, Any], runtime: dict[str, Any]
-) -> dict[str, Any]:
-    """(b): the real runtime, source and Delta sink, until all N rows are committed."""
+def _runtime(
+    folder: Path,
+    ws_url: str,
+    sink: dict[str, Any],
+    runtime: dict[str, Any],
+    done: Callable[[dict[str, Any]], bool],
+) -> tuple[Any, Any, MemorySampler]:
+    """(b)'s pipeline, runtime and memory sampler in ``folder``, sampled once before the run."""
     import logging
 
     from lakeflow.config import load_pipeline
     from lakeflow.plugins import load
-    from lakeflow.runtime import Runtime, SourceStats
+    from lakeflow.runtime import Runtime
 
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    registry = load()
+    pipeline = load_pipeline(write_pipeline(folder, ws_url, sink, runtime), registry)
+    lakeflow = Runtime(pipeline, registry, stop_when=done)
+    memory = MemorySampler(lakeflow.stats)
+    memory.sample()  # after the imports, before the first connection
+    return pipeline, lakeflow, memory
+
+
+def lakeflow_run(
+    ws_url: str, n: int, timeout: float, sink: dict[str, Any], runtime: dict[str, Any]
+) -> dict[str, Any]:
+    """(b): the real runtime, source and Delta sink, until all N rows are committed."""
+
+    def done(stats: dict[str, Any]) -> bool:
+        s = stats[SOURCE]
+        return s.rows + s.dead_letters >= n
+
     with tempfile.TemporaryDirectory(prefix="lakeflow-bench-") as folder:
-        path = write_pipeline(Path(folder), ws_url, sink, runtime)
-        registry = load()
-        pipeline = load_pipeline(path, registry)
-
-        def done(stats: dict[str, SourceStats]) -> bool:
-            s = stats[SOURCE]
-            return s.rows + s.dead_letters >= n
-
-        lakeflow = Runtime(pipeline, registry, stop_when=done)
-        memory = MemorySampler(lakeflow.stats)
-        memory.sample()  # after the imports, before the first connection
+        pipeline, lakeflow, memory = _runtime(Path(folder), ws_url, sink, runtime, done)
         idle = dict(memory.peak)
         threads_before, cpu_before, machine = thread_cpu(), _cpu_seconds(), machine_jiffies()
         started = time.time()
@@ -668,11 +679,6 @@ def lakeflow_stage(
     (no commit). Everything else is (b)'s real runtime and source. The cut is made by
     replacing the committer's decode and the sink's commit in this child process only.
     """
-    import logging
-
-    from lakeflow.config import load_pipeline
-    from lakeflow.plugins import load
-    from lakeflow.runtime import Runtime
     from lakeflow.runtime.committer import Committer
     from lakeflow.sinks.delta import DeltaSink
     from lakeflow.sources import Decoded
@@ -684,19 +690,13 @@ def lakeflow_stage(
     Committer._check_owner = lambda *_args: None  # type: ignore[method-assign]
     if stage == "receive":
         Committer._decode = lambda self, _batch: Decoded(rows=self.spec.schema.empty())  # type: ignore[method-assign]
-    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+
+    def done(stats: dict[str, Any]) -> bool:
+        buffer = stats[SOURCE].buffer
+        return buffer is not None and buffer.taken >= n
+
     with tempfile.TemporaryDirectory(prefix="lakeflow-bench-") as folder:
-        path = write_pipeline(Path(folder), ws_url, sink, runtime)
-        registry = load()
-        pipeline = load_pipeline(path, registry)
-
-        def done(stats: dict[str, Any]) -> bool:
-            buffer = stats[SOURCE].buffer
-            return buffer is not None and buffer.taken >= n
-
-        lakeflow = Runtime(pipeline, registry, stop_when=done)
-        memory = MemorySampler(lakeflow.stats)
-        memory.sample()
+        _, lakeflow, memory = _runtime(Path(folder), ws_url, sink, runtime, done)
         started = time.time()
         memory.start()
         try:

@@ -88,6 +88,9 @@ def register_sinks(register: Callable[[type[Sink]], None]) -> None:
     (called before a source starts) and ``commit`` for any other change. When its store
     refuses or cannot be reached it raises ``lakeflow.SinkError`` (``config=True`` when a
     person must change something): the CLI reports it and the runtime stops or retries.
+    A sink that can compact its tables sets ``maintains = True`` and implements
+    ``maintain``: ``lakeflow run`` then maintains them on ``[maintenance]``'s schedule and
+    ``lakeflow maintain`` by hand; other sinks are never asked to.
     """
 
 
