@@ -515,7 +515,7 @@ def bare_client(url: str, n: int, ca_file: str | None = None) -> dict[str, Any]:
         os.environ["SSL_CERT_FILE"] = ca_file  # read by ssl.create_default_context()
     from websockets.asyncio.client import connect
 
-    from lakeflow.websocket import WebSocketSource
+    from lakeflow.sources.websocket import WebSocketSource
 
     async def run() -> dict[str, Any]:
         async with connect(

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
         CommitRefused,
         ConfigError,
         LakeflowError,
+        RequestFailed,
         SchemaMismatch,
         SinkError,
         SourceError,
@@ -39,7 +40,8 @@ if TYPE_CHECKING:
         SourceConfig,
         StreamingSource,
     )
-    from lakeflow.websocket import WebSocketSource
+    from lakeflow.sources.http import HttpPollingSource, RetryRequest, retry_after
+    from lakeflow.sources.websocket import WebSocketSource
 
 #: Where each public name lives.
 _EXPORTS: dict[str, str] = {
@@ -68,7 +70,11 @@ _EXPORTS: dict[str, str] = {
     "read_ndjson": "lakeflow.decode",
     "Sink": "lakeflow.sinks",
     "TableInfo": "lakeflow.sinks",
-    "WebSocketSource": "lakeflow.websocket",
+    "WebSocketSource": "lakeflow.sources.websocket",
+    "HttpPollingSource": "lakeflow.sources.http",
+    "RetryRequest": "lakeflow.sources.http",
+    "retry_after": "lakeflow.sources.http",
+    "RequestFailed": "lakeflow.errors",
     "hookimpl": "lakeflow.hookspecs",
 }
 
@@ -81,10 +87,13 @@ __all__ = [
     "Decoded",
     "Feed",
     "Field",
+    "HttpPollingSource",
     "Lake",
     "LakeflowError",
     "PollingConfig",
     "PollingSource",
+    "RequestFailed",
+    "RetryRequest",
     "SchemaMismatch",
     "Sink",
     "SinkError",
@@ -101,6 +110,7 @@ __all__ = [
     "hookimpl",
     "hookspecs",
     "read_ndjson",
+    "retry_after",
 ]
 
 

@@ -69,3 +69,15 @@ class SinkError(LakeflowError):
 
 class TableNotFound(LakeflowError, LookupError):
     """A table that does not exist (yet) in the pipeline's sink; the message lists those that do."""
+
+
+class RequestFailed(LakeflowError):
+    """A poll's request failed in a way that retrying within the poll could not fix.
+
+    The runtime counts the poll as failed, records a gap and polls again at the next
+    tick. ``status`` is the HTTP status, when the server answered at all.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
