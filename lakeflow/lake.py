@@ -28,7 +28,7 @@ from lakeflow.secrets import mask_uri
 from lakeflow.system_tables import DEAD_LETTERS, GAPS
 
 if TYPE_CHECKING:
-    from lakeflow.config import Pipeline
+    from lakeflow.config.models import Pipeline
     from lakeflow.schema import TableSchema
     from lakeflow.sinks import Sink, TableInfo
 
@@ -47,7 +47,7 @@ class Lake:
     """
 
     def __init__(self, pipeline: str | Path = DEFAULT_PIPELINE, *, check: bool = True) -> None:
-        from lakeflow.config import load_pipeline
+        from lakeflow.config.loader import load_pipeline
         from lakeflow.plugins import load
 
         registry = load()

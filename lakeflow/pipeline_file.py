@@ -53,7 +53,7 @@ def peek(path: str | Path) -> tuple[list[str], Path]:
     state = runtime.get("state_dir", "state") if isinstance(runtime, dict) else "state"
     if not isinstance(sources, dict) or not isinstance(state, str) or not state.strip():
         # Malformed: the full validation says exactly where (and raises).
-        from lakeflow.config import read_pipeline_file
+        from lakeflow.config.loader import read_pipeline_file
 
         read_pipeline_file(path)
         raise ConfigError(f"{path}: [sources] or runtime.state_dir is malformed")

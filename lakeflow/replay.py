@@ -14,7 +14,7 @@ import asyncio
 import dataclasses
 from datetime import datetime
 
-from lakeflow.config import Pipeline, check_table_name
+from lakeflow.config.models import Pipeline, check_table_name
 from lakeflow.errors import ConfigError
 from lakeflow.plugins import Registry
 from lakeflow.runtime.committer import Committer

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,16 @@ def test_every_file_is_formatted():
 def test_mypy_finds_no_type_errors_in_the_core_and_the_plugins():
     done = tool("mypy")  # the files and settings are pyproject.toml's [tool.mypy]
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_sink_the_committer_and_maintenance_do_not_import_the_config_loader():
+    # The lower layers take their settings as models; binding a file to plugins is the
+    # CLI's and the runtime's entry point, never something a sink reaches for.
+    probe = (
+        "import sys, lakeflow.sinks.delta.sink, lakeflow.sinks.delta.maintain, "
+        "lakeflow.runtime.committer, lakeflow.runtime.maintenance\n"
+        "print('lakeflow.config.loader' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

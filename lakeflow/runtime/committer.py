@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 import polars as pl
 
-from lakeflow.config import RuntimeConfig, SinkConfig, SourceSpec
+from lakeflow.config.models import RuntimeConfig, SinkConfig, SourceSpec
 from lakeflow.errors import CommitRefused, LakeflowError, SchemaMismatch, SinkError
 from lakeflow.runtime.backoff import Backoff
 from lakeflow.runtime.buffer import PayloadBuffer, make_batch

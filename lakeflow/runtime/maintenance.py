@@ -14,7 +14,7 @@ import contextlib
 import logging
 from collections.abc import Iterable
 
-from lakeflow.config import MaintenanceConfig
+from lakeflow.config.models import MaintenanceConfig
 from lakeflow.sinks import Sink
 
 logger = logging.getLogger(__name__)

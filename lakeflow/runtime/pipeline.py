@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lakeflow.config import Pipeline, SourceSpec
+from lakeflow.config.models import Pipeline, SourceSpec
 from lakeflow.errors import CommitRefused, LakeflowError, SchemaMismatch, SourceError
 from lakeflow.plugins import Registry
 from lakeflow.runtime.backoff import Backoff

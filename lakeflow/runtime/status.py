@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lakeflow.config import SourceSpec
+    from lakeflow.config.models import SourceSpec
     from lakeflow.runtime.stats import SourceStats
 
 #: A status file not refreshed for this long belongs to a process that hung or died.

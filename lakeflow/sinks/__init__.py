@@ -12,7 +12,7 @@ import polars as pl
 from lakeflow.schema import TableSchema
 
 if TYPE_CHECKING:
-    from lakeflow.config import MaintenanceConfig, SinkConfig
+    from lakeflow.config.models import MaintenanceConfig, SinkConfig
 
 
 @dataclass(frozen=True)

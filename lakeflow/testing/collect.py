@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import polars as pl
 
 import lakeflow
-from lakeflow.config import load_pipeline
+from lakeflow.config.loader import load_pipeline
 from lakeflow.plugins import Registry, load, make_manager
 from lakeflow.runtime import RunResult, Runtime
 from lakeflow.schema import TableSchema

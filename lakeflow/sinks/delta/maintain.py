@@ -36,7 +36,7 @@ import polars as pl
 from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
-from lakeflow.config import MaintenanceConfig
+from lakeflow.config.models import MaintenanceConfig
 from lakeflow.errors import LakeflowError
 from lakeflow.sinks import Sink, TableInfo
 from lakeflow.sinks.delta.lease import LeaseHeld, lease

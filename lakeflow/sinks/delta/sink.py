@@ -46,7 +46,7 @@ from deltalake import (
 from deltalake.exceptions import SchemaMismatchError, TableNotFoundError
 from deltalake.schema import PrimitiveType
 
-from lakeflow.config import MaintenanceConfig, SinkConfig, check_table_name
+from lakeflow.config.models import MaintenanceConfig, SinkConfig, check_table_name
 from lakeflow.errors import SchemaMismatch
 from lakeflow.schema import TableSchema
 from lakeflow.secrets import mask_uri
