@@ -1,0 +1,31 @@
+"""The ``lakeflow`` command. Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
+
+One module per command; :mod:`lakeflow.cli.common` holds what they share, including
+how an error becomes a message and an exit code.
+"""
+
+from __future__ import annotations
+
+from lakeflow.cli import maintain, query, replay, run, sources, status, tables, validate
+from lakeflow.cli.group import LakeflowGroup, cli, main
+from lakeflow.scaffold import new_plugin
+
+# Each command imports what it uses, when it runs: `lakeflow --help` and `lakeflow status`
+# must not wait for polars, deltalake, aiohttp and every plugin (bench/startup.py).
+
+# Every built-in before the first lookup, which adds the plugins' commands.
+for command in (
+    run.run,
+    validate.validate,
+    sources.list_sources,
+    status.status,
+    tables.tables,
+    query.query,
+    replay.replay,
+    maintain.maintain,
+    new_plugin,
+):
+    cli.add_command(command)
+del command
+
+__all__ = ["LakeflowGroup", "cli", "main"]

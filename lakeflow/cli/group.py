@@ -1,0 +1,67 @@
+"""The ``lakeflow`` group, whose plugin commands load when first needed, and ``main``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING
+
+import click
+
+from lakeflow.cli.common import RUNTIME_FAILURE
+from lakeflow.secrets import redact
+
+if TYPE_CHECKING:
+    from lakeflow.plugins import Registry
+
+
+def main() -> None:
+    """The console script: runs the CLI, turning unexpected errors into one clear line.
+
+    Set ``LAKEFLOW_DEBUG=1`` to see the traceback instead.
+    """
+    try:
+        cli(standalone_mode=True)
+    except Exception as exc:
+        if os.environ.get("LAKEFLOW_DEBUG"):
+            raise
+        click.echo(f"Error: {redact(f'{type(exc).__name__}: {exc}')}", err=True)
+        click.echo("(set LAKEFLOW_DEBUG=1 for the traceback)", err=True)
+        sys.exit(RUNTIME_FAILURE)
+
+
+class LakeflowGroup(click.Group):
+    """The ``lakeflow`` group: the built-in commands, then those the plugins add.
+
+    Plugins are asked for their commands (the ``register_commands`` hook) the first time
+    a command is looked up or listed, after every built-in is defined, so that a plugin
+    cannot take a built-in's name.
+    """
+
+    plugin_registry: Registry | None = None
+
+    def plugin_commands(self) -> Registry:
+        """What adding the plugins' commands found (their errors), adding them the first time."""
+        if self.plugin_registry is None:
+            from lakeflow.plugins import load_commands
+
+            self.plugin_registry = load_commands(self)
+        return self.plugin_registry
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self.plugin_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands:
+            self.plugin_commands()
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LakeflowGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="lakeflow-core", prog_name="lakeflow")
+def cli() -> None:
+    """Collect market data into Delta Lake tables through plugins.
+
+    PIPELINE is a pipeline file, ./lakeflow.toml by default.
+    """

@@ -1,0 +1,64 @@
+"""``lakeflow query``: polars SQL over the pipeline's tables."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+from lakeflow.cli.common import DEFAULT_PIPELINE, Failed, failing, open_lake
+
+if TYPE_CHECKING:
+    import polars as pl
+
+
+@click.command()
+@click.argument("args", nargs=-1, required=True, metavar="[PIPELINE] SQL")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+def query(args: tuple[str, ...], fmt: str) -> None:
+    """Run polars SQL over the pipeline's tables, by name.
+
+    Example: lakeflow query "SELECT symbol, count(*) FROM trades GROUP BY symbol"
+    """
+    import polars as pl
+
+    if len(args) > 2:
+        raise click.UsageError("expected [PIPELINE] SQL; quote the SQL as one argument")
+    pipeline, sql = args if len(args) == 2 else (DEFAULT_PIPELINE, args[0])
+    lake = open_lake(pipeline)
+    with failing("query failed: ", catch=Exception, raise_as=Failed):
+        frame = lake.sql_context().execute(sql, eager=True)
+    frame = _printable(frame)
+    if fmt == "csv":
+        click.echo(frame.write_csv(), nl=False)
+    elif fmt == "json":
+        click.echo(frame.write_json())
+    else:
+        with pl.Config(
+            tbl_hide_dataframe_shape=True,
+            tbl_rows=-1,
+            tbl_cols=-1,
+            fmt_str_lengths=80,
+            tbl_width_chars=200,
+            fmt_table_cell_list_len=10,
+        ):
+            click.echo(frame)
+
+
+def _printable(frame: pl.DataFrame) -> pl.DataFrame:
+    """Binary columns (raw payloads) as text where they are UTF-8, else as 0x-hex."""
+    import polars as pl
+
+    binary = [name for name, dtype in frame.schema.items() if dtype == pl.Binary]
+    return frame.with_columns(
+        pl.col(name)
+        .cast(pl.String, strict=False)
+        .fill_null(pl.lit("0x") + pl.col(name).bin.encode("hex"))
+        for name in binary
+    )

@@ -1,0 +1,53 @@
+"""``lakeflow status``: what each source of a running (or the last) run is doing."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from lakeflow.cli.common import RUNTIME_FAILURE, failing, pipeline_argument
+from lakeflow.errors import ConfigError
+
+
+@click.command()
+@pipeline_argument
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(pipeline: str, as_json: bool) -> None:
+    """Show what each source of a running (or the last) `lakeflow run` is doing.
+
+    Per source: state, rows/s, rows, last commit age, reconnects, dead letters, gaps
+    and backlog, read from the status files the run refreshes every second. Exits 0
+    when every source runs and is healthy, 1 otherwise.
+    """
+    from rich.console import Console
+
+    from lakeflow.pipeline_file import peek
+    from lakeflow.runtime.status import read_status, status_dir
+    from lakeflow.view import status_table
+
+    # The file alone, not pydantic nor the plugins: the status files say everything else.
+    with failing(catch=ConfigError):
+        names, state_dir = peek(pipeline)
+    statuses = read_status(status_dir(state_dir), names)
+    seen = {s.source for s in statuses}
+    never = [name for name in names if name not in seen]
+    # Health as of each snapshot: the file is up to a publish interval old, and judged
+    # now a short poll interval would look overdue. A stale file is "not running".
+    problems = {s.source: s.problem(s.updated) for s in statuses}
+    if as_json:
+        rows = [{**json.loads(s.to_json()), "problem": problems[s.source]} for s in statuses]
+        rows += [{"source": name, "running": False, "problem": "never ran"} for name in never]
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        console = Console(width=None if sys.stdout.isatty() else 200)
+        if statuses:
+            console.print(status_table(statuses))
+        for name in never:
+            click.echo(f"{name}: never ran with state folder {state_dir}")
+        for name, problem in problems.items():
+            if problem:
+                click.echo(f"{name}: {problem}")
+    if never or any(problems.values()):
+        sys.exit(RUNTIME_FAILURE)
