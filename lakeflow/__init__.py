@@ -40,7 +40,7 @@ if TYPE_CHECKING:
         SourceConfig,
         StreamingSource,
     )
-    from lakeflow.sources.http import HttpPollingSource, RetryRequest, retry_after
+    from lakeflow.sources.http import HttpPollingSource, RetryRequest, fetch_json, retry_after
     from lakeflow.sources.websocket import WebSocketSource
 
 #: Where each public name lives.
@@ -74,6 +74,7 @@ _EXPORTS: dict[str, str] = {
     "HttpPollingSource": "lakeflow.sources.http",
     "RetryRequest": "lakeflow.sources.http",
     "retry_after": "lakeflow.sources.http",
+    "fetch_json": "lakeflow.sources.http",
     "RequestFailed": "lakeflow.errors",
     "hookimpl": "lakeflow.hookspecs",
 }
@@ -107,6 +108,7 @@ __all__ = [
     "TableSchema",
     "WebSocketSource",
     "decode_json",
+    "fetch_json",
     "hookimpl",
     "hookspecs",
     "read_ndjson",

@@ -18,6 +18,8 @@ from lakeflow.schema import TIMESTAMP
 from lakeflow.sources import Batch, Decoded
 
 INDEX = "_payload_index"
+#: Marks the rows that stand for an empty array once exploded.
+_EMPTY = "__empty_array"
 #: The decode queries are written as they should run: planning them (common
 #: subexpressions, pushdowns) costs more than it saves on a batch.
 _PLAIN = pl.QueryOptFlags.none()
@@ -60,11 +62,14 @@ class Field:
         return raw.cast(self.dtype, strict=False)
 
 
-def raw_schema(fields: Mapping[str, Field], extra: Sequence[str] = ()) -> pl.Schema:
+def raw_schema(
+    fields: Mapping[str, Field], extra: Sequence[str] = (), arrays: Sequence[str] = ()
+) -> pl.Schema:
     """The schema to read payloads with: every field's path as a string leaf.
 
     ``extra`` adds top-level keys read as strings (for example ``"result"`` and ``"id"``
-    to recognise control frames).
+    to recognise control frames). ``arrays`` names the paths that hold arrays of
+    objects (``"data"``, ``"data.details"``): they are read as lists of structs.
     """
     tree: dict = {}
     for spec in fields.values():
@@ -75,11 +80,19 @@ def raw_schema(fields: Mapping[str, Field], extra: Sequence[str] = ()) -> pl.Sch
         node.setdefault(leaf, None)
     for name in extra:
         tree.setdefault(name, None)
+    lists = set(arrays)
 
-    def build(node: dict) -> dict[str, pl.DataType]:
-        return {k: pl.String() if v is None else pl.Struct(build(v)) for k, v in node.items()}
+    def build(node: dict, at: str) -> dict[str, pl.DataType]:
+        built: dict[str, pl.DataType] = {}
+        for key, child in node.items():
+            path = f"{at}{key}"
+            dtype: pl.DataType = (
+                pl.String() if child is None else pl.Struct(build(child, f"{path}."))
+            )
+            built[key] = pl.List(dtype) if path in lists else dtype
+        return built
 
-    return pl.Schema(build(tree))
+    return pl.Schema(build(tree, ""))
 
 
 def read_ndjson(
@@ -141,6 +154,8 @@ def decode_json(
     received_at: str | None = "received_at",
     derive: Mapping[str, pl.Expr] | None = None,
     columns: Sequence[str] | None = None,
+    explode: str | Sequence[str] = (),
+    ignore_payloads: Sequence[bytes] = (),
 ) -> Decoded:
     """Decode a batch of JSON-object payloads into typed rows, in one vectorized pass.
 
@@ -154,12 +169,45 @@ def decode_json(
     output columns (``{"date": pl.col("trade_time").dt.date()}``), and ``columns`` picks
     and orders the output (default: fields, constants, ``received_at``, derived).
 
+    ``explode`` names arrays of events, outermost first (``"data"``, or ``("data",
+    "data.details")`` for an array inside each element of another): every element
+    becomes a row, and a field's path reaches into it as into an object
+    (``"data.details.sz"``), beside the frame's own keys (``"arg.channel"``). ``ignore``
+    and ``checks`` then see one row per element, with each exploded array as a column
+    named by its path (``pl.col("data.details")``). A frame is kept or rejected whole: one
+    bad element sends the frame, every element with it, to the dead letters, so that
+    nothing of it is stored twice when it is replayed. An empty array carries no event:
+    its frame is ignored (counted, not stored). An absent one is not data either, so a
+    frame without it is rejected by the required fields unless ``ignore`` marks it (a
+    subscription reply).
+
+    ``ignore_payloads`` lists whole payloads that are not JSON data by design (a text
+    ``pong``): they are counted as ignored before the parse.
+
     The whole batch is one parse and two polars queries, whatever the number of fields
     and checks: each query costs a fixed ~0.5 ms, which would dominate small batches if
     every step were its own.
     """
-    schema = raw_schema(fields, ignore_keys)
-    raw, rejects = read_ndjson(batch.payloads, schema)
+    arrays = (explode,) if isinstance(explode, str) else tuple(explode)
+    schema = raw_schema(fields, ignore_keys, arrays)
+    payloads: Sequence[bytes] = batch.payloads
+    kept: pl.Series | None = None
+    skipped = 0
+    if ignore_payloads and payloads:
+        # One vectorized membership test; the index map is built only when one matches.
+        hits = pl.Series(payloads, dtype=pl.Binary).is_in(pl.Series(ignore_payloads))
+        skipped = int(hits.sum())
+        if skipped:
+            kept = (~hits).arg_true()
+            payloads = [payloads[i] for i in kept.to_list()]
+    raw, rejects = read_ndjson(payloads, schema)
+    if kept is not None:
+        original = kept.to_list()
+        raw = raw.with_columns(pl.lit(kept).gather(pl.col(INDEX)).cast(pl.UInt32).alias(INDEX))
+        rejects = [(original[i], reason) for i, reason in rejects]
+    if arrays:
+        raw = _explode(raw, arrays)
+        fields = {name: _reach(spec, arrays) for name, spec in fields.items()}
 
     # (reason, condition) pairs over the raw columns and the typed ones (``__name``).
     problems: list[tuple[str, pl.Expr]] = []
@@ -188,9 +236,11 @@ def decode_json(
         problems.append((reason, condition))
     flags = [condition.fill_null(False) for _, condition in problems]
     ignored_flag = pl.lit(False) if ignore is None else ignore.fill_null(False)
+    if arrays:
+        ignored_flag = ignored_flag | pl.col(_EMPTY)
 
     # Query 1: every typed value and every flag, for every parsed payload.
-    judged = (
+    judging = (
         raw.lazy()
         .with_columns(
             *(spec.convert(spec.expr()).alias(f"__{name}") for name, spec in fields.items()),
@@ -200,13 +250,22 @@ def decode_json(
             (pl.any_horizontal(flags) if flags else pl.lit(False)).alias("__bad"),
         )
         .with_columns(pl.col("__bad") & ~pl.col("__ignored"))
-        .collect(optimizations=_PLAIN)
     )
-    ignored = int(judged["__ignored"].sum()) if judged.height else 0
+    if arrays:
+        # A frame stands or falls whole: one bad element rejects all of it.
+        judging = judging.with_columns(pl.col("__bad").any().over(INDEX))
+    judged = judging.collect(optimizations=_PLAIN)
+    ignored = _count_frames(judged, "__ignored", arrays) + skipped
     bad = judged["__bad"]
     if judged.height and bad.any():
         # Rare: the reason strings are built only for the rows that need them.
         culprits = judged.filter(bad)
+        if arrays:
+            # The first element that is bad in itself says why its frame is rejected.
+            itself = pl.any_horizontal(flags) if flags else pl.lit(True)
+            culprits = culprits.filter(itself & ~pl.col("__ignored")).unique(
+                INDEX, keep="first", maintain_order=True
+            )
         reasons = culprits.select(
             pl.concat_str(
                 [
@@ -236,6 +295,56 @@ def decode_json(
     rows = query.collect(optimizations=_PLAIN)
     rejects.sort()
     return Decoded(rows=rows, rejects=rejects, ignored=ignored)
+
+
+def _explode(raw: pl.DataFrame, arrays: Sequence[str]) -> pl.DataFrame:
+    """One row per element of each array, outermost first; columns named by their paths.
+
+    An empty array becomes one null element, like an absent one, so that its frame
+    keeps a row and is counted; ``_EMPTY`` marks the rows that stand for an empty array.
+    """
+    raw = raw.with_columns(pl.lit(False).alias(_EMPTY))
+    for depth, path in enumerate(arrays):
+        column = _reach(Field(path, pl.String()), arrays[:depth]).expr()
+        empty = column.list.len() == 0
+        raw = raw.with_columns(
+            pl.when(empty).then(None).otherwise(column).alias(path),
+            (pl.col(_EMPTY) | empty.fill_null(False)).alias(_EMPTY),
+        ).explode(path)
+    return raw
+
+
+def _reach(spec: Field, arrays: Sequence[str]) -> Field:
+    """``spec`` with its path rooted at the innermost exploded array that contains it."""
+    for path in sorted(arrays, key=len, reverse=True):
+        if spec.path.startswith(f"{path}."):
+            rest = spec.path[len(path) + 1 :]
+            return _Rooted(spec.path, spec.dtype, spec.required, spec.epoch, path, rest)
+    return spec
+
+
+@dataclass(frozen=True)
+class _Rooted(Field):
+    """A field read from an exploded array's column (named by the array's path)."""
+
+    root: str = ""
+    rest: str = ""
+
+    def expr(self) -> pl.Expr:
+        expr = pl.col(self.root)
+        for name in self.rest.split("."):
+            expr = expr.struct.field(name)
+        return expr
+
+
+def _count_frames(judged: pl.DataFrame, flag: str, arrays: Sequence[str]) -> int:
+    """How many payloads the flag marks: rows, or distinct frames once exploded."""
+    if not judged.height:
+        return 0
+    if not arrays:
+        return int(judged[flag].sum())
+    # A frame counts when every one of its rows is marked (it stored nothing).
+    return judged.filter(pl.col(flag).all().over(INDEX))[INDEX].n_unique()
 
 
 def _type_name(spec: Field) -> str:

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from datetime import datetime
 
 from lakeflow.config.models import Pipeline, check_table_name
 from lakeflow.errors import ConfigError
 from lakeflow.plugins import Registry
 from lakeflow.runtime.committer import Committer
+from lakeflow.runtime.pipeline import prepare
 from lakeflow.runtime.spool import Spool, SpoolLocked
 from lakeflow.runtime.stats import SourceStats
 
@@ -63,10 +65,10 @@ async def replay(
             raise ConfigError(f"{exc}; stop it first, or replay into another --table") from None
     sink = registry.sinks[pipeline.sink.type](pipeline.sink)
     stats = SourceStats()
-    committer = Committer(
-        spec, spec.cls(spec.name, spec.config), sink, pipeline.sink, stats, spool, pipeline.runtime
-    )
+    decoder = spec.cls(spec.name, spec.config)
+    committer = Committer(spec, decoder, sink, pipeline.sink, stats, spool, pipeline.runtime)
     try:
+        await prepare(decoder, logging.getLogger(__name__))
         committed = await asyncio.to_thread(committer.committed)
         await committer.replay(committed, _ns(since), _ns(until))
     finally:

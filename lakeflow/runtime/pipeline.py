@@ -292,6 +292,7 @@ class Runtime:
         log: logging.LoggerAdapter,
     ) -> None:
         stats = committer.stats
+        await prepare(source, log)
         if not await self._start(spec, committer, result, log):
             stats.state = SourceState.FAILED if spec.name in result.failed else SourceState.STOPPED
             return
@@ -411,6 +412,23 @@ class Runtime:
                     await source.close()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), timeout=delay)
+
+
+async def prepare(source: Source, log: logging.Logger | logging.LoggerAdapter) -> bool:
+    """Run ``source.prepare()`` within its time; a failure is logged, not fatal."""
+    try:
+        await asyncio.wait_for(source.prepare(), source.prepare_timeout)
+        return True
+    except asyncio.CancelledError:
+        raise
+    except TimeoutError:
+        log.warning(
+            "prepare() took longer than %gs; decoding without what it fetches",
+            source.prepare_timeout,
+        )
+    except Exception as exc:
+        log.warning("prepare() failed (%s); decoding without what it fetches", exc)
+    return False
 
 
 async def run_pipeline(pipeline: Pipeline, registry: Registry, **options: object) -> RunResult:

@@ -103,6 +103,20 @@ class Source(ABC):
         self.config = config
         self.log = logging.LoggerAdapter(logging.getLogger(type(self).__module__), {"source": name})
 
+    #: Seconds the runtime gives :meth:`prepare` before it decodes without it.
+    prepare_timeout: ClassVar[float] = 30.0
+
+    async def prepare(self) -> None:  # noqa: B027 - optional hook
+        """Fetch what :meth:`decode` needs beyond the payloads (an instrument list).
+
+        Called once before the first batch is decoded: before the spool is replayed
+        after a restart, and by ``lakeflow replay``, so that rows received before a
+        crash are decoded as completely as live ones. It must clean up after itself (it
+        runs before :meth:`open`). If it raises or takes longer than
+        ``prepare_timeout``, the runtime logs a warning and goes on: :meth:`decode` must
+        then leave what it cannot know empty (null), never reject or guess.
+        """
+
     async def open(self) -> None:  # noqa: B027 - optional hook
         """Acquire long-lived resources (an HTTP session), once before reading starts."""
 

@@ -27,10 +27,12 @@ every non-200 answer before the table above applies (to raise
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from lakeflow.errors import RequestFailed, SourceError
+from lakeflow.errors import LakeflowError, RequestFailed, SourceError
 from lakeflow.sources.base import PollingSource, SourceConfig
 
 if TYPE_CHECKING:
@@ -47,7 +49,7 @@ except PackageNotFoundError:  # running from a source tree without metadata
     _USER_AGENT = "lakeflow"
 
 
-class RetryRequest(Exception):
+class RetryRequest(LakeflowError):
     """Raised by :meth:`HttpPollingSource.check_answer` for an answer that may pass.
 
     The request is tried again if the poll has time and attempts left; with
@@ -305,3 +307,70 @@ def _path(url: str) -> str:
 def _origin(url: str) -> str:
     scheme, _, rest = url.partition("://")
     return f"{scheme}://{rest.split('/', 1)[0]}"
+
+
+async def fetch_json(
+    url: str,
+    params: Mapping[str, str] | None = None,
+    *,
+    session: aiohttp.ClientSession | None = None,
+    within: float = 10.0,
+    attempts: int = 4,
+    retry_base: float = 0.5,
+    log: logging.Logger | logging.LoggerAdapter | None = None,
+) -> Any:
+    """GET ``url`` and return its JSON body parsed; for reference data, not for the feed.
+
+    What a streaming source needs beside its stream (an instrument list, contract
+    sizes) and reads once in a while. 5xx answers, timeouts and broken connections are
+    retried with backoff, a 429 waits its ``Retry-After`` when that fits in ``within``
+    (seconds for all attempts together). Anything else raises
+    :class:`lakeflow.RequestFailed`, saying the status and the start of the body.
+    ``session`` reuses an open ``aiohttp`` session; without one, a session is made for
+    the call.
+    """
+    import json
+
+    import aiohttp
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    own = session is None
+    if session is None:
+        session = aiohttp.ClientSession(headers={"User-Agent": _USER_AGENT})
+    last = "no attempt"
+    try:
+        for attempt in range(1, attempts + 1):
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            delay = retry_base * 2 ** (attempt - 1)
+            try:
+                limit = aiohttp.ClientTimeout(total=left)
+                async with session.get(url, params=params, timeout=limit) as response:
+                    body = await response.read()
+                    status = response.status
+                    if status == 200:
+                        try:
+                            return json.loads(body)
+                        except ValueError as exc:
+                            raise RequestFailed(
+                                f"GET {_path(url)}: the answer is not JSON ({exc})", status=200
+                            ) from None
+                    detail = body[:200].decode("utf-8", "replace").strip()
+                    last = f"HTTP {status}" + (f" body {detail!r}" if detail else "")
+                    if status == 429:
+                        delay = retry_after(response, delay)
+                    elif status < 500:
+                        raise RequestFailed(f"GET {_path(url)} refused: {last}", status=status)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                last = f"{type(exc).__name__}: {exc or 'no complete answer in time'}"
+            if attempt == attempts or loop.time() + delay >= deadline:
+                break
+            if log is not None:
+                log.warning("GET %s failed (%s); retrying in %.1fs", _path(url), last, delay)
+            await asyncio.sleep(delay)
+        raise RequestFailed(f"GET {_path(url)} failed within {within:g}s; last: {last}")
+    finally:
+        if own:
+            await session.close()

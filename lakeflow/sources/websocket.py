@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING, ClassVar, Literal, TypeAlias
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 
 from lakeflow.errors import SourceError
 from lakeflow.secrets import mask_uri
@@ -62,8 +63,16 @@ class WebSocketSource(StreamingSource):
     #: answer within half of it is dropped and reconnected. Server pings are answered
     #: regardless.
     ping_interval: ClassVar[float] = 20.0
+    #: The exchange's own keepalive, on top of the protocol ping: :meth:`keepalive` is
+    #: sent every ``keepalive_interval`` seconds while a connection is open (Bybit wants
+    #: ``{"op":"ping"}`` every 20 s, OKX a text ``ping``). None: the exchange needs none.
+    keepalive_interval: ClassVar[float | None] = None
 
     _session: aiohttp.ClientSession | None = None
+    #: Per open connection: the task running its keepalive and :meth:`while_open`.
+    _companions: dict[WebSocket, asyncio.Task[None]] | None = None
+    #: Why a companion task ended its connection, for the reconnect's message.
+    _companion_error: BaseException | None = None
     _successor: WebSocket | None = None
     _seen: set[bytes] | None = None
     #: Index into :meth:`urls` of the endpoint in use.
@@ -108,7 +117,42 @@ class WebSocketSource(StreamingSource):
         return self.describe_url()
 
     async def on_open(self, ws: WebSocket) -> None:
-        """Called on every new connection before reading (send a subscription here)."""
+        """Called on every new connection before reading: send the subscriptions here.
+
+        It runs again after every reconnect and roll-over, so a source that subscribes
+        here re-subscribes everything without further code. Replies arrive as frames
+        like any other; have :meth:`~lakeflow.Source.decode` ignore the acknowledgements
+        (and reject a refusal, so that it shows as a dead letter). Raising here fails
+        the connection: the runtime records a gap and reconnects with backoff.
+        """
+
+    def keepalive(self) -> str | bytes | None:
+        """The keepalive message sent every ``keepalive_interval`` seconds (default: none)."""
+        return None
+
+    async def while_open(self, ws: WebSocket) -> None:
+        """Runs beside the reader for the life of one connection (default: nothing).
+
+        Started after :meth:`on_open` and cancelled when the connection closes, so it
+        needs no clean-up of its own: refresh a symbol list and subscribe what is new
+        here. If it raises, the connection is closed and the runtime reconnects, saying
+        why.
+        """
+
+    async def on_close(self, ws: WebSocket) -> None:
+        """Called when a connection ends, after its :meth:`while_open` is cancelled."""
+
+    async def fetch_json(
+        self, url: str, params: Mapping[str, str] | None = None, *, within: float = 10.0
+    ) -> Any:
+        """GET reference data (an instrument list) beside the stream: :func:`lakeflow.fetch_json`.
+
+        Reuses the source's HTTP session when it is open (from :meth:`prepare`, before
+        :meth:`open`, a session is made for the call).
+        """
+        from lakeflow.sources.http import fetch_json
+
+        return await fetch_json(url, params, session=self._session, within=within, log=self.log)
 
     async def open(self) -> None:
         """One HTTP session for the life of the source; every connection reuses it."""
@@ -136,8 +180,56 @@ class WebSocketSource(StreamingSource):
             max_msg_size=self.max_size,
             decode_text=False,
         )
-        await self.on_open(ws)
+        try:
+            await self.on_open(ws)
+        except BaseException:
+            await ws.close()
+            raise
+        if self._companions is None:
+            self._companions = {}
+        self._companions[ws] = asyncio.ensure_future(self._accompany(ws))
         return ws
+
+    async def _accompany(self, ws: WebSocket) -> None:
+        """The keepalive and :meth:`while_open` of one connection; a failure ends it."""
+        try:
+            if self.keepalive_interval is not None and self.keepalive() is not None:
+                await asyncio.gather(self._keep_alive(ws), self.while_open(ws))
+            else:
+                await self.while_open(ws)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._companion_error = exc
+            self.log.warning("closing the connection: %s", exc)
+            await ws.close()
+
+    async def _keep_alive(self, ws: WebSocket) -> None:
+        assert self.keepalive_interval is not None
+        message = self.keepalive()
+        while not ws.closed:
+            await asyncio.sleep(self.keepalive_interval)
+            if ws.closed:
+                return
+            try:
+                if isinstance(message, bytes):
+                    await ws.send_bytes(message)
+                elif message is not None:
+                    await ws.send_str(message)
+            except ConnectionError:
+                return  # the reader sees the connection end and says why
+
+    async def _disconnect(self, ws: WebSocket) -> None:
+        """End one connection: its companion task first, then :meth:`on_close`, then it."""
+        task = (self._companions or {}).pop(ws, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        try:
+            await self.on_close(ws)
+        finally:
+            await ws.close()
 
     async def stream(self, feed: Feed) -> None:
         import aiohttp
@@ -159,12 +251,16 @@ class WebSocketSource(StreamingSource):
                     roll.cancel()
                 successor, self._successor = self._successor, None
                 if successor is None:
+                    failure, self._companion_error = self._companion_error, None
+                    if failure is not None:
+                        raise ConnectionError(f"closed by the source: {failure}") from failure
                     raise _closed_error(ws, message)
                 dedup, self._seen = self._seen, None
+                await self._disconnect(ws)
                 ws = successor
                 self.log.info("rolled over to a new connection before the server's cut")
         finally:
-            await ws.close()
+            await self._disconnect(ws)
 
     async def _read(self, ws: WebSocket, feed: Feed, dedup: set[bytes] | None) -> Message:
         """Emit every data frame until the connection ends; returns the ending message."""
@@ -243,7 +339,7 @@ class WebSocketSource(StreamingSource):
         self._successor = new
         await asyncio.sleep(self.overlap)
         with contextlib.suppress(Exception):
-            await old.close()
+            await self._disconnect(old)
 
 
 def _closed_error(ws: WebSocket, message: Message) -> Exception:

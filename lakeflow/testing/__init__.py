@@ -10,7 +10,9 @@ Without pytest, from any script or test runner::
 
 With pytest, installing lakeflow also installs a pytest plugin (entry point ``pytest11``,
 module :mod:`lakeflow.testing.plugin`) with the fixtures ``lakeflow_tables``,
-``lakeflow_collect``, ``ws_standin`` and ``http_standin``; see ``docs/plugins.md``.
+``lakeflow_collect``, ``ws_standin``, ``exchange_standin`` and ``http_standin``; see
+``docs/plugins.md``. :class:`ExchangeStandIn` converses like an exchange (subscribe
+acknowledgements, pings, topics sent only to their subscribers, silent clients dropped).
 
 To run the real ``lakeflow run`` against stand-ins at an exchange's own hostnames over
 TLS, in a private network namespace: :func:`run_at_hostnames` and
@@ -27,11 +29,13 @@ if TYPE_CHECKING:
     from lakeflow.testing.collect import (
         Collected,
         Collector,
+        Watched,
         collect,
         collect_async,
         read_table,
         write_pipeline,
     )
+    from lakeflow.testing.exchange import Connection, ExchangeStandIn
     from lakeflow.testing.hostnames import (
         HostnameRun,
         HostnamesError,
@@ -60,6 +64,9 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "Collected": "lakeflow.testing.collect",
     "Collector": "lakeflow.testing.collect",
+    "Watched": "lakeflow.testing.collect",
+    "Connection": "lakeflow.testing.exchange",
+    "ExchangeStandIn": "lakeflow.testing.exchange",
     "collect": "lakeflow.testing.collect",
     "collect_async": "lakeflow.testing.collect",
     "read_table": "lakeflow.testing.collect",
@@ -87,6 +94,8 @@ __all__ = [
     "Answer",
     "Collected",
     "Collector",
+    "Connection",
+    "ExchangeStandIn",
     "HostRequest",
     "HostnameRun",
     "HostnameStandIn",
@@ -98,6 +107,7 @@ __all__ = [
     "Response",
     "ResponseLike",
     "Served",
+    "Watched",
     "WebSocketRoute",
     "WebSocketStandIn",
     "collect",

@@ -8,6 +8,8 @@ conftest and no import:
   its table, dead letters and gaps (sync call, or ``await lakeflow_collect.run_async``);
 - ``ws_standin`` / ``http_standin``: start a loopback WebSocket / HTTP stand-in that
   serves a list of payloads / responses, stopped when the test ends.
+- ``exchange_standin``: start an :class:`~lakeflow.testing.ExchangeStandIn`, a WebSocket
+  stand-in that converses (subscriptions, pings), stopped when the test ends.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     # Imported inside the fixtures: this module loads with every pytest session of an
     # environment that has lakeflow-core, and these bring polars, deltalake and aiohttp.
     from lakeflow.testing.collect import Collector
+    from lakeflow.testing.exchange import ExchangeStandIn
     from lakeflow.testing.standins import HttpStandIn, WebSocketStandIn
 
 
@@ -59,6 +62,27 @@ def ws_standin() -> Iterator[Callable[..., WebSocketStandIn]]:
 
     def start(*connections: Sequence[bytes | str], **options: Any) -> WebSocketStandIn:
         server = WebSocketStandIn(*connections, **options)
+        started.append(server.start())
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def exchange_standin() -> Iterator[Callable[..., ExchangeStandIn]]:
+    """``exchange_standin(subscribe, answer=..., topics=...)``: a started ExchangeStandIn.
+
+    Takes :class:`~lakeflow.testing.ExchangeStandIn`'s arguments; it runs on its own
+    thread and is stopped when the test ends.
+    """
+    from lakeflow.testing.exchange import ExchangeStandIn
+
+    started: list[ExchangeStandIn] = []
+
+    def start(*args: Any, **options: Any) -> ExchangeStandIn:
+        server = ExchangeStandIn(*args, **options)
         started.append(server.start())
         return server
 
