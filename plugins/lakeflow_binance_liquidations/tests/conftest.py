@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -35,23 +35,53 @@ def utc_ms(ms: int) -> datetime:
     return EPOCH + timedelta(milliseconds=ms)
 
 
-def expected_row(frame: bytes, market: str = "usdm") -> dict[str, Any]:
-    """The table row a forceOrder frame must become, worked out with the standard library."""
+#: Contract sizes of ``fixtures/coinm_exchangeInfo.json`` (BNBUSD_PERP is not listed in it).
+CONTRACT_SIZES = {"BTCUSD_PERP": Decimal(100), "ETHUSD_250627": Decimal(10)}
+#: Decimals of the table (DECIMAL's scale): a division rounds to this.
+SCALE = Decimal("1e-18")
+
+
+def sizes(order: dict[str, Any], market: str, contracts: dict[str, Decimal]) -> dict[str, Any]:
+    """The normalized sizes of one order, by the mapping in lakeflow-market-schemas' README."""
+    quantity, average = Decimal(order["q"]), Decimal(order["ap"])
+    if market == "usdm":
+        quote = next(q for q in ("USDT", "USDC", "FDUSD", "BUSD") if q in order["s"])
+        return {"base_quantity": quantity, "notional": quantity * average, "currency": quote}
+    size = contracts.get(order["s"])
+    if size is None:  # not in the instrument list: unsized, never guessed
+        return {"base_quantity": None, "notional": None, "currency": None}
+    notional = quantity * size
+    base = (notional / average).quantize(SCALE, rounding=ROUND_HALF_EVEN)
+    return {"base_quantity": base, "notional": notional, "currency": "USD"}
+
+
+def expected_row(
+    frame: bytes, market: str = "usdm", contracts: dict[str, Decimal] | None = None
+) -> dict[str, Any]:
+    """The table row a forceOrder frame must become, worked out with the standard library.
+
+    ``contracts`` are the COIN-M contract sizes the source knew (none: unsized rows).
+    """
     event = json.loads(frame)
     event = event.get("data", event)
     order = event["o"]
     trade_time = utc_ms(order["T"])
+    size = sizes(order, market, contracts or {})
     return {
         "exchange": "binance",
         "market": market,
         "symbol": order["s"],
         "pair": order.get("ps"),
         "side": order["S"],
+        "position_side": {"SELL": "long", "BUY": "short"}[order["S"]],
         "order_type": order["o"],
         "time_in_force": order["f"],
         "quantity": Decimal(order["q"]),
+        "base_quantity": size["base_quantity"],
         "price": Decimal(order["p"]),
         "average_price": Decimal(order["ap"]),
+        "notional": size["notional"],
+        "notional_currency": size["currency"],
         "status": order["X"],
         "last_filled_quantity": Decimal(order["l"]),
         "filled_quantity": Decimal(order["z"]),
@@ -68,8 +98,20 @@ def frames() -> Callable[[str], list[bytes]]:
 
 
 @pytest.fixture
+def coinm_contracts() -> dict[str, Decimal]:
+    """The contract sizes that ``fixtures/coinm_exchangeInfo.json`` lists, by symbol."""
+    return CONTRACT_SIZES
+
+
+@pytest.fixture
+def exchange_info() -> bytes:
+    """A ``GET /dapi/v1/exchangeInfo`` body in Binance's shape (two COIN-M symbols)."""
+    return (FIXTURES / "coinm_exchangeInfo.json").read_bytes()
+
+
+@pytest.fixture
 def expected() -> Callable[..., dict[str, Any]]:
-    """``expected(frame, market="usdm")``: the row a valid frame must become."""
+    """``expected(frame, market="usdm", contracts=None)``: the row a valid frame must become."""
     return expected_row
 
 
@@ -105,7 +147,8 @@ def collect(lakeflow_collect: Collector) -> Callable[..., Awaitable[Collected]]:
     async def run(server: WebSocketStandIn, config: dict[str, Any], *, payloads: int) -> Collected:
         return await lakeflow_collect.run_async(
             SOURCE_TYPE,
-            {**config, "ws_url": server.url},
+            # The contract sizes' host too: a closed loopback port unless a test serves it.
+            {"rest_url": "http://127.0.0.1:9", **config, "ws_url": server.url},
             payloads=payloads,
             timeout=COLLECT_TIMEOUT,
             standins=[server],

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import polars as pl
 from lakeflow_binance_liquidations import LIQUIDATION, BinanceLiquidationsSource, LiquidationsConfig
+from lakeflow_binance_liquidations.source import contract_sizes
 
 from lakeflow import TIMESTAMP, Batch
 
@@ -144,3 +146,34 @@ def test_a_last_fill_larger_than_the_accumulated_one_is_kept_as_sent(frames):
     third = decoded.rows.row(2, named=True)
     assert str(third["last_filled_quantity"].normalize()) == "4.5"
     assert str(third["filled_quantity"].normalize()) == "3.25"
+
+
+def test_a_sell_order_liquidates_a_long_and_a_buy_a_short(frames):
+    decoded = decode(frames("usdm_forceOrder_raw.jsonl"))
+
+    pairs = set(decoded.rows.select("side", "position_side").iter_rows())
+    assert pairs <= {("SELL", "long"), ("BUY", "short")}
+    assert len(pairs) == 2
+
+
+def test_usdm_notional_is_quantity_times_average_price_in_the_quote_asset(frames):
+    decoded = decode(frames("usdm_forceOrder_raw.jsonl"))
+
+    for row in decoded.rows.to_dicts():
+        assert row["base_quantity"] == row["quantity"]
+        assert row["notional"] == row["quantity"] * row["average_price"]
+        assert row["symbol"].split("_")[0].endswith(row["notional_currency"])
+
+
+def test_coinm_rows_are_sized_by_the_contract_sizes_the_source_knows(
+    frames, expected, exchange_info, coinm_contracts
+):
+    payloads = frames("coinm_forceOrder_raw.jsonl")
+    source = BinanceLiquidationsSource("test", LiquidationsConfig(market="coinm"))
+    source.contracts = contract_sizes(json.loads(exchange_info))
+    received_at = pl.Series("received_at", range(len(payloads)), dtype=pl.Int64).cast(TIMESTAMP)
+
+    decoded = source.decode(Batch(payloads=payloads, received_at=received_at))
+
+    want = [expected(p, "coinm", coinm_contracts) for p in payloads]
+    assert decoded.rows.drop("received_at").to_dicts() == want

@@ -6,6 +6,7 @@ import asyncio
 import json
 import random
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 import polars as pl
@@ -102,6 +103,28 @@ def test_coinm_all_market_fills_pair(frames, expected, stand_in, collect):
     assert stored(result.rows) == in_order([expected(frame, "coinm") for frame in sent])
     assert result.rows["pair"].to_list() == ["BTCUSD", "ETHUSD", "BNBUSD"]
     assert set(result.rows["market"]) == {"coinm"}
+
+
+def test_coinm_rows_are_sized_by_the_contract_sizes_of_exchange_info(
+    frames, expected, stand_in, collect, http_standin, exchange_info, coinm_contracts
+):
+    sent = frames("coinm_forceOrder_raw.jsonl")
+    info = http_standin([exchange_info])
+
+    async def main():
+        async with stand_in(ALL_MARKET, sent) as server:
+            config = {"market": "coinm", "rest_url": info.url}
+            return await collect(server, config, payloads=len(sent))
+
+    result = asyncio.run(main())
+
+    want = [expected(frame, "coinm", coinm_contracts) for frame in sent]
+    assert stored(result.rows) == in_order(want)
+    by_symbol = {row["symbol"]: row for row in result.rows.to_dicts()}
+    assert by_symbol["BTCUSD_PERP"]["notional"] == Decimal(100)  # 1 contract of 100 USD
+    assert by_symbol["ETHUSD_250627"]["notional"] == Decimal(350)  # 35 of 10 USD
+    assert by_symbol["BNBUSD_PERP"]["notional"] is None  # not listed: unsized, kept
+    assert info.requests[0].path == "/dapi/v1/exchangeInfo"
 
 
 def test_thousands_of_generated_events_land_exactly_once(expected, stand_in, collect):

@@ -15,6 +15,12 @@ HOSTS: dict[str, str] = {
     "usdm": "wss://fstream.binance.com",
     "coinm": "wss://dstream.binance.com",
 }
+#: Where COIN-M's instrument list is served: its contract sizes turn contracts into
+#: a notional (``GET /dapi/v1/exchangeInfo``, ``symbols[].contractSize``).
+REST_HOSTS: dict[str, str] = {"coinm": "https://dapi.binance.com"}
+EXCHANGE_INFO = "/dapi/v1/exchangeInfo"
+#: Seconds between refreshes of the contract sizes (a new listing is sized within this).
+CONTRACTS_REFRESH = 3600.0
 #: Where a stream sits under a host. Since 2026-04-23 Binance serves ``forceOrder`` (a
 #: "market" stream) only under the routed base ``/market``; the root paths of before
 #: (``/ws/...``, ``/stream?...``) still accept connections, answer pings and
@@ -66,6 +72,13 @@ class LiquidationsConfig(SourceConfig):
             "the route and stream path are appended to it (see routes)."
         ),
     )
+    rest_url: str | None = Field(
+        default=None,
+        description=(
+            "Replaces https://dapi.binance.com, where a coinm source reads the contract "
+            "sizes that turn contracts into a notional (a test server, a proxy)."
+        ),
+    )
     routes: list[Literal["market", "legacy"]] = Field(
         default_factory=_all_routes,
         min_length=1,
@@ -114,6 +127,24 @@ class LiquidationsConfig(SourceConfig):
                 "your proxy needs; choose the Binance route with `routes`"
             )
         return url.rstrip("/")
+
+    @field_validator("rest_url")
+    @classmethod
+    def _check_rest_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+            raise ValueError(
+                "must be an http:// or https:// base URL such as https://dapi.binance.com"
+            )
+        return url.rstrip("/")
+
+    def exchange_info_url(self) -> str | None:
+        """Where the contract sizes are (COIN-M), or None (USD-M quantities are base units)."""
+        if self.market != "coinm":
+            return None
+        return f"{self.rest_url or REST_HOSTS['coinm']}{EXCHANGE_INFO}"
 
     @field_validator("routes")
     @classmethod

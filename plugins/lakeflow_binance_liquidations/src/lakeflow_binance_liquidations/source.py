@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+import asyncio
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import polars as pl
+from lakeflow_market_schemas import LIQUIDATION, position_from_order_side
 
 from lakeflow import (
     DECIMAL,
@@ -16,10 +18,16 @@ from lakeflow import (
     WebSocketSource,
     decode_json,
 )
-from lakeflow_binance_liquidations.config import LiquidationsConfig
-from lakeflow_binance_liquidations.schema import LIQUIDATION
+from lakeflow_binance_liquidations.config import CONTRACTS_REFRESH, LiquidationsConfig
+
+if TYPE_CHECKING:
+    from lakeflow.sources.websocket import WebSocket
 
 EVENT_TYPE = "forceOrder"
+#: The quote asset a USD-M symbol ends in (a delivery contract adds ``_YYMMDD``).
+USDM_QUOTE = r"(USDT|USDC|FDUSD|BUSD)(?:_\d+)?$"
+#: An empty table of contract sizes: what a COIN-M source knows before its first fetch.
+NO_CONTRACTS = pl.DataFrame(schema={"symbol": pl.String(), "contract_size": DECIMAL})
 
 
 def event_fields(*, combined: bool, pair_required: bool) -> dict[str, Field]:
@@ -84,6 +92,37 @@ class BinanceLiquidationsSource(WebSocketSource):
         self._checks = {f"event type is not {EVENT_TYPE!r}": event_type != EVENT_TYPE}
         self._constants = {"exchange": "binance", "market": config.market}
         self.silence_timeout = config.silence_timeout
+        #: COIN-M contract sizes by symbol; replaced whole by each refresh (the decoder
+        #: thread reads whichever table is current).
+        self.contracts = NO_CONTRACTS
+
+    async def prepare(self) -> None:
+        """COIN-M: fetch the contract sizes, so that even replayed rows get a notional."""
+        await self.refresh_contracts()
+
+    async def refresh_contracts(self) -> None:
+        """Read ``contractSize`` per symbol from COIN-M's exchangeInfo (USD-M: nothing)."""
+        url = self.config.exchange_info_url()
+        if url is None:
+            return
+        self.contracts = contract_sizes(await self.fetch_json(url))
+        self.log.info("contract sizes of %d COIN-M symbols read", self.contracts.height)
+
+    async def while_open(self, ws: WebSocket) -> None:
+        """COIN-M: refresh the contract sizes hourly, so that new listings get a notional."""
+        if self.config.exchange_info_url() is None:
+            return
+        while True:
+            if self.contracts.is_empty():
+                await self._try_refresh()
+            await asyncio.sleep(CONTRACTS_REFRESH)
+            await self._try_refresh()
+
+    async def _try_refresh(self) -> None:
+        try:
+            await self.refresh_contracts()
+        except Exception as exc:  # the stream goes on; rows stay unsized until it works
+            self.log.warning("could not refresh COIN-M contract sizes: %s", exc)
 
     def url(self) -> str:
         """The preferred URL: the all-market stream, or the combined stream of the symbols."""
@@ -94,14 +133,72 @@ class BinanceLiquidationsSource(WebSocketSource):
         return self.config.stream_urls()
 
     def decode(self, batch: Batch) -> Decoded:
-        """Decode a batch of frames in one vectorized pass; bad frames become rejects."""
-        return decode_json(
+        """Decode a batch of frames in one vectorized pass; bad frames become rejects.
+
+        ``side`` is the liquidation order's: ``SELL`` closes a long. USD-M quantities are
+        base units (notional: ``q * ap`` in the symbol's quote asset); COIN-M's are
+        contracts (notional: ``q * contractSize`` USD, base: notional / ``ap``).
+        """
+        coinm = self.config.market == "coinm"
+        decoded = decode_json(
             batch,
             self._fields,
             constants=self._constants,
             ignore=self._ignore,
             ignore_keys=("id",),
             checks=self._checks,
-            derive={"date": pl.col("trade_time").dt.date()},
-            columns=list(LIQUIDATION.columns),
+            derive={
+                "date": pl.col("trade_time").dt.date(),
+                "position_side": position_from_order_side(pl.col("side")),
+                **({} if coinm else usdm_sizes()),
+            },
+            columns=None if coinm else list(LIQUIDATION.columns),
         )
+        if coinm:
+            decoded.rows = coinm_sizes(decoded.rows, self.contracts)
+        return decoded
+
+
+def usdm_sizes() -> dict[str, pl.Expr]:
+    """USD-M: the quantity is in base units; the notional is in the symbol's quote asset."""
+    return {
+        "base_quantity": pl.col("quantity"),
+        "notional": (pl.col("quantity") * pl.col("average_price")).cast(DECIMAL),
+        "notional_currency": pl.col("symbol").str.extract(USDM_QUOTE, 1),
+    }
+
+
+def coinm_sizes(rows: pl.DataFrame, contracts: pl.DataFrame) -> pl.DataFrame:
+    """COIN-M: contracts * contract size is a USD notional; null for an unknown symbol."""
+    notional = (pl.col("quantity") * pl.col("contract_size")).cast(DECIMAL)
+    return (
+        rows.lazy()
+        .join(contracts.lazy(), on="symbol", how="left")
+        .with_columns(notional=notional)
+        .with_columns(
+            base_quantity=pl.when(pl.col("average_price") > 0).then(
+                (pl.col("notional") / pl.col("average_price")).cast(DECIMAL)
+            ),
+            notional_currency=pl.when(pl.col("notional").is_not_null()).then(pl.lit("USD")),
+        )
+        .select(list(LIQUIDATION.columns))
+        .collect()
+    )
+
+
+def contract_sizes(exchange_info: Any) -> pl.DataFrame:
+    """``symbol`` → ``contract_size`` from a ``dapi/v1/exchangeInfo`` body."""
+    symbols = exchange_info.get("symbols", []) if isinstance(exchange_info, dict) else []
+    if not symbols:
+        raise ValueError("exchangeInfo lists no symbols")
+    return (
+        pl.DataFrame(
+            {
+                "symbol": [str(s.get("symbol")) for s in symbols],
+                "contract_size": [str(s.get("contractSize")) for s in symbols],
+            },
+            schema={"symbol": pl.String(), "contract_size": pl.String()},
+        )
+        .with_columns(pl.col("contract_size").cast(DECIMAL, strict=False))
+        .drop_nulls()
+    )

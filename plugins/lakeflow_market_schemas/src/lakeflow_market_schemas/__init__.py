@@ -1,0 +1,59 @@
+"""lakeflow plugin: the record schemas exchange plugins share, owned by no exchange.
+
+Registers ``liquidation`` (table ``liquidations``). An exchange plugin depends on this
+distribution, writes its rows in this schema and registers it too (registering the same
+schema twice is allowed), so that it runs even when ``LAKEFLOW_PLUGINS`` names it alone.
+
+This entry-point module stays light: every ``lakeflow`` command imports it, so polars
+is imported when a hook is called or a name below is first used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import lakeflow
+
+if TYPE_CHECKING:
+    from lakeflow import TableSchema
+    from lakeflow_market_schemas.liquidation import (
+        LIQUIDATION,
+        LONG,
+        SHORT,
+        position_from_order_side,
+        position_from_position_side,
+    )
+
+_EXPORTS = {
+    "LIQUIDATION": "liquidation",
+    "LONG": "liquidation",
+    "SHORT": "liquidation",
+    "position_from_order_side": "liquidation",
+    "position_from_position_side": "liquidation",
+}
+
+__all__ = [
+    "LIQUIDATION",
+    "LONG",
+    "SHORT",
+    "position_from_order_side",
+    "position_from_position_side",
+    "register_schemas",
+]
+
+
+@lakeflow.hookimpl
+def register_schemas(register: Callable[[TableSchema], None]) -> None:
+    """Register the shared schemas: ``liquidation``."""
+    from lakeflow_market_schemas.liquidation import LIQUIDATION
+
+    register(LIQUIDATION)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
