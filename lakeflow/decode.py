@@ -195,7 +195,8 @@ def decode_json(
     skipped = 0
     if ignore_payloads and payloads:
         # One vectorized membership test; the index map is built only when one matches.
-        hits = pl.Series(payloads, dtype=pl.Binary).is_in(pl.Series(ignore_payloads))
+        wanted = pl.Series(list(ignore_payloads), dtype=pl.Binary).implode()
+        hits = pl.Series(payloads, dtype=pl.Binary).is_in(wanted)
         skipped = int(hits.sum())
         if skipped:
             kept = (~hits).arg_true()
