@@ -1,15 +1,22 @@
-"""Test harness: the real `lakeflow` command, and pipelines of in-test plugins run in-process."""
+"""Test harness: the real `lakeflow` command, pipelines of in-test plugins run in-process,
+and the small helpers the suite's tests share (waiting, a table's commits, a free port).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
+import pytest
+from deltalake import DeltaTable
 from lakeflow_testsource import RECORD
 
 import lakeflow
@@ -23,6 +30,17 @@ LAKEFLOW = str(Path(sys.executable).parent / "lakeflow")
 #: it) are found by path, in this process (pytest's ``pythonpath``) and in every
 #: ``lakeflow`` subprocess (PYTHONPATH, set by conftest.py).
 TEST_PLUGINS = str(Path(__file__).parent / "plugins" / "lakeflow_testsource" / "src")
+
+#: The workspace's first-party plugins (plugins/). The core's tests run without them;
+#: the integration tests (the shipped default pipeline, the README's and the notebook's
+#: walk-throughs, entry-point discovery) need them, and are marked so.
+WORKSPACE_PLUGINS = ("lakeflow_binance_liquidations", "lakeflow_binance_prices", "lakeflow_charts")
+needs_workspace_plugins = pytest.mark.skipif(
+    not all(importlib.util.find_spec(name) for name in WORKSPACE_PLUGINS),
+    reason="needs the workspace's first-party plugins installed (`uv sync` installs them)",
+)
+
+T = TypeVar("T")
 
 
 def with_test_plugins(pythonpath: str | None) -> str:
@@ -95,3 +113,42 @@ def run_until(
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def wait_for(
+    check: Callable[[], T],
+    timeout: float = 30.0,
+    what: str = "",
+    *,
+    log: Path | None = None,
+    interval: float = 0.05,
+) -> T:
+    """Call ``check()`` every ``interval`` seconds until it is truthy; return its value.
+
+    Past ``timeout`` seconds, fail saying ``what`` was awaited (and the end of ``log``).
+    """
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        if time.monotonic() > deadline:
+            said = f"{what or 'condition'} not reached in {timeout:g}s"
+            if log is not None:
+                said += f"; the log:\n{log.read_text()[-3000:]}"
+            raise AssertionError(said)
+        time.sleep(interval)
+    return value
+
+
+def committed(table: Path | str, app_id: str, storage_options: dict[str, str] | None = None) -> int:
+    """The last sequence ``app_id`` committed to ``table`` (its Delta ``txn``), 0 if none yet."""
+    try:
+        delta = DeltaTable(str(table), storage_options=storage_options)
+        return delta.transaction_version(app_id) or 0
+    except Exception:  # the table does not exist yet, or its first commit is being written
+        return 0
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

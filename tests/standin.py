@@ -1,8 +1,9 @@
-"""A loopback stand-in for Binance's liquidation stream, numbering every event it sends.
+"""Loopback WebSocket servers for the in-test ``test_websocket`` source, numbering every
+event they send.
 
-It runs in a thread with its own event loop, so that it outlives the collectors a test
-starts and kills. Event ``k`` has trade time ``BASE_MS + k`` (and a distinct symbol
-cycle), so a row in the table says exactly which event it was.
+They run in a thread with their own event loop, so that they outlive the collectors a
+test starts and kills. Event ``k`` is the test record with ``n = k``, so a row in the
+table says exactly which event it was.
 """
 
 from __future__ import annotations
@@ -18,20 +19,12 @@ from dataclasses import dataclass, field
 
 from websockets.asyncio.server import ServerConnection, serve
 
-BASE_MS = 1_764_000_000_000
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-SYMBOLS = [f"C{i}USDT" for i in range(50)]
 
 
 def event(k: int) -> str:
-    """The ``k``-th event: a USD-M ``forceOrder`` frame whose trade time encodes ``k``."""
-    side = "SELL" if k % 2 else "BUY"
-    price = f"{100 + k % 5000}.{k % 100:02d}"
-    return (
-        f'{{"e":"forceOrder","E":{BASE_MS + k + 2},"o":{{"s":"{SYMBOLS[k % len(SYMBOLS)]}",'
-        f'"S":"{side}","o":"LIMIT","f":"IOC","q":"{k % 97}.{k % 1000:03d}","p":"{price}",'
-        f'"ap":"{price}","X":"FILLED","l":"1","z":"1","T":{BASE_MS + k}}}}}'
-    )
+    """The ``k``-th event: a ``test_record`` frame (``test_websocket``) whose ``n`` is ``k``."""
+    return f'{{"n": {k}, "value": "{k}.{k % 1_000_000:06d}"}}'
 
 
 @dataclass
@@ -47,7 +40,7 @@ class StreamStandIn:
 
     def __init__(self, rate: float = 1000.0, broadcast: bool = False) -> None:
         self.rate = rate
-        # Broadcast: like Binance, every connection carries the same events while open
+        # Broadcast: like an exchange's feed, every connection carries the same events while open
         # (event k is due at k / rate); otherwise each event goes to one connection.
         self.broadcast = broadcast
         self._t0 = time.monotonic()

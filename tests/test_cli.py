@@ -6,14 +6,12 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import polars as pl
 import pytest
-from deltalake import DeltaTable
 
-from harness import LAKEFLOW
+from harness import LAKEFLOW, committed, wait_for
 
 PIPELINE = """
 [sink]
@@ -29,21 +27,6 @@ rate = {rate}
 type = "test_clock"
 interval = 0.2
 """
-
-
-def committed(table: Path, app_id: str) -> int:
-    try:
-        return DeltaTable(str(table)).transaction_version(app_id) or 0
-    except Exception:
-        return 0
-
-
-def wait_for(predicate, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
 
 
 def start(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:

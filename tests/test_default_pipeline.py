@@ -19,7 +19,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from harness import LAKEFLOW
+from harness import LAKEFLOW, needs_workspace_plugins
 from lakeflow.testing import (
     HostnameRun,
     HostnameStandIn,
@@ -31,6 +31,8 @@ from lakeflow.testing import (
 
 REPO = Path(__file__).resolve().parents[1]
 PRICES_FIXTURES = REPO / "plugins" / "lakeflow_binance_prices" / "tests" / "fixtures"
+#: The shipped default is made of the workspace's Binance plugins.
+pytestmark = needs_workspace_plugins
 MARKET = "/market/ws/!forceOrder@arr"
 LEGACY = "/ws/!forceOrder@arr"
 #: Trade time of the first event; event k trades 25 ms after event k-1.

@@ -30,7 +30,7 @@ from deltalake import DeltaTable
 from lakeflow_testsource import SequenceSource
 
 import lakeflow.runtime.spool as spool_module
-from harness import LAKEFLOW, Plugin, run
+from harness import LAKEFLOW, Plugin, run, wait_for
 from lakeflow.runtime.buffer import PayloadBuffer
 from lakeflow.runtime.spool import Spool, read_blocks
 from lakeflow.sinks.delta import DeltaSink
@@ -365,7 +365,7 @@ class Run:
         return [line for line in self.log.splitlines() if " WARNING " in line or " ERROR " in line]
 
 
-def committed(table: Path) -> int:
+def rows_in(table: Path) -> int:
     """Rows in ``table`` so far (0 before it exists)."""
     if not (table / "_delta_log").is_dir():
         return 0
@@ -384,15 +384,6 @@ def commit_ends(table: Path) -> set[int]:
             if txn is not None:
                 ends.add(txn["version"])
     return ends
-
-
-def wait_until(predicate: Callable[[], bool], what: str, log: Path, timeout: float) -> None:
-    """Wait for ``predicate``; past ``timeout``, fail showing the end of ``log``."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} not within {timeout}s; the log:\n{log.read_text()[-3000:]}")
-        time.sleep(0.05)
 
 
 def write_pipeline(folder: Path, *, under: str = "", count: int = COUNT) -> None:
@@ -433,15 +424,15 @@ def stream_through_a_full_disk(folder: Path, disk: SmallDisk, sign_of_full: str)
     table = folder / "tables" / "test_records"
     collector = start(folder, log)
     try:
-        wait_until(lambda: committed(table) >= 500, "the first rows", log, 30)
+        wait_for(lambda: rows_in(table) >= 500, 30, "the first rows", log=log)
         disk.fill()
-        wait_until(lambda: sign_of_full in log.read_text(), sign_of_full, log, 10)
+        wait_for(lambda: sign_of_full in log.read_text(), 10, sign_of_full, log=log)
         time.sleep(HOLD)
         alive_while_full = collector.poll() is None
         disk.free()
-        if committed(table) > COUNT - RATE:
+        if rows_in(table) > COUNT - RATE:
             pytest.fail("the stream nearly ended before the disk was freed: raise COUNT")
-        wait_until(lambda: committed(table) >= COUNT, f"all {COUNT} rows", log, 40)
+        wait_for(lambda: rows_in(table) >= COUNT, 40, f"all {COUNT} rows", log=log)
         alive_after = collector.poll() is None
         collector.send_signal(signal.SIGINT)
         exit_code = collector.wait(30)
@@ -599,13 +590,13 @@ def stopped_while_full(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sto
         log, table = folder / "run.log", folder / "disk" / "tables" / "test_records"
         collector = start(folder, log)
         try:
-            wait_until(lambda: committed(table) >= 500, "the first rows", log, 30)
+            wait_for(lambda: rows_in(table) >= 500, 30, "the first rows", log=log)
             disk.fill()
             for sign in ("cannot write the spool", "commit to table test_records failed"):
-                wait_until(lambda sign=sign: sign in log.read_text(), sign, log, 10)
+                wait_for(lambda sign=sign: sign in log.read_text(), 10, sign, log=log)
             time.sleep(0.5)
             alive_while_full = collector.poll() is None
-            before = committed(table)
+            before = rows_in(table)
             collector.send_signal(signal.SIGINT)
             exit_code = collector.wait(30)
         finally:
@@ -617,8 +608,10 @@ def stopped_while_full(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sto
         restart_log = folder / "restart.log"
         again = start(folder, restart_log)
         try:
-            wait_until(lambda: "replaying" in restart_log.read_text(), "a replay", restart_log, 30)
-            wait_until(lambda: committed(table) > before, "the replay's commit", restart_log, 30)
+            wait_for(
+                lambda: "replaying" in restart_log.read_text(), 30, "a replay", log=restart_log
+            )
+            wait_for(lambda: rows_in(table) > before, 30, "the replay's commit", log=restart_log)
             again.send_signal(signal.SIGINT)
             restart_exit_code = again.wait(30)
         finally:

@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 
 import lakeflow
+from harness import free_port
 
 
 class Config(lakeflow.PollingConfig):
@@ -169,12 +170,7 @@ class socket_closed:
     """A loopback URL where nothing listens (the port was bound, then released)."""
 
     def __enter__(self) -> str:
-        import socket
-
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        return f"http://127.0.0.1:{port}/quotes"
+        return f"http://127.0.0.1:{free_port()}/quotes"
 
     def __exit__(self, *exc: object) -> None:
         return None

@@ -16,7 +16,7 @@ import pytest
 from deltalake import DeltaTable
 
 import lakeflow
-from harness import run_until
+from harness import committed, run_until
 from lakeflow.config import load_pipeline
 from lakeflow.plugins import load
 from lakeflow.sinks.delta import DeltaSink
@@ -35,13 +35,6 @@ count = 200
 COUNT = 200
 
 
-def committed(table: Path) -> int:
-    try:
-        return DeltaTable(str(table)).transaction_version("seq") or 0
-    except Exception:
-        return 0
-
-
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder whose pipeline's one source committed payloads 1..200, then stopped."""
@@ -49,7 +42,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (home / "lakeflow.toml").write_text(PIPELINE, encoding="utf-8")
     (home / ".env").write_text("LAKE_TABLES=lake-data\n", encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k != "LAKE_TABLES"}
-    run_until(home, lambda: committed(home / "lake-data/test_records") >= COUNT, env=env)
+    run_until(home, lambda: committed(home / "lake-data/test_records", "seq") >= COUNT, env=env)
     return home
 
 

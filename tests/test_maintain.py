@@ -15,7 +15,7 @@ import pytest
 from deltalake import DeltaTable
 from lakeflow_testsource import RECORD, SequenceSource
 
-from harness import LAKEFLOW, Plugin, run
+from harness import LAKEFLOW, Plugin, committed, run
 from lakeflow.config import MaintenanceConfig, SinkConfig, load_pipeline
 from lakeflow.errors import ConfigError
 from lakeflow.plugins import load
@@ -275,13 +275,6 @@ def test_no_maintenance_runs_when_disabled(pm, tmp_path, caplog):
     assert not [r for r in caplog.records if r.name == "lakeflow.runtime.maintenance"]
 
 
-def committed(table: Path) -> int:
-    try:
-        return DeltaTable(str(table)).transaction_version("seq") or 0
-    except Exception:  # not created yet
-        return 0
-
-
 def test_scheduled_and_manual_maintenance_while_writing_lose_and_double_nothing(tmp_path, cli):
     # The collector maintains its own table every 0.3 s while `lakeflow maintain` runs
     # beside it: appends race two rewriters, which race each other.
@@ -294,10 +287,10 @@ def test_scheduled_and_manual_maintenance_while_writing_lose_and_double_nothing(
     table = tmp_path / "tables" / "test_records"
     try:
         deadline = time.monotonic() + 60
-        while committed(table) == 0:
+        while committed(table, "seq") == 0:
             assert time.monotonic() < deadline, "collector did not commit"
             time.sleep(0.05)
-        while committed(table) < 4000:
+        while committed(table, "seq") < 4000:
             done = cli("maintain", "--table", "test_records")
             assert done.returncode == 0, done.stderr
             assert time.monotonic() < deadline + 60, "collector did not finish"

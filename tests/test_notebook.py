@@ -22,7 +22,7 @@ import pytest
 from deltalake import DeltaTable
 from nbclient import NotebookClient
 
-from harness import run_until
+from harness import needs_workspace_plugins, run_until
 from lakeflow.testing import HttpStandIn, Request, WebSocketStandIn
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "examples" / "liquidations.ipynb"
@@ -142,6 +142,7 @@ def test_the_notebook_has_no_outputs_committed():
             assert cell.outputs == [] and cell.execution_count is None
 
 
+@needs_workspace_plugins  # the notebook reads the Binance plugins' tables
 def test_the_notebook_runs_top_to_bottom_on_a_real_runs_tables(pipeline, monkeypatch):
     monkeypatch.setenv("LAKEFLOW_PIPELINE", str(pipeline))
     notebook = nbformat.read(NOTEBOOK, as_version=4)

@@ -12,30 +12,14 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness import LAKEFLOW
+from harness import LAKEFLOW, free_port, wait_for
 from lakeflow.runtime.status import SourceStatus, write_status
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(check: Callable[[], object], timeout: float = 30.0, what: str = "") -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what or check}")
 
 
 def http_get(url: str) -> tuple[int, str]:
@@ -215,8 +199,8 @@ def test_healthz_is_503_naming_the_source_that_cannot_connect(tmp_path):
 listen = "127.0.0.1:{port}"
 
 [sources.feed]
-type = "binance_liquidations"
-ws_url = "ws://127.0.0.1:{dead}"
+type = "test_websocket"
+url = "ws://127.0.0.1:{dead}"
 """
     )
     run = Run(tmp_path, port=port)

@@ -16,7 +16,7 @@ import polars as pl
 from click.testing import CliRunner
 
 import lakeflow
-from harness import TEST_PLUGINS, with_test_plugins
+from harness import TEST_PLUGINS, needs_workspace_plugins, with_test_plugins
 from lakeflow.plugins import load, load_commands
 from lakeflow.sinks.delta import DeltaSink
 
@@ -81,6 +81,7 @@ def test_the_test_plugin_is_not_in_the_environment_uv_run_builds():
     assert not [d for d in default if d.startswith("lakeflow-testsource")]
 
 
+@needs_workspace_plugins
 def test_workspace_binance_plugins_are_found_through_entry_points():
     registry = load()
     assert registry.sources["binance_liquidations"].distribution == "lakeflow-binance-liquidations"
@@ -269,6 +270,7 @@ def test_a_plugin_command_cannot_take_a_built_in_commands_name(pm):
     assert "command 'run' is already one of lakeflow itself's" in registry.errors["greeter"]
 
 
+@needs_workspace_plugins
 def test_the_installed_cli_lists_the_commands_plugins_add(cli):
     done = cli("--help")
     assert re.search(r"^  plot\s+Draw liquidation notional", done.stdout, re.M), done.stdout

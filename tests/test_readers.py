@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
-from harness import LAKEFLOW, run_until
+from harness import LAKEFLOW, committed, run_until
 
 COUNT, BAD_EVERY = 300, 50
 PIPELINE = f"""
@@ -65,7 +65,7 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder whose run committed every payload (in several commits), then stopped."""
     home = tmp_path_factory.mktemp("fresh")
     (home / "lakeflow.toml").write_text(PIPELINE, encoding="utf-8")
-    run_until(home, lambda: _committed(home / "tables" / "test_records") >= COUNT - 1)
+    run_until(home, lambda: committed(home / "tables" / "test_records", "seq") >= COUNT - 1)
     assert len(DeltaTable(str(home / "tables" / "test_records")).file_uris()) > 1
     return home
 
@@ -85,13 +85,6 @@ def tables(request: pytest.FixtureRequest) -> Path:
     """The tables folder, as the run wrote it and after maintenance."""
     home = request.getfixturevalue("written" if request.param == "fresh" else "maintained")
     return home / "tables"
-
-
-def _committed(table: Path) -> int:
-    try:
-        return DeltaTable(str(table)).transaction_version("seq") or 0
-    except Exception:
-        return 0
 
 
 def _duckdb() -> duckdb.DuckDBPyConnection:

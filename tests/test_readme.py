@@ -8,6 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
+from harness import needs_workspace_plugins
 from lakeflow.config import load_pipeline
 from lakeflow.plugins import load
 from lakeflow.sinks.delta import DeltaSink
@@ -16,6 +17,8 @@ from lakeflow.sources import Batch
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 FIXTURES = ROOT / "plugins" / "lakeflow_binance_liquidations" / "tests" / "fixtures"
+#: The README walks through the shipped default: the workspace's Binance plugins.
+pytestmark = needs_workspace_plugins
 
 
 def readme_commands(prefix: str) -> list[list[str]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
-from pathlib import Path
 
 import polars as pl
 import pytest
@@ -13,7 +12,7 @@ from deltalake import DeltaTable
 from lakeflow_testsource import RECORD, ClockSource, SequenceSource
 
 import lakeflow
-from harness import LAKEFLOW, Plugin, run
+from harness import LAKEFLOW, Plugin, committed, run, wait_for
 from lakeflow.config import load_pipeline
 from lakeflow.plugins import load
 from lakeflow.runtime.spool import Spool
@@ -279,20 +278,6 @@ def test_slow_sink_holds_the_reader_back_instead_of_growing_memory(pm, tmp_path)
     assert pl.read_delta(str(tables / "test_records"))["n"].n_unique() == 5000
 
 
-def committed_sequence(table: Path, app_id: str) -> int:
-    try:
-        return DeltaTable(str(table)).transaction_version(app_id) or 0
-    except Exception:  # the table does not exist yet
-        return 0
-
-
-def wait_until(predicate, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
-
-
 def test_maintain_while_a_collector_writes_loses_and_doubles_nothing(tmp_path, cli):
     (tmp_path / "lakeflow.toml").write_text(
         "[sink]\nflush_interval = 0.05\n"
@@ -302,11 +287,11 @@ def test_maintain_while_a_collector_writes_loses_and_doubles_nothing(tmp_path, c
         [LAKEFLOW, "run"], cwd=tmp_path, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
     )
     table = tmp_path / "tables" / "test_records"
-    wait_until(lambda: committed_sequence(table, "s") > 0)
+    wait_for(lambda: committed(table, "s") > 0, timeout=60)
     for _ in range(4):
         done = cli("maintain", "--table", "test_records")
         assert done.returncode == 0, done.stderr
-    wait_until(lambda: committed_sequence(table, "s") >= 3000)
+    wait_for(lambda: committed(table, "s") >= 3000, timeout=60)
     collector.terminate()
     _, err = collector.communicate(timeout=30)
     assert collector.returncode == 0, err

@@ -14,15 +14,15 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import polars as pl
 import pytest
 from deltalake import DeltaTable
-from PIL import Image
 
 import lakeflow.sinks.delta.lease as lease_module
-from harness import LAKEFLOW
+from harness import LAKEFLOW, committed, needs_workspace_plugins, wait_for
 from lakeflow import Lake
 from lakeflow.config import load_pipeline
 from lakeflow.plugins import load
@@ -89,20 +89,8 @@ def start_run(folder: Path) -> subprocess.Popen[str]:
         )
 
 
-def committed(s3: SeaweedFS, uri: str, app_id: str) -> int:
-    """The last sequence ``app_id`` committed to the table at ``uri`` (0 if none)."""
-    try:
-        table = DeltaTable(uri, storage_options=s3.storage_options())
-    except Exception:
-        return 0
-    return table.transaction_version(app_id) or 0
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.2)
+#: ``wait_for`` of checks that read from S3: a slower poll, a longer wait.
+wait_on_s3 = partial(wait_for, timeout=60, interval=0.2)
 
 
 def stop(process: subprocess.Popen[str], folder: Path) -> None:
@@ -130,7 +118,7 @@ def collected(s3: SeaweedFS, tmp_path_factory: pytest.TempPathFactory) -> tuple[
     home = tmp_path_factory.mktemp("collector")
     (home / "lakeflow.toml").write_text(pipeline(s3, root, sequence("seq", 500)))
     process = start_run(home)
-    wait_for(lambda: committed(s3, f"{root}/test_records", "seq") >= 500)
+    wait_on_s3(lambda: committed(f"{root}/test_records", "seq", s3.storage_options()) >= 500)
     stop(process, home)
     return home, root
 
@@ -188,12 +176,13 @@ def test_two_collectors_and_maintain_on_one_s3_table_commit_every_payload_once(s
     every_second = "\n[maintenance]\ninterval = 1\n"
     east = folder("east", pipeline(s3, root, sequence("east", count, rate=1500) + every_second))
     west = folder("west", pipeline(s3, root, sequence("west", count, rate=1500) + every_second))
+    options = s3.storage_options()
     runs = [start_run(east), start_run(west)]
-    wait_for(lambda: committed(s3, table, "east") > 0 and committed(s3, table, "west") > 0)
+    wait_on_s3(lambda: min(committed(table, s, options) for s in ("east", "west")) > 0)
     # And `lakeflow maintain` beside them: three maintainers, whose rewrites the table's
     # lease keeps apart, race the collectors' appends.
     maintained = []
-    while committed(s3, table, "east") < count or committed(s3, table, "west") < count:
+    while min(committed(table, s, options) for s in ("east", "west")) < count:
         done = lakeflow(east, "maintain", "--table", "test_records")
         assert done.returncode == 0, done.stderr
         maintained.append(done.stdout)
@@ -240,7 +229,7 @@ def test_replay_into_another_s3_table(s3, folder):
     root = s3.uri()
     home = folder("replay", pipeline(s3, root, sequence("seq", 200), runtime="keep_raw = true"))
     process = start_run(home)
-    wait_for(lambda: committed(s3, f"{root}/test_records", "seq") >= 200)
+    wait_on_s3(lambda: committed(f"{root}/test_records", "seq", s3.storage_options()) >= 200)
     stop(process, home)
     done = lakeflow(home, "replay", "--source", "seq", "--table", "again")
     assert done.returncode == 0, done.stderr
@@ -328,11 +317,11 @@ def test_an_object_store_outage_mid_run_loses_nothing(tmp_path, folder):
         table = f"{root}/test_records"
         home = folder("outage", pipeline(server, root, sequence("seq", 4000, rate=500)))
         process = start_run(home)
-        wait_for(lambda: committed(server, table, "seq") > 0)
+        wait_on_s3(lambda: committed(table, "seq", server.storage_options()) > 0)
         server.stop()
         time.sleep(3)  # commits fail meanwhile; payloads keep arriving into the spool
         server.start()
-        wait_for(lambda: committed(server, table, "seq") >= 4000, timeout=120)
+        wait_on_s3(lambda: committed(table, "seq", server.storage_options()) >= 4000, timeout=120)
         stop(process, home)
         rows = pl.read_delta(table, storage_options=server.storage_options())
     assert sorted(rows["n"].to_list()) == list(range(1, 4001))
@@ -347,11 +336,11 @@ def test_two_collectors_sharing_a_source_name_refuse_to_commit_instead_of_skippi
     first = folder("first", text)
     second = folder("second", text)
     runs = [start_run(first)]
-    wait_for(lambda: committed(s3, table, "liquidations") > 0)
+    wait_on_s3(lambda: committed(table, "liquidations", s3.storage_options()) > 0)
     runs.append(start_run(second))
     message = "another collector also commits as source 'liquidations' to table test_records"
     logs = [first / "run.log", second / "run.log"]
-    wait_for(lambda: any(message in log.read_text() for log in logs), timeout=60)
+    wait_on_s3(lambda: any(message in log.read_text() for log in logs), timeout=60)
     for process in runs:
         process.terminate()
     codes = [process.wait(60) for process in runs]
@@ -375,7 +364,11 @@ def liquidation(minutes_ago: float, side: str = "SELL") -> dict[str, object]:
     }
 
 
+@needs_workspace_plugins
 def test_plot_draws_a_chart_of_an_s3_table(s3, folder, monkeypatch):
+    # The workspace plugins together on S3: charts' `lakeflow plot` on a Binance table.
+    from PIL import Image  # with matplotlib, with the charts plugin
+
     home = folder(
         "plot",
         pipeline(s3, s3.uri("plotted"), '[sources.liquidations]\ntype = "binance_liquidations"\n'),

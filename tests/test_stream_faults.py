@@ -1,29 +1,21 @@
-"""A streaming source against a misbehaving server: refused, silent. It reconnects, and says so."""
+"""A streaming source against a misbehaving server: refused, silent. It reconnects, and says so.
+
+The in-test ``test_websocket`` source, with the timings of the core's WebSocketSource
+(keepalive, roll-over) shortened to fractions of a second.
+"""
 
 from __future__ import annotations
 
-import socket
-
 import polars as pl
-from lakeflow_binance_liquidations import BinanceLiquidationsSource
+from lakeflow_testsource import WebSocketTestSource
 
-import lakeflow
-from harness import Plugin as _Plugin
-from harness import run
-from standin import BASE_MS, SilentServer, StreamStandIn
+from harness import Plugin, free_port, run
+from standin import SilentServer, StreamStandIn
 
 
-class QuickPings(BinanceLiquidationsSource):
+class QuickPings(WebSocketTestSource):
     type = "test_quick_pings"
     ping_interval = 0.2
-
-
-class Plugin(_Plugin):
-    @lakeflow.hookimpl
-    def register_schemas(self, register):
-        from lakeflow_binance_liquidations import LIQUIDATION
-
-        register(LIQUIDATION)
 
 
 def test_server_that_stops_answering_pings_is_dropped_and_reconnected(pm, tmp_path):
@@ -33,20 +25,14 @@ def test_server_that_stops_answering_pings_is_dropped_and_reconnected(pm, tmp_pa
             pm,
             tmp_path,
             f'[sink]\nflush_interval = 0.1\n[sources.s]\ntype = "test_quick_pings"\n'
-            f'ws_url = "{server.url}"\n',
+            f'url = "{server.url}"\n',
             until=lambda stats: server.accepted >= 3,
         )
     assert result.stats["s"].reconnects >= 2
     gaps = pl.read_delta(str(tables / "_gaps"))
     assert gaps["reason"].str.contains("No PONG received").any()
     # The one event each connection carried still landed.
-    assert pl.read_delta(str(tables / "liquidations")).height >= 2
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    assert pl.read_delta(str(tables / "test_records")).height >= 2
 
 
 def test_refused_connections_back_off_and_are_one_gap(pm, tmp_path):
@@ -55,7 +41,7 @@ def test_refused_connections_back_off_and_are_one_gap(pm, tmp_path):
         pm,
         tmp_path,
         f'[sink]\nflush_interval = 0.1\n[sources.s]\ntype = "test_quick_pings"\n'
-        f'ws_url = "ws://127.0.0.1:{free_port()}"\n',
+        f'url = "ws://127.0.0.1:{free_port()}"\n',
         until=lambda stats: stats["s"].reconnects >= 3,
     )
     gaps = pl.read_delta(str(tables / "_gaps"))
@@ -64,7 +50,7 @@ def test_refused_connections_back_off_and_are_one_gap(pm, tmp_path):
     assert "Connect" in gaps["reason"][0] or "refused" in gaps["reason"][0].lower()
 
 
-class QuickRoll(BinanceLiquidationsSource):
+class QuickRoll(WebSocketTestSource):
     type = "test_quick_roll"
     max_age = 0.6
     overlap = 0.2
@@ -77,11 +63,11 @@ def test_roll_over_before_the_cut_keeps_every_event_once_without_a_gap(pm, tmp_p
             pm,
             tmp_path,
             f'[sink]\nflush_interval = 0.1\n[sources.s]\ntype = "test_quick_roll"\n'
-            f'ws_url = "{server.url}"\n',
+            f'url = "{server.url}"\n',
             until=lambda stats: len(server.connections) >= 4,
         )
-    rows = pl.read_delta(str(tables / "liquidations"))
-    seen = (rows["trade_time"].dt.epoch("ms") - BASE_MS).sort()
+    rows = pl.read_delta(str(tables / "test_records"))
+    seen = rows["n"].sort()
     assert seen.n_unique() == rows.height, "an event carried by both connections landed twice"
     first = server.connections[0].sent[0]
     # Every event from the first connection on, without a hole across three roll-overs.
