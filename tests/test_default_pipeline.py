@@ -213,7 +213,7 @@ def test_a_silent_legacy_path_is_reported_unhealthy_within_the_configured_silenc
     # Connected within a second or two of the start, silent 4 s later, seen within 0.2 s.
     assert seen["at"] - seen["started"] < 4 + 6
     problem = seen["healthz"]["sources"]["liquidations"]["problem"]
-    assert problem.startswith("silent: no payload for ")
+    assert problem.startswith("silent: no data for ")
     assert f"on wss://fstream.binance.com{LEGACY} (normal: at most 4s)" in problem
     assert seen["healthz"]["sources"]["prices"]["problem"] is None
 
@@ -223,7 +223,7 @@ def test_a_silent_legacy_path_is_a_warning_naming_the_url_and_the_likely_causes(
 
     warning = next(line for line in seen["log"].splitlines() if "SILENT" in line)
     assert " WARNING " in warning
-    assert f"connected to wss://fstream.binance.com{LEGACY} but no payload for" in warning
+    assert f"connected to wss://fstream.binance.com{LEGACY} but no data for" in warning
     assert "moved or retired the stream" in warning
     assert "blocks this region" in warning
 
@@ -233,7 +233,7 @@ def test_a_silent_legacy_path_shows_in_status_and_the_gauge(legacy_run):
 
     assert seen["status_exit"] == 1
     assert re.search(r"liquidations\s+silent \d+s", seen["status"]), seen["status"]
-    assert "liquidations: silent: no payload for" in seen["status"]
+    assert "liquidations: silent: no data for" in seen["status"]
     gauge = re.search(
         r'^lakeflow_seconds_since_last_payload\{source="liquidations"\} (\S+)$',
         seen["metrics"],

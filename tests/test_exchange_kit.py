@@ -260,3 +260,23 @@ def test_fetch_json_gives_up_within_its_time_on_a_server_that_is_down():
         asyncio.run(lakeflow.fetch_json("http://127.0.0.1:9/", within=1.0, retry_base=0.1))
 
     assert time.monotonic() - started < 3.0
+
+
+class QuietFeed(KitSource):
+    type = "exchange_kit_quiet"
+    silence_timeout = 0.6
+
+
+def test_a_stream_that_answers_its_keepalive_but_carries_no_data_falls_silent(
+    exchange_standin, lakeflow_collect
+):
+    # The stand-in acknowledges and pongs, and sends no event: payloads, but no data.
+    server = exchange_standin(subscribe, answer=answer)
+
+    result = lakeflow_collect(
+        QuietFeed, {"url": server.url}, payloads=12, schemas=[TICKS], standins=[server]
+    )
+
+    assert result.rows.is_empty()
+    silent = [r for r in result.gaps["reason"].to_list() if r.startswith("silent:")]
+    assert silent and "but no data for" in silent[0]

@@ -121,7 +121,7 @@ def test_a_silent_connection_is_warned_about_with_url_and_likely_causes(pm, tmp_
     result, _ = run(pm, tmp_path, quiet_sequence(), until=lambda s: s["s"].reconnects >= 1)
 
     warning = next(r.getMessage() for r in caplog.records if "SILENT" in r.getMessage())
-    assert "connected to memory but no payload for 1s" in warning
+    assert "connected to memory but no data for 1s" in warning
     assert "moved or retired the stream" in warning
     assert "`symbols` entry is wrong" in warning
     assert "blocks this region" in warning
@@ -239,7 +239,7 @@ def test_the_status_file_says_silent_with_the_url_and_what_is_normal(pm, tmp_pat
     run(pm, tmp_path, quiet_sequence(), until=until)
 
     problem = seen["status"].problem(seen["status"].updated)
-    assert problem.startswith("silent: no payload for ")
+    assert problem.startswith("silent: no data for ")
     assert "on memory (normal: at most 1s)" in problem
 
 

@@ -25,7 +25,7 @@ class SourceState(StrEnum):
     STARTING = "starting"
     #: A streaming source holds a connection and payloads arrive (or the quiet is normal).
     CONNECTED = "connected"
-    #: Connected, but no payload for longer than the source's ``silence_timeout``: the
+    #: Connected, but no data for longer than the source's ``silence_timeout``: the
     #: exchange moved or retired the stream, a symbol is wrong, or the region is blocked.
     SILENT = "silent"
     DISCONNECTED = "disconnected"
@@ -100,6 +100,11 @@ class SourceStats:
     #: or silent past ``silence_timeout``); None while it covers. Written to the status file,
     #: so that the next run's "not running" gap starts where coverage really ended.
     uncovered_since: float | None = None
+
+    #: Epoch seconds of the newest payload of a batch that decoded into rows: the last
+    #: sign of data. Acknowledgements and pongs are payloads, not data, so a stream that
+    #: answers its keepalive but carries no events still falls silent by this measure.
+    last_data: float | None = None
 
     @property
     def last_payload(self) -> float | None:

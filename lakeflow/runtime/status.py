@@ -58,6 +58,8 @@ class SourceStatus:
     url: str | None = None
     #: Epoch seconds of the newest payload received (None: none yet).
     last_payload: float | None = None
+    #: Epoch seconds of the newest payload that decoded into rows (see SourceStats).
+    last_data: float | None = None
     #: Seconds of silence that are normal for this source (None: not judged).
     silence_timeout: float | None = None
     #: Until when the source covered its feed: the snapshot's time while it does, else
@@ -89,9 +91,9 @@ class SourceStatus:
             return "stopped on an error (see the log)"
         if self.kind == "streaming":
             if self.state == "silent":
-                since = self.last_payload or self.started
+                since = self.last_data or self.started
                 return (
-                    f"silent: no payload for {max(0.0, now - since):.0f}s on "
+                    f"silent: no data for {max(0.0, now - since):.0f}s on "
                     f"{self.url or 'its stream'} (normal: at most {self.silence_timeout or 0:g}s);"
                     " the exchange may have moved or retired the stream, a symbol may be "
                     "wrong, or the region may be blocked"
@@ -157,6 +159,7 @@ class StatusTracker:
                     connected_since=stats.connected_since,
                     url=stats.url,
                     last_payload=stats.last_payload,
+                    last_data=stats.last_data,
                     silence_timeout=stats.silence_timeout,
                     covered_until=(now if stats.uncovered_since is None else stats.uncovered_since),
                 )

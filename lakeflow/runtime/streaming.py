@@ -3,7 +3,7 @@
 Gaps in ``_gaps`` tile the time a source did not cover, without overlaps:
 
 - a disconnection, from the drop to the next connection (reason: how it ended);
-- a *silent* stretch: connected, but no payload for longer than the source's
+- a *silent* stretch: connected, but no data for longer than the source's
   ``silence_timeout``. It starts at the last payload (or at the connection, if that is
   later: the stream may have stopped forwarding right after it) and ends when the
   runtime gives up on the connection; its reason starts with ``silent:``. A quiet
@@ -34,7 +34,7 @@ LIKELY_CAUSES = (
 
 
 class StreamSilent(LakeflowError):
-    """The connection stayed open but carried no payload past ``silence_timeout``."""
+    """The connection stayed open but carried no data past ``silence_timeout``."""
 
 
 class StreamFeed:
@@ -90,10 +90,16 @@ class StreamFeed:
             stats.uncovered_since = now
 
     def quiet_since(self) -> float | None:
-        """Since when the current connection has carried nothing (None: not connected)."""
+        """Since when the current connection has carried no data (None: not connected).
+
+        Data is a payload that decoded into rows: a stream that sends only pongs and
+        acknowledgements is quiet. While payloads wait to be decoded, it cannot be told
+        yet whether they are data, so the newest payload counts instead.
+        """
         if self.connected_at is None:
             return None
-        last = self._committer.stats.last_payload
+        stats = self._committer.stats
+        last = stats.last_data if stats.backlog == 0 else stats.last_payload
         return self.connected_at if last is None else max(last, self.connected_at)
 
 
@@ -179,10 +185,10 @@ def _watch(
     quiet_since = feed.quiet_since()
     if quiet_since is None:
         return  # connecting
-    last = stats.last_payload
+    last = stats.last_data
     if feed.silent_after is not None and last is not None and last > feed.silent_after:
         committer.log.info(
-            "payloads arrive again on %s, after %.0fs of silence",
+            "data arrives again on %s, after %.0fs of silence",
             stats.url or "the stream",
             last - feed.silent_after,
         )
@@ -198,7 +204,7 @@ def _watch(
     committer.add_gap(
         quiet_since,
         now,
-        f"silent: connected to {url} but no payload for {quiet:.0f}s "
+        f"silent: connected to {url} but no data for {quiet:.0f}s "
         f"(more than the {silence_timeout:g}s that is normal for this source)",
     )
     if feed.silent_after is None:
@@ -206,7 +212,7 @@ def _watch(
     stats.state = SourceState.SILENT
     following = source.fall_over()
     committer.log.warning(
-        "SILENT: connected to %s but no payload for %.0fs (more than the %gs that is normal "
+        "SILENT: connected to %s but no data for %.0fs (more than the %gs that is normal "
         "for this source). Likely: %s. Reconnecting%s.",
         url,
         quiet,
@@ -226,7 +232,7 @@ def _close_silent_stretch(feed: StreamFeed, committer: Committer) -> None:
     committer.add_gap(
         quiet_since,
         now,
-        f"silent: connected to {committer.stats.url or 'the stream'} but no payload "
+        f"silent: connected to {committer.stats.url or 'the stream'} but no data "
         f"for {now - quiet_since:.0f}s, until the stop",
     )
     # Recorded up to now: the next run's "not running" gap starts at the stop, not again
