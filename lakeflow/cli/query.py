@@ -25,7 +25,11 @@ def query(args: tuple[str, ...], fmt: str) -> None:
     """Run polars SQL over the pipeline's tables, by name.
 
     Example: lakeflow query "SELECT symbol, count(*) FROM trades GROUP BY symbol"
+
+    Times are UTC, in the tables and in the SQL: now() is the UTC time, so
+    trade_time >= CAST(now() AS TIMESTAMPTZ) - INTERVAL '1 hour' is the last hour.
     """
+    _in_utc()
     import polars as pl
 
     if len(args) > 2:
@@ -49,6 +53,20 @@ def query(args: tuple[str, ...], fmt: str) -> None:
             fmt_table_cell_list_len=10,
         ):
             click.echo(frame)
+
+
+def _in_utc() -> None:
+    """Make this process's local time UTC, so that SQL's now() is UTC like the tables.
+
+    polars evaluates now() as local wall time without a zone; compared with the tables'
+    UTC timestamps it would be off by the machine's UTC offset. The command is a process
+    of its own, so changing its zone affects nothing else.
+    """
+    import os
+    import time
+
+    os.environ["TZ"] = "UTC"
+    time.tzset()
 
 
 def _printable(frame: pl.DataFrame) -> pl.DataFrame:
