@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import polars as pl
-from lakeflow_market_schemas import LIQUIDATION, position_from_order_side
+from lakeflow_market_schemas import (
+    LIQUIDATION,
+    decimal_product,
+    decimal_quotient,
+    position_from_order_side,
+)
 
 from lakeflow import (
     DECIMAL,
@@ -27,6 +33,8 @@ EVENT_TYPE = "forceOrder"
 #: The quote asset a USD-M symbol ends in (a delivery contract adds ``_YYMMDD``).
 USDM_QUOTE = r"(USDT|USDC|FDUSD|BUSD)(?:_\d+)?$"
 #: An empty table of contract sizes: what a COIN-M source knows before its first fetch.
+#: Seconds before a failed refresh is tried again.
+RETRY_REFRESH = 60.0
 NO_CONTRACTS = pl.DataFrame(schema={"symbol": pl.String(), "contract_size": DECIMAL})
 
 
@@ -95,6 +103,8 @@ class BinanceLiquidationsSource(WebSocketSource):
         #: COIN-M contract sizes by symbol; replaced whole by each refresh (the decoder
         #: thread reads whichever table is current).
         self.contracts = NO_CONTRACTS
+        #: time.monotonic() of the last successful refresh (0: none yet).
+        self._refreshed_at = 0.0
 
     async def prepare(self) -> None:
         """COIN-M: fetch the contract sizes, so that even replayed rows get a notional."""
@@ -106,23 +116,25 @@ class BinanceLiquidationsSource(WebSocketSource):
         if url is None:
             return
         self.contracts = contract_sizes(await self.fetch_json(url))
+        self._refreshed_at = time.monotonic()
         self.log.info("contract sizes of %d COIN-M symbols read", self.contracts.height)
 
     async def while_open(self, ws: WebSocket) -> None:
-        """COIN-M: refresh the contract sizes hourly, so that new listings get a notional."""
+        """COIN-M: refresh the contract sizes hourly, so that new listings get a notional.
+
+        The schedule is the source's, not the connection's: a stream that reconnects
+        more often than hourly still refreshes on time.
+        """
         if self.config.exchange_info_url() is None:
             return
         while True:
-            if self.contracts.is_empty():
-                await self._try_refresh()
-            await asyncio.sleep(CONTRACTS_REFRESH)
-            await self._try_refresh()
-
-    async def _try_refresh(self) -> None:
-        try:
-            await self.refresh_contracts()
-        except Exception as exc:  # the stream goes on; rows stay unsized until it works
-            self.log.warning("could not refresh COIN-M contract sizes: %s", exc)
+            due = self._refreshed_at + CONTRACTS_REFRESH if self._refreshed_at else 0.0
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            try:
+                await self.refresh_contracts()
+            except Exception as exc:  # the stream goes on; rows stay unsized until it works
+                self.log.warning("could not refresh COIN-M contract sizes: %s", exc)
+                await asyncio.sleep(RETRY_REFRESH)
 
     def url(self) -> str:
         """The preferred URL: the all-market stream, or the combined stream of the symbols."""
@@ -163,22 +175,20 @@ def usdm_sizes() -> dict[str, pl.Expr]:
     """USD-M: the quantity is in base units; the notional is in the symbol's quote asset."""
     return {
         "base_quantity": pl.col("quantity"),
-        "notional": (pl.col("quantity") * pl.col("average_price")).cast(DECIMAL),
+        "notional": decimal_product(pl.col("quantity"), pl.col("average_price")),
         "notional_currency": pl.col("symbol").str.extract(USDM_QUOTE, 1),
     }
 
 
 def coinm_sizes(rows: pl.DataFrame, contracts: pl.DataFrame) -> pl.DataFrame:
     """COIN-M: contracts * contract size is a USD notional; null for an unknown symbol."""
-    notional = (pl.col("quantity") * pl.col("contract_size")).cast(DECIMAL)
+    notional = decimal_product(pl.col("quantity"), pl.col("contract_size"))
     return (
         rows.lazy()
-        .join(contracts.lazy(), on="symbol", how="left")
+        .join(contracts.lazy(), on="symbol", how="left", maintain_order="left")
         .with_columns(notional=notional)
         .with_columns(
-            base_quantity=pl.when(pl.col("average_price") > 0).then(
-                (pl.col("notional") / pl.col("average_price")).cast(DECIMAL)
-            ),
+            base_quantity=decimal_quotient(pl.col("notional"), pl.col("average_price")),
             notional_currency=pl.when(pl.col("notional").is_not_null()).then(pl.lit("USD")),
         )
         .select(list(LIQUIDATION.columns))

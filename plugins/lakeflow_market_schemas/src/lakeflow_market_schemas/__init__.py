@@ -3,6 +3,7 @@
 Registers ``liquidation`` (table ``liquidations``). An exchange plugin depends on this
 distribution, writes its rows in this schema and registers it too (registering the same
 schema twice is allowed), so that it runs even when ``LAKEFLOW_PLUGINS`` names it alone.
+A reader sums the rows of every exchange alike with :func:`liquidation_notional`.
 
 This entry-point module stays light: every ``lakeflow`` command imports it, so polars
 is imported when a hook is called or a name below is first used.
@@ -22,22 +23,42 @@ if TYPE_CHECKING:
         LIQUIDATION,
         LONG,
         SHORT,
+        decimal_product,
+        decimal_quotient,
         position_from_order_side,
         position_from_position_side,
+    )
+    from lakeflow_market_schemas.reading import (
+        MixedCurrencies,
+        ReadingError,
+        liquidation_notional,
+        notional_currencies,
     )
 
 _EXPORTS = {
     "LIQUIDATION": "liquidation",
     "LONG": "liquidation",
     "SHORT": "liquidation",
+    "decimal_product": "liquidation",
+    "decimal_quotient": "liquidation",
     "position_from_order_side": "liquidation",
     "position_from_position_side": "liquidation",
+    "MixedCurrencies": "reading",
+    "ReadingError": "reading",
+    "liquidation_notional": "reading",
+    "notional_currencies": "reading",
 }
 
 __all__ = [
     "LIQUIDATION",
     "LONG",
     "SHORT",
+    "MixedCurrencies",
+    "ReadingError",
+    "decimal_product",
+    "decimal_quotient",
+    "liquidation_notional",
+    "notional_currencies",
     "position_from_order_side",
     "position_from_position_side",
     "register_schemas",

@@ -61,6 +61,25 @@ LIQUIDATION = TableSchema(
 )
 
 
+#: How large a product or quotient may be estimated before it no longer fits ``DECIMAL``
+#: (38 digits, 18 after the point: 20 before it). polars raises on a decimal overflow,
+#: and a raising decoder sends the whole batch, good frames too, to the dead letters.
+_FITS = 1e19
+
+
+def decimal_product(a: pl.Expr, b: pl.Expr) -> pl.Expr:
+    """``a * b`` as an exact ``DECIMAL``, or null where it would not fit one (never raises)."""
+    estimate = a.cast(pl.Float64) * b.cast(pl.Float64)
+    return (pl.when(estimate.abs() < _FITS).then(a) * b).cast(DECIMAL)
+
+
+def decimal_quotient(a: pl.Expr, b: pl.Expr) -> pl.Expr:
+    """``a / b`` rounded to 18 decimals; null where ``b`` is not positive or it would not fit."""
+    estimate = a.cast(pl.Float64) / b.cast(pl.Float64)
+    fits = (b > 0) & (estimate.abs() < _FITS)
+    return (pl.when(fits).then(a) / pl.when(fits).then(b)).cast(DECIMAL)
+
+
 def position_from_order_side(order_side: pl.Expr) -> pl.Expr:
     """``position_side`` from the side of the liquidation *order* (Binance's ``S``, OKX's ``side``).
 
