@@ -1,0 +1,143 @@
+"""The config of a ``bybit_liquidations`` source, and the URLs it implies."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator
+
+from lakeflow import SourceConfig
+
+#: Bybit's public WebSocket host; a category's stream is ``/v5/public/<category>`` under it.
+WS_HOST = "wss://stream.bybit.com"
+#: Bybit's REST host, where the instrument list is read.
+REST_HOST = "https://api.bybit.com"
+WS_PATH = "/v5/public/{category}"
+INSTRUMENTS_PATH = "/v5/market/instruments-info"
+#: The topic of one symbol's liquidations. There is no all-market topic.
+TOPIC = "allLiquidation."
+#: Topics per subscribe request: Bybit's documentation calls 10 safe.
+SUBSCRIBE_BATCH = 10
+#: How long silence is normal when every symbol of a category is followed. Linear
+#: contracts (hundreds of USDT/USDC perpetuals) see a liquidation every few seconds even
+#: on quiet days; inverse contracts far fewer. Named symbols are not judged by default:
+#: one symbol may go hours without a liquidation.
+ALL_SYMBOLS_SILENCE: dict[str, float] = {"linear": 300.0, "inverse": 3600.0}
+
+_SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9-]*")
+#: Path parts the source appends itself: a ``ws_url`` ending in one would double them.
+_PATH_WORDS = frozenset({"v5", "public", "linear", "inverse", "spot", "option"})
+
+
+class BybitLiquidationsConfig(SourceConfig):
+    """``[sources.NAME]`` keys of a ``bybit_liquidations`` source."""
+
+    category: Literal["linear", "inverse"] = Field(
+        default="linear",
+        description=(
+            '"linear" (USDT and USDC contracts, sizes in the base coin) or "inverse" '
+            "(coin-margined contracts, sizes in contracts of 1 USD)."
+        ),
+    )
+    symbols: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Symbols to follow, as Bybit writes them (BTCUSDT, ETHPERP, BTCUSD). Empty: "
+            'every symbol of the category whose instruments-info status is "Trading", '
+            "re-read every refresh_interval so that new listings are followed."
+        ),
+    )
+    ws_url: str | None = Field(
+        default=None,
+        description=(
+            "Replaces the scheme and host, wss://stream.bybit.com, with a testnet "
+            "(wss://stream-testnet.bybit.com), a proxy or a test server; "
+            "/v5/public/<category> is appended to it."
+        ),
+    )
+    rest_url: str | None = Field(
+        default=None,
+        description=(
+            "Replaces https://api.bybit.com, where the instrument list "
+            "(/v5/market/instruments-info) is read: a testnet, a proxy, a test server."
+        ),
+    )
+    refresh_interval: float = Field(
+        default=3600.0,
+        gt=0,
+        description=(
+            "Seconds between reads of the instrument list while connected: new listings "
+            "are subscribed (every-symbol mode) and get their quote coin."
+        ),
+    )
+
+    @field_validator("symbols")
+    @classmethod
+    def _check_symbols(cls, symbols: list[str]) -> list[str]:
+        bad = [s for s in symbols if not _SYMBOL.fullmatch(s)]
+        if bad:
+            raise ValueError(
+                f"not Bybit symbols: {', '.join(map(repr, bad))}; write each as Bybit lists "
+                "it in instruments-info: upper-case letters, digits and '-' (BTCUSDT, "
+                "BTC-26DEC25), without the 'allLiquidation.' topic prefix"
+            )
+        return list(dict.fromkeys(symbols))
+
+    @field_validator("ws_url")
+    @classmethod
+    def _check_ws_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        parts = urlsplit(url)
+        if parts.scheme not in ("ws", "wss") or not parts.netloc:
+            raise ValueError("must be a ws:// or wss:// URL such as wss://stream.bybit.com")
+        if parts.query or parts.fragment:
+            raise ValueError(
+                "give the base URL only, without '?' or '#': /v5/public/<category> is "
+                "appended to it"
+            )
+        last = parts.path.rstrip("/").rsplit("/", 1)[-1]
+        if last in _PATH_WORDS:
+            raise ValueError(
+                f"ends in '/{last}', a part of the stream path that the source appends "
+                "itself: give the scheme and host only (wss://stream.bybit.com), plus any "
+                "prefix your proxy needs; choose the stream with `category`"
+            )
+        return url.rstrip("/")
+
+    @field_validator("rest_url")
+    @classmethod
+    def _check_rest_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+            raise ValueError(
+                "must be an http:// or https:// base URL such as https://api.bybit.com"
+            )
+        if parts.path.rstrip("/").endswith(("/v5", "/v5/market", INSTRUMENTS_PATH)):
+            raise ValueError(
+                f"give the scheme and host only (https://api.bybit.com): {INSTRUMENTS_PATH} "
+                "is appended to it"
+            )
+        return url.rstrip("/")
+
+    @property
+    def all_symbols(self) -> bool:
+        """True when the source follows every trading symbol of the category."""
+        return not self.symbols
+
+    def stream_url(self) -> str:
+        """The category's public stream: ``wss://stream.bybit.com/v5/public/linear``."""
+        return f"{self.ws_url or WS_HOST}{WS_PATH.format(category=self.category)}"
+
+    def instruments_url(self) -> str:
+        """Where the instrument list is: ``https://api.bybit.com/v5/market/instruments-info``."""
+        return f"{self.rest_url or REST_HOST}{INSTRUMENTS_PATH}"
+
+    @property
+    def silence_timeout(self) -> float | None:
+        """Seconds without a payload that are normal for this stream (None: not judged)."""
+        return ALL_SYMBOLS_SILENCE[self.category] if self.all_symbols else None

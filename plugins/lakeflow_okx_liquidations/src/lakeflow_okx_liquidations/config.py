@@ -1,0 +1,157 @@
+"""The config of an ``okx_liquidations`` source, and the URLs and request it implies."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator
+
+from lakeflow import SourceConfig
+
+#: OKX's public WebSocket: scheme, host and port (``ws_url`` replaces them), and the path.
+WS_HOST = "wss://ws.okx.com:8443"
+WS_PATH = "/ws/v5/public"
+#: OKX's REST API (``rest_url`` replaces it), and where the instrument list is.
+REST_HOST = "https://www.okx.com"
+INSTRUMENTS_PATH = "/api/v5/public/instruments"
+#: The channel; one subscription per instrument type carries every instrument of it.
+CHANNEL = "liquidation-orders"
+#: The instrument types this source follows: their ``sz`` is in contracts of ``ctVal``.
+INST_TYPES = ("SWAP", "FUTURES")
+#: Types the channel carries too, whose ``sz`` is not a number of ``ctVal`` contracts:
+#: this source could not size their rows the way the shared schema means.
+UNSIZED_TYPES = ("MARGIN", "OPTION")
+#: Seconds between re-reads of the instrument list (a new listing is sized within this).
+REFRESH_INTERVAL = 3600.0
+#: How long silence is normal. Perpetual swaps of every instrument liquidate minutes
+#: apart on the quietest days; delivery futures alone are far quieter.
+SILENCE_TIMEOUT = {"SWAP": 600.0, "FUTURES": 3600.0}
+
+#: Path parts the source appends itself: a ``ws_url`` ending in one would double them.
+_WS_PATH_WORDS = frozenset({"ws", "v5", "public", "private", "business"})
+
+
+def _all_types() -> list[str]:
+    """Every supported instrument type: the default of ``inst_types``."""
+    return list(INST_TYPES)
+
+
+class OkxLiquidationsConfig(SourceConfig):
+    """``[sources.NAME]`` keys of an ``okx_liquidations`` source."""
+
+    inst_types: list[str] = Field(
+        default_factory=_all_types,
+        description=(
+            'Instrument types to follow, as OKX writes them: "SWAP" (perpetual swaps) and '
+            '"FUTURES" (delivery futures). Each is one subscription that carries every '
+            "instrument of that type."
+        ),
+    )
+    ws_url: str | None = Field(
+        default=None,
+        description=(
+            "Replaces the scheme, host and port, wss://ws.okx.com:8443, with a proxy or a "
+            "test server; the path /ws/v5/public is appended to it."
+        ),
+    )
+    rest_url: str | None = Field(
+        default=None,
+        description=(
+            "Replaces https://www.okx.com, where the instrument list (contract values, "
+            "linear or inverse) is read from /api/v5/public/instruments."
+        ),
+    )
+    refresh_interval: float = Field(
+        default=REFRESH_INTERVAL,
+        gt=0,
+        description=(
+            "Seconds between re-reads of the instrument list, so that a new listing is "
+            "sized (default 3600)."
+        ),
+    )
+
+    @field_validator("inst_types")
+    @classmethod
+    def _check_inst_types(cls, types: list[str]) -> list[str]:
+        if not types:
+            raise ValueError(
+                f"names no instrument type; follow {' and '.join(INST_TYPES)}, or leave the "
+                "key out for both"
+            )
+        unsized = [t for t in types if t.upper() in UNSIZED_TYPES]
+        if unsized:
+            names = ", ".join(map(repr, dict.fromkeys(t.upper() for t in unsized)))
+            raise ValueError(
+                f"{names} not supported: OKX's {CHANNEL} channel carries them, but their sz "
+                "is not a number of ctVal contracts as it is for SWAP and FUTURES, so their "
+                "rows could not be sized (base_quantity, notional) the way the liquidations "
+                f"table means; follow {' and '.join(INST_TYPES)}"
+            )
+        unknown = [t for t in types if t not in INST_TYPES]
+        if unknown:
+            raise ValueError(
+                f"not OKX instrument types: {', '.join(map(repr, unknown))}; choose from "
+                f"{', '.join(map(repr, INST_TYPES))}, in upper case as OKX writes them"
+            )
+        return list(dict.fromkeys(types))
+
+    @field_validator("ws_url")
+    @classmethod
+    def _check_ws_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        parts = urlsplit(url)
+        if parts.scheme not in ("ws", "wss") or not parts.netloc:
+            raise ValueError("must be a ws:// or wss:// URL such as wss://ws.okx.com:8443")
+        if parts.query or parts.fragment:
+            raise ValueError(
+                "give the base URL only, without '?' or '#': the path /ws/v5/public is "
+                "appended to it"
+            )
+        last = parts.path.rstrip("/").rsplit("/", 1)[-1]
+        if last in _WS_PATH_WORDS:
+            raise ValueError(
+                f"ends in '/{last}', a part of the path that the source appends itself: give "
+                "the scheme, host and port only (wss://ws.okx.com:8443), plus any prefix "
+                f"your proxy needs; {WS_PATH} is appended"
+            )
+        return url.rstrip("/")
+
+    @field_validator("rest_url")
+    @classmethod
+    def _check_rest_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http:// or https:// URL such as https://www.okx.com")
+        if parts.query or parts.fragment:
+            raise ValueError(
+                f"give the base URL only, without '?' or '#': {INSTRUMENTS_PATH} is appended"
+            )
+        if "/api/" in f"{parts.path}/":
+            raise ValueError(
+                "contains '/api', a part of the path that the source appends itself: give "
+                "the scheme and host only (https://www.okx.com), plus any prefix your proxy "
+                f"needs; {INSTRUMENTS_PATH} is appended"
+            )
+        return url.rstrip("/")
+
+    def stream_url(self) -> str:
+        """The public WebSocket URL: ``wss://ws.okx.com:8443/ws/v5/public`` or its stand-in."""
+        return f"{self.ws_url or WS_HOST}{WS_PATH}"
+
+    def instruments_url(self) -> str:
+        """Where the instrument list is read (``?instType=...`` is added per type)."""
+        return f"{self.rest_url or REST_HOST}{INSTRUMENTS_PATH}"
+
+    def subscribe_message(self) -> str:
+        """The one request that subscribes every configured type."""
+        args = [{"channel": CHANNEL, "instType": inst_type} for inst_type in self.inst_types]
+        return json.dumps({"op": "subscribe", "args": args}, separators=(",", ":"))
+
+    @property
+    def silence_timeout(self) -> float:
+        """Seconds without a frame that are normal: the shortest of the types followed."""
+        return min(SILENCE_TIMEOUT[t] for t in self.inst_types)
