@@ -10,6 +10,7 @@ import struct
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -42,26 +43,74 @@ def liquidation(
     average_price: str = "100",
     filled_quantity: str = "2",
     market: str = "usdm",
+    *,
+    notional: str | None = "from the fill",
+    currency: str | None = "USDT",
 ) -> dict[str, Any]:
-    """One ``liquidation`` row, ``minutes_ago`` before the test started."""
+    """One Binance ``liquidation`` row, ``minutes_ago`` before the test started.
+
+    Its notional is ``filled_quantity x average_price``, as the plugin writes a USD-M
+    row, unless ``notional`` says otherwise (None: unknown).
+    """
     at = NOW - timedelta(minutes=minutes_ago)
+    if notional == "from the fill":
+        notional = str(Decimal(filled_quantity) * Decimal(average_price))
     return {
         "exchange": "binance",
         "market": market,
         "symbol": symbol,
         "pair": None,
         "side": side,
+        "position_side": {"SELL": "long", "BUY": "short"}[side],
         "order_type": "LIMIT",
         "time_in_force": "IOC",
         "quantity": filled_quantity,
-        # Unlike the average price, the order price must not count in the notional.
+        "base_quantity": filled_quantity,
+        # Unlike the notional, the order price must not count.
         "price": "1",
         "average_price": average_price,
+        "notional": notional,
+        "notional_currency": None if notional is None else currency,
         "status": "FILLED",
         "last_filled_quantity": filled_quantity,
         "filled_quantity": filled_quantity,
         "trade_time": at,
         "event_time": at,
+        "received_at": at,
+        "date": at.date(),
+    }
+
+
+def bybit(
+    minutes_ago: float,
+    symbol: str = "BTCUSDT",
+    position: str = "Buy",
+    size: str = "2",
+    price: str = "100",
+    currency: str = "USDT",
+) -> dict[str, Any]:
+    """One Bybit linear ``liquidation`` row: no average price, no fill fields, no event time."""
+    at = NOW - timedelta(minutes=minutes_ago)
+    return {
+        "exchange": "bybit",
+        "market": "linear",
+        "symbol": symbol,
+        "pair": None,
+        "side": position,
+        "position_side": {"Buy": "long", "Sell": "short"}[position],
+        "order_type": None,
+        "time_in_force": None,
+        "quantity": size,
+        "base_quantity": size,
+        "price": price,
+        "average_price": None,
+        "notional": str(Decimal(size) * Decimal(price)),
+        "notional_currency": currency,
+        "status": None,
+        "last_filled_quantity": None,
+        "filled_quantity": None,
+        "trade_time": at,
+        "event_time": None,
         "received_at": at,
         "date": at.date(),
     }
@@ -204,12 +253,21 @@ def test_svg_is_xml_sized_in_pixels(plot, liquidations, tmp_path):
     assert (root.get("width"), root.get("height")) == ("800", "400")
 
 
-def test_notional_is_average_price_times_filled_quantity_per_side(plot, liquidations, tmp_path):
+def test_notional_is_summed_per_side_liquidated(plot, liquidations, tmp_path):
     plot("liquidations", "--symbol", "BTCUSDT", "-o", "chart.svg")
     texts = svg_texts(ET.parse(tmp_path / "chart.svg").getroot())
-    assert "longs liquidated (SELL): 300" in texts
-    assert "shorts liquidated (BUY): 100" in texts
-    assert "Liquidations of BTCUSDT, last 24h: 2 events, 400 notional" in texts
+    assert "longs liquidated: 300 USDT" in texts
+    assert "shorts liquidated: 100 USDT" in texts
+    assert "Liquidations of BTCUSDT, last 24h: 2 events, 400 USDT" in texts
+    assert "notional per 5 min, USDT" in texts
+
+
+def test_the_chart_sums_the_notional_column_not_a_price(plot, commit, tmp_path):
+    # 7 USDT whatever quantity x average price says: the notional is the exchange plugin's.
+    commit("liquidations", [liquidation(5, "BTCUSDT", "BUY", "100", "2", notional="7")])
+    plot("liquidations", "-o", "chart.svg")
+    texts = svg_texts(ET.parse(tmp_path / "chart.svg").getroot())
+    assert "shorts liquidated: 7 USDT" in texts
 
 
 def test_html_holds_the_chart_inline_with_its_summary(plot, liquidations, tmp_path):
@@ -241,18 +299,149 @@ def test_until_ends_the_window_in_the_past(plot, commit):
     assert ", 2 events" in done.stdout
 
 
-def test_coinm_liquidations_are_sized_in_contracts(plot, commit, tmp_path):
-    commit("liquidations", [liquidation(5, "BTCUSD_PERP", "SELL", "97000", "4", market="coinm")])
+def test_coinm_liquidations_are_counted_in_usd(plot, commit, tmp_path):
+    coinm = liquidation(5, "BTCUSD_PERP", "SELL", "97000", "4", "coinm", notional="400")
+    commit("liquidations", [coinm | {"notional_currency": "USD"}])
     plot("liquidations", "-o", "chart.svg")
     texts = svg_texts(ET.parse(tmp_path / "chart.svg").getroot())
-    assert "longs liquidated (SELL): 4 contracts" in texts
+    assert "longs liquidated: 400 USD" in texts
 
 
-def test_mixing_coinm_and_usdm_liquidations_exits_2(plot, commit, liquidations):
-    commit("liquidations", [liquidation(5, "BTCUSD_PERP", market="coinm")])
+def test_mixing_currencies_exits_2_naming_them(plot, commit, liquidations):
+    coinm = liquidation(5, "BTCUSD_PERP", market="coinm", notional="100", currency="USD")
+    commit("liquidations", [coinm])
     done = plot("liquidations", "-o", "chart.png")
     assert done.exit_code == 2
-    assert "mixes COIN-M liquidations (sized in contracts)" in done.stderr
+    assert done.stderr == (
+        "Error: the window mixes liquidations in 2 currencies: USDT (3 events), USD (1 event); "
+        "they are not converted into one another: choose one with --currency USDT\n"
+    )
+
+
+def test_usdt_and_usdc_are_not_summed_together(plot, commit, liquidations):
+    commit("liquidations", [liquidation(5, "BTCUSDC", currency="USDC")])
+    done = plot("liquidations", "-o", "chart.png")
+    assert done.exit_code == 2
+    assert "mixes liquidations in 2 currencies: USDT (3 events), USDC (1 event)" in done.stderr
+
+
+def test_currency_chooses_one_and_counts_the_others_out(plot, commit, liquidations, tmp_path):
+    commit("liquidations", [liquidation(5, "BTCUSDC", "BUY", "10", "1", currency="USDC")])
+    done = plot("liquidations", "--currency", "usdc", "-o", "chart.svg")
+    assert done.exit_code == 0, done.output
+    assert done.stdout == "chart.svg: liquidations all symbols, last 24h, 4 events, 1200x600\n"
+    texts = svg_texts(ET.parse(tmp_path / "chart.svg").getroot())
+    assert "shorts liquidated: 10 USDC" in texts
+    assert (
+        "Liquidations of all symbols, last 24h: 1 event, 10 USDC "
+        "(3 events in other currencies not counted)"
+    ) in texts
+
+
+def test_a_currency_the_window_lacks_exits_2(plot, liquidations):
+    done = plot("liquidations", "--currency", "USD", "-o", "chart.png")
+    assert done.exit_code == 2
+    assert done.stderr == (
+        "Error: no liquidations in USD in the window (its liquidations are in USDT); "
+        "choose one of those with --currency\n"
+    )
+
+
+def test_rows_without_a_notional_are_left_out_and_said(plot, commit, liquidations, tmp_path):
+    # A COIN-M symbol listed after the plugin's last exchangeInfo: no notional yet.
+    commit("liquidations", [liquidation(5, "XRPUSD_PERP", market="coinm", notional=None)])
+    done = plot("liquidations", "-o", "chart.svg")
+    assert done.exit_code == 0, done.output
+    texts = svg_texts(ET.parse(tmp_path / "chart.svg").getroot())
+    assert (
+        "Liquidations of all symbols, last 24h: 3 events, 410 USDT "
+        "(1 event without a notional not counted)"
+    ) in texts
+
+
+def test_a_window_of_rows_without_a_notional_exits_2(plot, commit):
+    commit("liquidations", [liquidation(5, "XRPUSD_PERP", market="coinm", notional=None)])
+    done = plot("liquidations", "-o", "chart.png")
+    assert done.exit_code == 2
+    assert "none of the window's 1 liquidation has a notional" in done.stderr
+
+
+def test_rows_older_than_the_notional_column_count_as_binance_usdm(plot, commit, tmp_path):
+    # Written by the Binance plugin before position_side and notional existed.
+    old = liquidation(5, "BTCUSDT", "SELL", "100", "3", notional=None)
+    commit("liquidations", [old | {"position_side": None}])
+    plot("liquidations", "-o", "chart.svg")
+    texts = svg_texts(ET.parse(tmp_path / "chart.svg").getroot())
+    assert "longs liquidated: 300 USDT" in texts
+
+
+def test_bybit_rows_count_without_an_average_price(plot, commit, tmp_path):
+    commit("liquidations", [bybit(10, position="Buy", size="2", price="50"), bybit(5, "ETHUSDT")])
+    done = plot("liquidations", "-o", "chart.svg")
+    assert done.exit_code == 0, done.output
+    texts = svg_texts(ET.parse(tmp_path / "chart.svg").getroot())
+    assert "longs liquidated: 300 USDT" in texts
+    assert "Liquidations of all symbols, last 24h: 2 events, 300 USDT" in texts
+
+
+@pytest.fixture
+def two_exchanges(commit: Callable[..., None], liquidations: None) -> None:
+    """The three Binance liquidations (400 + 10 USDT), and two on Bybit (20 + 60 USDT)."""
+    commit(
+        "liquidations",
+        [bybit(15, "BTCUSDT", "Buy", "0.2"), bybit(12, "SOLUSDT", "Sell", "3", "20")],
+    )
+
+
+def test_two_exchanges_are_summed_by_default(plot, two_exchanges, tmp_path):
+    done = plot("liquidations", "-o", "chart.svg")
+    assert done.stdout == "chart.svg: liquidations all symbols, last 24h, 5 events, 1200x600\n"
+    texts = svg_texts(ET.parse(tmp_path / "chart.svg").getroot())
+    assert "longs liquidated: 330 USDT" in texts
+    assert "shorts liquidated: 160 USDT" in texts
+    assert "Liquidations of all symbols, last 24h: 5 events, 490 USDT" in texts
+    assert not [t for t in texts if t.startswith(("binance:", "bybit:"))]
+
+
+def test_by_exchange_draws_a_panel_per_exchange(plot, two_exchanges, tmp_path):
+    done = plot("liquidations", "--by-exchange", "-o", "chart.svg")
+    assert done.exit_code == 0, done.output
+    texts = svg_texts(ET.parse(tmp_path / "chart.svg").getroot())
+    assert "binance: 3 events, 410 USDT" in texts
+    assert "bybit: 2 events, 80 USDT" in texts
+    assert {"longs liquidated: 310 USDT", "shorts liquidated: 100 USDT"} <= set(texts)
+    assert {"longs liquidated: 20 USDT", "shorts liquidated: 60 USDT"} <= set(texts)
+    assert "Liquidations of all symbols, last 24h: 5 events, 490 USDT" in texts
+
+
+def test_exchange_keeps_one_exchanges_rows(plot, two_exchanges, tmp_path):
+    done = plot("liquidations", "--exchange", "Bybit", "-o", "chart.svg")
+    assert done.stdout == (
+        "chart.svg: liquidations all symbols on bybit, last 24h, 2 events, 1200x600\n"
+    )
+    texts = svg_texts(ET.parse(tmp_path / "chart.svg").getroot())
+    assert "Liquidations of all symbols on bybit, last 24h: 2 events, 80 USDT" in texts
+
+
+def test_unknown_exchange_exits_2_naming_those_there(plot, two_exchanges):
+    done = plot("liquidations", "--exchange", "kraken", "-o", "chart.png")
+    assert done.exit_code == 2
+    assert done.stderr == (
+        "Error: no exchange 'kraken' in table 'liquidations' (it has binance, bybit)\n"
+    )
+
+
+def test_a_symbol_another_exchange_lacks_exits_2(plot, two_exchanges):
+    done = plot("liquidations", "--exchange", "bybit", "--symbol", "ETHUSDT", "-o", "chart.png")
+    assert done.exit_code == 2
+    assert done.stderr == "Error: table 'liquidations' has no liquidations of ETHUSDT on bybit\n"
+
+
+def test_by_exchange_is_an_option_of_liquidations_only(plot, commit):
+    commit("prices", [ticker(1)])
+    done = plot("prices", "--symbol", "BTCUSDT", "--by-exchange", "-o", "chart.png")
+    assert done.exit_code == 2
+    assert "--currency and --by-exchange are options of liquidations" in done.stderr
 
 
 def test_table_option_reads_another_table(plot, commit):
@@ -382,6 +571,13 @@ def test_the_readme_plot_commands_work(plot, commit, liquidations, tmp_path):
         assert (tmp_path / args[args.index("-o") + 1]).is_file()
 
 
+def test_the_python_api_takes_the_options_of_the_command(pipeline, two_exchanges):
+    lake = lakeflow.Lake(pipeline.path)
+    chart = lakeflow_charts.chart(lake, "liquidations", exchange="bybit", by_exchange=True)
+    assert chart.summary == "liquidations all symbols on bybit, last 24h, 2 events"
+    assert len(chart.figure.axes) == 1
+
+
 def test_the_reading_api_draws_the_same_chart_without_writing_a_file(pipeline, liquidations):
     chart = lakeflow_charts.chart(lakeflow.Lake(pipeline.path), "liquidations", symbol="BTCUSDT")
     assert chart.summary == "liquidations BTCUSDT, last 24h, 2 events"
@@ -403,3 +599,15 @@ def test_the_readmes_python_example_runs_on_real_tables(liquidations, commit, tm
     assert block is not None
     exec(compile(block[1], "README.md", "exec"), {})  # the cwd holds the fixture's pipeline
     assert png_size(tmp_path / "btc.png") == (1200, 600)
+
+
+def test_the_plugin_readme_commands_work(plot, commit, two_exchanges, tmp_path):
+    commit("prices", [ticker(m) for m in range(10)])
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    commands = re.findall(r"^lakeflow plot (.*)$", text, re.MULTILINE)
+    assert len(commands) == 4
+    for command in commands:
+        args = shlex.split(command)
+        done = plot(*args)
+        assert done.exit_code == 0, (command, done.output)
+        assert (tmp_path / args[args.index("-o") + 1]).is_file()

@@ -34,6 +34,16 @@ def _utc(value: str | None) -> datetime | None:
 @click.command()
 @click.argument("args", nargs=-1, required=True, metavar="[PIPELINE] {liquidations|prices}")
 @click.option("--symbol", metavar="S", help="Only this symbol (required for prices).")
+@click.option("--exchange", metavar="NAME", help="Only this exchange's rows (binance, bybit, okx).")
+@click.option(
+    "--currency",
+    metavar="C",
+    help="Liquidations: count the notional in this currency (USDT, USDC, USD) when the "
+    "window mixes them.",
+)
+@click.option(
+    "--by-exchange", is_flag=True, help="Liquidations: one panel per exchange, not summed."
+)
 @click.option(
     "--since", default="24h", show_default=True, metavar="DURATION", help="Window: 90m, 24h, 7d."
 )
@@ -44,7 +54,11 @@ def _utc(value: str | None) -> datetime | None:
 )
 @click.option("-o", "--output", required=True, metavar="FILE", help="A .png, .svg or .html file.")
 def plot(args: tuple[str, ...], output: str, until: str | None, **options: Any) -> None:
-    """Draw liquidation notional by side over time, or a symbol's price, into a file."""
+    """Draw liquidation notional by side over time, or a symbol's price, into a file.
+
+    With --by-exchange, one panel per exchange; otherwise liquidations of every exchange
+    are summed. Either way in one currency: the rows' own if they share one, else --currency.
+    """
     from lakeflow_charts.draw import PlotError, chart, output_format
 
     if len(args) > 2:

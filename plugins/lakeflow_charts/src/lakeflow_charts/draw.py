@@ -1,10 +1,12 @@
 """The charts of ``lakeflow plot``: liquidation notional by side, or one symbol's price.
 
 Rows are read through a :class:`lakeflow.Lake` (the pipeline's sink), so a chart works
-wherever the tables live. Drawing uses matplotlib's file renderers (Agg for PNG,
-its SVG writer for SVG and HTML), which need no display. An HTML chart is the SVG inline
-in a small page: one self-contained file that opens offline, with no JavaScript library
-to ship or fetch.
+wherever the tables live. Liquidations are summed by
+:func:`lakeflow_market_schemas.liquidation_notional`, the same for every exchange
+(``position_side`` and ``notional``, in one currency). Drawing uses matplotlib's file
+renderers (Agg for PNG, its SVG writer for SVG and HTML), which need no display. An HTML
+chart is the SVG inline in a small page: one self-contained file that opens offline,
+with no JavaScript library to ship or fetch.
 """
 
 from __future__ import annotations
@@ -19,6 +21,14 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from lakeflow_market_schemas import (
+    LONG,
+    SHORT,
+    MixedCurrencies,
+    ReadingError,
+    liquidation_notional,
+    notional_currencies,
+)
 from matplotlib import dates as mdates
 from matplotlib import rc_context
 from matplotlib.axes import Axes
@@ -34,10 +44,10 @@ FORMATS = {".png": "png", ".svg": "svg", ".html": "html", ".htm": "html"}
 #: At most this many points on a price line; polls closer together are thinned to the last.
 MAX_PRICE_POINTS = 2000
 
-# Binance's side is the liquidation order's: a long position is closed by a SELL.
+#: ``position_side`` (the liquidated position), its legend label and colour.
 SIDES = {
-    "SELL": ("longs liquidated (SELL)", "#d62728"),
-    "BUY": ("shorts liquidated (BUY)", "#2ca02c"),
+    LONG: ("longs liquidated", "#d62728"),
+    SHORT: ("shorts liquidated", "#2ca02c"),
 }
 
 # Bar width by window: a few hundred bars at most, on round intervals a reader can name.
@@ -57,19 +67,26 @@ class PlotError(lakeflow.LakeflowError):
 
 @dataclass(frozen=True)
 class Kind:
-    """A kind of chart: which record schema it reads, by which time column, which columns."""
+    """A kind of chart: which record schema it reads, by which time column, which columns.
+
+    A table lacking one of ``columns`` does not hold the schema's records; ``optional``
+    columns are read where the table has them (a table written before they existed).
+    """
 
     name: str
     schema: str
     time: str
     columns: tuple[str, ...]
+    optional: tuple[str, ...] = ()
 
 
 LIQUIDATIONS = Kind(
     "liquidations",
     "liquidation",
     "trade_time",
-    ("symbol", "market", "side", "average_price", "filled_quantity"),
+    ("exchange", "symbol", "market", "side", "quantity"),
+    # What liquidation_notional reads; average_price only for rows older than notional.
+    ("position_side", "average_price", "notional", "notional_currency"),
 )
 PRICES = Kind(
     "prices",
@@ -160,6 +177,9 @@ def chart(
     kind: str,
     *,
     symbol: str | None = None,
+    exchange: str | None = None,
+    currency: str | None = None,
+    by_exchange: bool = False,
     since: str = "24h",
     until: datetime | None = None,
     table: str | None = None,
@@ -168,9 +188,13 @@ def chart(
     """Draw a chart of ``kind`` (``liquidations`` or ``prices``) from ``lake``; nothing is written.
 
     Its ``figure`` shows itself in a notebook; ``chart(...).save("x.png")`` writes it.
+    ``symbol`` and ``exchange`` keep only their rows. Liquidations are summed in one
+    ``currency`` (the rows' own if they share one), over every exchange or, with
+    ``by_exchange``, in one panel per exchange.
 
     Raises :class:`PlotError` for anything the caller asked that cannot be drawn: an
-    unknown kind or option, a missing table, an unknown symbol, an empty window.
+    unknown kind or option, a missing table, an unknown symbol or exchange, an empty
+    window, liquidations in several currencies and none chosen.
     """
     drawn = KINDS.get(kind)
     if drawn is None:
@@ -179,22 +203,25 @@ def chart(
     span = parse_since(since)
     if drawn is PRICES and not symbol:
         raise PlotError("prices: --symbol is required (one price line per chart)")
+    if drawn is PRICES and (currency is not None or by_exchange):
+        raise PlotError("prices: --currency and --by-exchange are options of liquidations")
     end = until or datetime.now(UTC)
     label = f"last {since}" if until is None else f"{since} to {_when(end)} UTC"
     window = Window(end - span, end, label)
 
     name = table or _table_of(lake, drawn)
     scan = _scan(lake, name, drawn)
-    rows, symbol = _rows(scan, name, drawn, window, symbol)
+    rows, symbol, exchange = _rows(scan, name, drawn, window, symbol, exchange)
 
     figure = Figure(figsize=(width / DPI, height / DPI), dpi=DPI, layout="constrained")
+    where = f" on {exchange}" if exchange else ""
     if drawn is LIQUIDATIONS:
-        _draw_liquidations(figure.add_subplot(), rows, window, symbol, span)
+        _draw_liquidations(figure, rows, window, symbol, where, span, currency, by_exchange)
         count = _count(rows.height, "event")
     else:
         _draw_prices(figure.add_subplot(), rows, window, symbol or "", span)
         count = _count(rows.height, "poll")
-    summary = f"{drawn.name} {symbol or 'all symbols'}, {window.label}, {count}"
+    summary = f"{drawn.name} {symbol or 'all symbols'}{where}, {window.label}, {count}"
     return Chart(figure, width, height, summary)
 
 
@@ -227,52 +254,85 @@ def _scan(lake: lakeflow.Lake, name: str, chart: Kind) -> pl.LazyFrame:
 
 
 def _rows(
-    scan: pl.LazyFrame, name: str, chart: Kind, window: Window, symbol: str | None
-) -> tuple[pl.DataFrame, str | None]:
-    """The window's rows (of ``symbol``), and the symbol as the table spells it."""
-    rows = _read(scan, chart, window, symbol)
-    if rows.is_empty() and symbol is not None:
-        # Only now look at every symbol: a scan of the whole column is not free.
-        spelled = _spelling(scan, name, symbol)
-        if spelled != symbol:
-            symbol, rows = spelled, _read(scan, chart, window, spelled)
+    scan: pl.LazyFrame,
+    name: str,
+    chart: Kind,
+    window: Window,
+    symbol: str | None,
+    exchange: str | None,
+) -> tuple[pl.DataFrame, str | None, str | None]:
+    """The window's rows (of ``symbol``, on ``exchange``), and both as the table spells them."""
+    rows = _read(scan, chart, window, symbol, exchange)
+    if rows.is_empty() and (symbol is not None or exchange is not None):
+        # Only now look at every symbol and exchange: a scan of a whole column is not free.
+        spelled = (
+            symbol if symbol is None else _spelling(scan, name, "symbol", symbol),
+            exchange if exchange is None else _spelling(scan, name, "exchange", exchange),
+        )
+        if spelled != (symbol, exchange):
+            (symbol, exchange), rows = spelled, _read(scan, chart, window, *spelled)
     if rows.is_empty():
-        raise PlotError(_empty(scan, name, chart, window, symbol))
-    return rows, symbol
+        raise PlotError(_empty(scan, name, chart, window, symbol, exchange))
+    return rows, symbol, exchange
 
 
-def _read(scan: pl.LazyFrame, chart: Kind, window: Window, symbol: str | None) -> pl.DataFrame:
-    wanted = pl.col(chart.time).is_between(window.start, window.end)
-    if "date" in scan.collect_schema():
-        # The partition column too, so that the scan skips files outside the window.
-        wanted &= pl.col("date").is_between(window.start.date(), window.end.date())
+def _matching(symbol: str | None, exchange: str | None) -> pl.Expr:
+    wanted = pl.lit(True)
     if symbol is not None:
         wanted &= pl.col("symbol") == symbol
-    return scan.filter(wanted).select(chart.time, *chart.columns).sort(chart.time).collect()
+    if exchange is not None:
+        wanted &= pl.col("exchange") == exchange
+    return wanted
 
 
-def _spelling(scan: pl.LazyFrame, name: str, symbol: str) -> str:
-    """``symbol`` as the table holds it (``btcusdt`` finds ``BTCUSDT``), or a PlotError."""
-    known = scan.select(pl.col("symbol").unique()).collect()["symbol"].drop_nulls().sort()
-    if symbol in known:
-        return symbol
-    same = [s for s in known if s.upper() == symbol.upper()]
+def _read(
+    scan: pl.LazyFrame, chart: Kind, window: Window, symbol: str | None, exchange: str | None
+) -> pl.DataFrame:
+    wanted = pl.col(chart.time).is_between(window.start, window.end)
+    columns = scan.collect_schema()
+    if "date" in columns:
+        # The partition column too, so that the scan skips files outside the window.
+        wanted &= pl.col("date").is_between(window.start.date(), window.end.date())
+    wanted &= _matching(symbol, exchange)
+    optional = [column for column in chart.optional if column in columns]
+    return (
+        scan.filter(wanted).select(chart.time, *chart.columns, *optional).sort(chart.time).collect()
+    )
+
+
+def _spelling(scan: pl.LazyFrame, name: str, column: str, value: str) -> str:
+    """``value`` as the table holds it in ``column`` (``btcusdt`` finds ``BTCUSDT``), or a
+    PlotError naming the values there."""
+    known = scan.select(pl.col(column).unique()).collect()[column].drop_nulls().sort()
+    if value in known:
+        return value
+    same = [s for s in known if s.upper() == value.upper()]
     if same:
         return same[0]
     if known.is_empty():
         raise PlotError(f"table {name!r} has no rows yet")
     shown = ", ".join(known.head(8))
     more = f", ... ({known.len()} in all)" if known.len() > 8 else ""
-    raise PlotError(f"no symbol {symbol!r} in table {name!r} (it has {shown}{more})")
+    raise PlotError(f"no {column} {value!r} in table {name!r} (it has {shown}{more})")
 
 
-def _empty(scan: pl.LazyFrame, name: str, chart: Kind, window: Window, symbol: str | None) -> str:
+def _empty(
+    scan: pl.LazyFrame,
+    name: str,
+    chart: Kind,
+    window: Window,
+    symbol: str | None,
+    exchange: str | None,
+) -> str:
     what = f"{chart.name} of {symbol}" if symbol else chart.name
+    if exchange:
+        what += f" on {exchange}"
     time = pl.col(chart.time)
-    if symbol is not None:
-        scan = scan.filter(pl.col("symbol") == symbol)
+    scan = scan.filter(_matching(symbol, exchange))
     first, last = scan.select(time.min().alias("first"), time.max().alias("last")).collect().row(0)
     if first is None:
+        if symbol is not None and exchange is not None:
+            return f"table {name!r} has no {what}"
         return f"table {name!r} has no rows yet"
     return (
         f"no {what} from {_when(window.start)} to {_when(window.end)} UTC; "
@@ -319,35 +379,84 @@ def _bucket_days(every: str) -> float:
 
 
 def _draw_liquidations(
-    axes: Axes, rows: pl.DataFrame, window: Window, symbol: str | None, span: timedelta
+    figure: Figure,
+    rows: pl.DataFrame,
+    window: Window,
+    symbol: str | None,
+    where: str,
+    span: timedelta,
+    currency: str | None,
+    by_exchange: bool,
 ) -> None:
-    """Stacked bars per time bucket: longs liquidated below, shorts liquidated on top."""
-    markets = set(rows["market"].unique().to_list())
-    if "coinm" in markets and len(markets) > 1:
-        raise PlotError(
-            "the window mixes COIN-M liquidations (sized in contracts) with others (sized "
-            "in quote currency); plot one --symbol, or keep COIN-M in its own --table"
-        )
-    contracts = markets == {"coinm"}
-    # Decimals are exact in the table; floats are plenty for a picture. What was
-    # executed: the average fill price times the filled quantity.
-    size = pl.col("filled_quantity").cast(pl.Float64)
-    value = size if contracts else size * pl.col("average_price").cast(pl.Float64)
+    """Stacked bars per time bucket, longs liquidated below and shorts on top, of the
+    notional in one currency; summed over exchanges, or one panel per exchange."""
     every, every_label = bucket_for(span)
-    per = (
-        rows.filter(pl.col("side").is_in(list(SIDES)))
-        .group_by(pl.col(LIQUIDATIONS.time).dt.truncate(every).alias("bucket"), "side")
-        .agg(value.sum().alias("value"))
-        .pivot(on="side", index="bucket", values="value")
-        .sort("bucket")
+    try:
+        per = liquidation_notional(rows, every=every, by_exchange=by_exchange, currency=currency)
+    except MixedCurrencies as exc:
+        found = ", ".join(f"{c} ({_count(n, 'event')})" for c, n in exc.currencies.items())
+        raise PlotError(
+            f"the window mixes liquidations in {len(exc.currencies)} currencies: {found}; "
+            "they are not converted into one another: choose one with "
+            f"--currency {next(iter(exc.currencies))}"
+        ) from None
+    except ReadingError as exc:
+        raise PlotError(str(exc)) from None
+    counted = _total(per, "long_count", "short_count")
+    unpriced = _total(per, "unpriced_count")
+    others = _total(per, "other_currency_count")
+    unit = per["currency"][0] if per.height else None
+    if not counted:
+        raise PlotError(_nothing_counted(rows, unit, unpriced, others))
+    # A panel per exchange with something to draw; the title counts what the others hold.
+    drawn = per.filter((pl.col("long_count") + pl.col("short_count")) > 0)
+    panels = sorted(drawn["exchange"].unique().to_list()) if by_exchange else [None]
+    all_axes = figure.subplots(len(panels), 1, sharex=True, sharey=True, squeeze=False)[:, 0]
+    total = 0.0
+    for axes, exchange in zip(all_axes, panels, strict=True):
+        part = per if exchange is None else per.filter(pl.col("exchange") == exchange)
+        notional = _bars(axes, part, every, str(unit))
+        total += notional
+        _time_axis(axes, window)
+        if exchange is not None:
+            events = _total(part, "long_count", "short_count")
+            axes.set_title(f"{exchange}: {_count(events, 'event')}, {_short(notional)} {unit}")
+    for axes in all_axes[:-1]:
+        axes.set_xlabel("")
+    ylabel = f"notional per {every_label}, {unit}"
+    if by_exchange:
+        figure.supylabel(ylabel)
+    else:
+        all_axes[0].set_ylabel(ylabel)
+    who = f"of {symbol}" if symbol else "of all symbols"
+    title = (
+        f"Liquidations {who}{where}, {window.label}: "
+        f"{_count(counted, 'event')}, {_short(total)} {unit}"
     )
-    per = per.with_columns(pl.lit(0.0).alias(s) for s in SIDES if s not in per.columns)
-    per = per.fill_null(0.0)
+    left_out = [
+        *([f"{_count(unpriced, 'event')} without a notional"] if unpriced else []),
+        *([f"{_count(others, 'event')} in other currencies"] if others else []),
+    ]
+    if left_out:
+        title += f" ({' and '.join(left_out)} not counted)"
+    if by_exchange:
+        figure.suptitle(title)
+    else:
+        all_axes[0].set_title(title)
+
+
+def _total(per: pl.DataFrame, *counts: str) -> int:
+    """The sum of the ``counts`` columns of an aggregate."""
+    return int(per.select(pl.sum_horizontal(pl.col(counts).sum())).item())
+
+
+def _bars(axes: Axes, per: pl.DataFrame, every: str, unit: str) -> float:
+    """One panel's stacked bars; the notional they add up to."""
+    # Decimals are exact in the table and the sums; floats are plenty for a picture.
     x = _naive(per["bucket"])
-    unit = " contracts" if contracts else ""
     bottom = np.zeros(per.height)
     for side, (label, color) in SIDES.items():
-        heights = per[side].to_numpy()
+        heights = per[f"{side}_notional"].cast(pl.Float64).to_numpy()
         axes.bar(
             x,
             heights,
@@ -356,16 +465,26 @@ def _draw_liquidations(
             align="edge",
             color=color,
             linewidth=0,
-            label=f"{label}: {_short(heights.sum())}{unit}",
+            label=f"{label}: {_short(heights.sum())} {unit}",
         )
         bottom += heights
-    _time_axis(axes, window)
-    axes.set_ylabel(f"{'contracts' if contracts else 'notional, quote currency'} per {every_label}")
     axes.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: _short(v)))
-    axes.legend(loc="best")
-    total = f"{_short(bottom.sum())}{unit}" if contracts else f"{_short(bottom.sum())} notional"
-    who = f"of {symbol}" if symbol else "of all symbols"
-    axes.set_title(f"Liquidations {who}, {window.label}: {_count(rows.height, 'event')}, {total}")
+    axes.legend(loc="upper left")
+    return float(bottom.sum())
+
+
+def _nothing_counted(rows: pl.DataFrame, currency: str | None, unpriced: int, others: int) -> str:
+    """Why no liquidation of the window can be counted in money."""
+    if others:
+        found = ", ".join(notional_currencies(rows))
+        return (
+            f"no liquidations in {currency} in the window (its liquidations are in {found}); "
+            "choose one of those with --currency"
+        )
+    return (
+        f"none of the window's {_count(unpriced, 'liquidation')} has a notional (the "
+        "exchange's instrument list was not at hand when it was written); nothing to sum"
+    )
 
 
 def _draw_prices(
