@@ -1,5 +1,6 @@
 """The shipped default, as shipped: the repository's own ``lakeflow.toml``, unchanged, run by
-the real ``lakeflow`` command against stand-ins at Binance's real hostnames over TLS.
+the real ``lakeflow`` command against stand-ins at Binance's, Bybit's and OKX's real
+hostnames over TLS: three exchanges' liquidations into one table, every event once.
 
 The stand-ins route like Binance since 2026-04-23: liquidation events only under the
 ``/market`` routed base, the legacy paths silent (they accept the connection, answer pings
@@ -14,6 +15,8 @@ import json
 import re
 import subprocess
 import sys
+import time
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 
 import polars as pl
@@ -35,8 +38,19 @@ PRICES_FIXTURES = REPO / "plugins" / "lakeflow_binance_prices" / "tests" / "fixt
 pytestmark = needs_workspace_plugins
 MARKET = "/market/ws/!forceOrder@arr"
 LEGACY = "/ws/!forceOrder@arr"
-#: Trade time of the first event; event k trades 25 ms after event k-1.
-BASE_MS = 1_777_000_000_000
+#: Trade time of the first event; event k trades 25 ms after event k-1. Ten minutes ago,
+#: so that the README's "last hour" query sees every event.
+BASE_MS = (int(time.time()) - 600) * 1000
+BYBIT_STREAM = "/v5/public/linear"
+OKX_STREAM = "/ws/v5/public"
+#: Bybit's linear instruments: symbol -> quote coin (all Trading).
+BYBIT_COINS = {"BTCUSDT": "USDT", "ETHPERP": "USDC", "SOLUSDT": "USDT"}
+#: OKX's instruments: instId -> (instType, ctVal, ctType, settleCcy, ctValCcy).
+OKX_INSTRUMENTS = {
+    "ETH-USDT-SWAP": ("SWAP", "0.1", "linear", "USDT", "ETH"),
+    "BTC-USD-SWAP": ("SWAP", "100", "inverse", "BTC", "USD"),
+    "ETH-USDT-261225": ("FUTURES", "0.1", "linear", "USDT", "ETH"),
+}
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "1000PEPEUSDT", "XRPUSDT")
 
 
@@ -69,8 +83,100 @@ def force_order(k: int) -> str:
     )
 
 
-def binance(frames: list[str]) -> HostnameStandIn:
-    """Binance as it routes today, with ``frames`` on the USD-M all-market stream."""
+def bybit_frame(k: int) -> str:
+    """The k-th Bybit ``allLiquidation`` frame: one to three events of one symbol."""
+    symbol = list(BYBIT_COINS)[k % len(BYBIT_COINS)]
+    events = [
+        {
+            "T": BASE_MS + 25 * k + i,
+            "s": symbol,
+            "S": "Buy" if (k + i) % 2 else "Sell",  # the position's side: Buy = a long
+            "v": f"{k % 40 + 1}.{i}5",
+            "p": f"{2000 + k}.{k % 100:02d}",
+        }
+        for i in range(k % 3 + 1)
+    ]
+    frame = {"topic": f"allLiquidation.{symbol}", "type": "snapshot", "ts": BASE_MS + 25 * k + 9}
+    return json.dumps({**frame, "data": events}, separators=(",", ":"))
+
+
+def okx_frame(k: int) -> str:
+    """The k-th OKX ``liquidation-orders`` frame: two instruments of one type, each with
+    one or two details; positions in hedge mode (long/short) and one-way mode (net)."""
+    kind = "SWAP" if k % 3 else "FUTURES"
+    names = [name for name, spec in OKX_INSTRUMENTS.items() if spec[0] == kind]
+    data = []
+    for n, name in enumerate(names):
+        details = []
+        for i in range((k + n) % 2 + 1):
+            side = "sell" if (k + i) % 2 else "buy"
+            pos = "net" if k % 5 == 0 else ("long" if side == "sell" else "short")
+            details.append(
+                {
+                    "side": side,
+                    "posSide": pos,
+                    "bkPx": "50000" if name.startswith("BTC") else f"{3000 + k}.5",
+                    "sz": f"{k % 7 + 1}.{i}5" if not name.startswith("BTC") else str(k % 9 + 1),
+                    "bkLoss": "0",
+                    "ccy": "",
+                    "ts": str(BASE_MS + 25 * k + 10 * n + i),
+                }
+            )
+        family = name.rsplit("-", 1)[0]
+        data.append(
+            {
+                "instId": name,
+                "instFamily": family,
+                "uly": family,
+                "instType": kind,
+                "details": details,
+            }
+        )
+    arg = {"channel": "liquidation-orders", "instType": kind}
+    return json.dumps({"arg": arg, "data": data}, separators=(",", ":"))
+
+
+def bybit_instruments() -> dict:
+    listed = [
+        {
+            "symbol": s,
+            "contractType": "LinearPerpetual",
+            "status": "Trading",
+            "quoteCoin": c,
+            "settleCoin": c,
+            "baseCoin": s[:3],
+        }
+        for s, c in BYBIT_COINS.items()
+    ]
+    result = {"category": "linear", "list": listed, "nextPageCursor": ""}
+    return {"retCode": 0, "retMsg": "OK", "result": result, "retExtInfo": {}, "time": BASE_MS}
+
+
+def okx_instruments(kind: str) -> dict:
+    data = [
+        {
+            "instType": t,
+            "instId": name,
+            "ctVal": val,
+            "ctType": ct,
+            "settleCcy": settle,
+            "ctValCcy": ccy,
+            "ctMult": "1",
+            "state": "live",
+        }
+        for name, (t, val, ct, settle, ccy) in OKX_INSTRUMENTS.items()
+        if t == kind
+    ]
+    return {"code": "0", "msg": "", "data": data}
+
+
+def exchanges(
+    frames: list[str],
+    bybit: list[str] = (),
+    okx: list[str] = (),  # type: ignore[assignment]
+) -> HostnameStandIn:
+    """Binance as it routes today, with ``frames`` on the USD-M all-market stream; Bybit's
+    linear stream and OKX's public one with theirs, and the instrument lists both read."""
     spot = (PRICES_FIXTURES / "spot_ticker_24hr.json").read_bytes()
     usdm = (PRICES_FIXTURES / "usdm_ticker_24hr.json").read_bytes()
     return HostnameStandIn(
@@ -82,6 +188,19 @@ def binance(frames: list[str]) -> HostnameStandIn:
             WebSocketRoute("dstream.binance.com", LEGACY),
             HttpRoute("api.binance.com", "/api/v3/ticker/24hr", body=spot),
             HttpRoute("fapi.binance.com", "/fapi/v1/ticker/24hr", body=usdm),
+            WebSocketRoute("stream.bybit.com", BYBIT_STREAM, frames=list(bybit), rate=40.0),
+            HttpRoute("api.bybit.com", "/v5/market/instruments-info", body=bybit_instruments()),
+            WebSocketRoute("ws.okx.com", OKX_STREAM, port=8443, frames=list(okx), rate=40.0),
+            HttpRoute(
+                "www.okx.com",
+                "/api/v5/public/instruments?instType=SWAP",
+                body=okx_instruments("SWAP"),
+            ),
+            HttpRoute(
+                "www.okx.com",
+                "/api/v5/public/instruments?instType=FUTURES",
+                body=okx_instruments("FUTURES"),
+            ),
         ],
         hosts=["dapi.binance.com"],
     )
@@ -109,8 +228,10 @@ def default_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Hostnam
     path = shipped(folder)
     assert path.read_bytes() == (REPO / "lakeflow.toml").read_bytes()
     frames = [force_order(k) for k in range(800)]
+    bybit = [bybit_frame(k) for k in range(200)]
+    okx = [okx_frame(k) for k in range(200)]
     result = run_at_hostnames(
-        [LAKEFLOW, "run"], binance(frames), cwd=folder, settle=3.0, timeout=120
+        [LAKEFLOW, "run"], exchanges(frames, bybit, okx), cwd=folder, settle=3.0, timeout=120
     )
     return folder, result, frames
 
@@ -132,17 +253,136 @@ def test_the_shipped_default_connects_to_binances_market_route(default_run):
     assert result.unexpected == []
 
 
+def liquidations(folder: Path, exchange: str) -> pl.DataFrame:
+    rows = pl.read_delta(str(folder / "tables" / "liquidations"))
+    return rows.filter(pl.col("exchange") == exchange).sort("trade_time", "symbol")
+
+
 def test_every_liquidation_served_lands_once(default_run):
     folder, result, frames = default_run
     served = result.served[f"wss://fstream.binance.com{MARKET}"].frames
 
-    rows = pl.read_delta(str(folder / "tables" / "liquidations"))
+    rows = liquidations(folder, "binance")
 
     assert served == len(frames)
     assert rows.height == served
-    trade_ms = rows["trade_time"].dt.epoch("ms").sort().to_list()
+    trade_ms = rows["trade_time"].dt.epoch("ms").to_list()
     assert trade_ms == [BASE_MS + 25 * k for k in range(len(frames))]
     assert rows["pair"].to_list() == rows["symbol"].to_list()
+
+
+def test_binance_rows_say_the_liquidated_position_and_its_notional(default_run):
+    folder, _, frames = default_run
+    sent = {json.loads(f)["o"]["T"]: json.loads(f)["o"] for f in frames}
+
+    for row in liquidations(folder, "binance").iter_rows(named=True):
+        order = sent[int(row["trade_time"].timestamp() * 1000)]
+        assert row["position_side"] == {"SELL": "long", "BUY": "short"}[order["S"]]
+        assert row["base_quantity"] == Decimal(order["q"])
+        assert row["notional"] == Decimal(order["q"]) * Decimal(order["ap"])
+        assert row["notional_currency"] == "USDT"
+
+
+def bybit_expected() -> list[tuple]:
+    out = []
+    for k in range(200):
+        for event in json.loads(bybit_frame(k))["data"]:
+            size, price = Decimal(event["v"]), Decimal(event["p"])
+            position = "long" if event["S"] == "Buy" else "short"
+            coin = BYBIT_COINS[event["s"]]
+            out.append((event["T"], event["s"], event["S"], position, size, size * price, coin))
+    return sorted(out, key=lambda row: (row[0], row[1]))
+
+
+def test_every_bybit_event_of_every_frame_lands_once_with_its_position_and_notional(default_run):
+    folder, result, _ = default_run
+
+    rows = liquidations(folder, "bybit")
+
+    assert result.served[f"wss://stream.bybit.com{BYBIT_STREAM}"].frames == 200
+    got = [
+        (
+            int(r["trade_time"].timestamp() * 1000),
+            r["symbol"],
+            r["side"],
+            r["position_side"],
+            r["quantity"],
+            r["notional"],
+            r["notional_currency"],
+        )
+        for r in rows.iter_rows(named=True)
+    ]
+    assert got == bybit_expected()
+    assert (rows["base_quantity"] == rows["quantity"]).all()
+    assert set(rows["market"]) == {"linear"}
+
+
+def okx_expected() -> list[tuple]:
+    out = []
+    for k in range(200):
+        for item in json.loads(okx_frame(k))["data"]:
+            _, value, kind, settle, ccy = OKX_INSTRUMENTS[item["instId"]]
+            for d in item["details"]:
+                size, price = Decimal(d["sz"]), Decimal(d["bkPx"])
+                if d["posSide"] == "net":
+                    position = "long" if d["side"] == "sell" else "short"
+                else:
+                    position = d["posSide"]
+                if kind == "linear":
+                    base = size * Decimal(value)
+                    notional, currency = base * price, settle
+                else:
+                    notional, currency = size * Decimal(value), ccy
+                    base = (notional / price).quantize(Decimal("1e-18"), ROUND_HALF_EVEN)
+                out.append((int(d["ts"]), item["instId"], position, size, base, notional, currency))
+    return sorted(out, key=lambda row: (row[0], row[1]))
+
+
+def test_every_okx_detail_of_every_frame_lands_once_sized_by_its_contract(default_run):
+    folder, result, _ = default_run
+
+    rows = liquidations(folder, "okx")
+
+    assert result.served[f"wss://ws.okx.com:8443{OKX_STREAM}"].frames == 200
+    got = [
+        (
+            int(r["trade_time"].timestamp() * 1000),
+            r["symbol"],
+            r["position_side"],
+            r["quantity"],
+            r["base_quantity"],
+            r["notional"],
+            r["notional_currency"],
+        )
+        for r in rows.iter_rows(named=True)
+    ]
+    assert got == okx_expected()
+    assert set(rows["market"]) == {"swap", "futures"}
+
+
+def test_the_readme_query_of_the_last_hour_gives_long_and_short_notional_per_exchange(
+    default_run,
+):
+    folder, _, _ = default_run
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    sql = re.search(r'^uv run lakeflow query "(SELECT exchange, .+ INTERVAL .+)"$', readme, re.M)
+    assert sql, "the README shows the per-exchange query of the last hour"
+
+    done = lakeflow(folder, "query", sql.group(1), "--format", "json")
+
+    assert done.returncode == 0, done.stderr
+    print(lakeflow(folder, "query", sql.group(1)).stdout)
+    got = {(r["exchange"], r["currency"]): r for r in json.loads(done.stdout)}
+    rows = pl.read_delta(str(folder / "tables" / "liquidations"))
+    for (exchange, currency), row in got.items():
+        mine = rows.filter(
+            (pl.col("exchange") == exchange) & (pl.col("notional_currency") == currency)
+        )
+        for side in ("long", "short"):
+            want = mine.filter(pl.col("position_side") == side)["notional"].sum() or 0
+            assert Decimal(str(row[f"{side}_notional"] or 0)) == want, (exchange, currency, side)
+    assert {exchange for exchange, _ in got} == {"binance", "bybit", "okx"}
+    assert ("okx", "USD") in got and ("bybit", "USDC") in got
 
 
 def test_every_price_served_lands(default_run):
@@ -173,7 +413,8 @@ def test_status_and_tables_after_the_default_run(default_run):
     assert status.returncode == 1  # stopped: "not running"
     assert "liquidations: not running" in status.stdout
     assert tables.returncode == 0
-    assert re.search(rf"^liquidations\s+\d+\s+\d+\s+{len(frames)}\s", tables.stdout, re.M)
+    every = len(frames) + len(bybit_expected()) + len(okx_expected())
+    assert re.search(rf"^liquidations\s+\d+\s+\d+\s+{every}\s", tables.stdout, re.M)
     print(status.stdout, tables.stdout, sep="\n")
 
 
@@ -196,7 +437,7 @@ def legacy_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     frames = [force_order(k) for k in range(50)]
     run = run_at_hostnames(
         [*probe, LAKEFLOW, str(path), "http://127.0.0.1:9464", "30"],
-        binance(frames),
+        exchanges(frames),
         cwd=folder,
         timeout=120,
     )
@@ -263,5 +504,5 @@ def test_validate_shows_the_urls_the_shipped_default_uses(tmp_path):
     assert done.returncode == 0, done.stderr
     assert f"    url: wss://fstream.binance.com{MARKET}\n" in done.stdout
     assert f"    then: wss://fstream.binance.com{LEGACY}\n" in done.stdout
-    assert "    silent when: more than 5m without a payload (source type's default)" in done.stdout
+    assert "    silent when: more than 5m without data (source type's default)" in done.stdout
     assert "    url: https://api.binance.com/api/v3/ticker/24hr\n" in done.stdout

@@ -45,7 +45,9 @@ def test_quick_start_queries_run_on_liquidations(cli, tmp_path):
     times = pl.Series([0] * len(payloads), dtype=pl.Int64).cast(pl.Datetime("us", "UTC"))
     decoded = spec.cls("liquidations", spec.config).decode(Batch(payloads, times))
     DeltaSink(pipeline.sink).commit("liquidations", spec.schema, decoded.rows, "liquidations", 1)
-    commands = readme_commands("query")
+    # The last-hour query needs fresh events: the default run at the exchanges'
+    # hostnames runs it (tests/test_default_pipeline.py), on three exchanges' rows.
+    commands = [c for c in readme_commands("query") if "now()" not in c[-1]]
     assert commands
     for command in commands:
         done = cli(*command[1:])

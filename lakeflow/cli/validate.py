@@ -80,4 +80,4 @@ def _describe_endpoints(spec: SourceSpec) -> None:
         limit = spec.silence_limit(source)
         said = "never judged" if limit is None else f"more than {format_duration(limit)}"
         origin = "pipeline" if spec.silence_timeout is not None else "source type's default"
-        click.echo(f"    silent when: {said} without a payload ({origin})")
+        click.echo(f"    silent when: {said} without data ({origin})")

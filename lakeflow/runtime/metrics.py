@@ -110,7 +110,7 @@ class StatsCollector(Collector):
         )
         silence = GaugeMetricFamily(
             "lakeflow_silence_timeout_seconds",
-            "Seconds without a payload that are normal for a streaming source.",
+            "Seconds without data that are normal for a streaming source.",
             labels=["source"],
         )
         now = time.time()

@@ -94,7 +94,7 @@ class SourceStats:
     in_flight: int = 0
     #: The endpoint of the current (or last) connection, for status and warnings.
     url: str | None = None
-    #: Seconds without a payload past which a connected stream counts as silent (None: never).
+    #: Seconds without data past which a connected stream counts as silent (None: never).
     silence_timeout: float | None = None
     #: Epoch seconds since which the source has not been covering its stream (disconnected,
     #: or silent past ``silence_timeout``); None while it covers. Written to the status file,

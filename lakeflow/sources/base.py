@@ -143,8 +143,9 @@ class Source(ABC):
 class StreamingSource(Source):
     """A source that keeps a connection open and pushes payloads as they arrive.
 
-    ``silence_timeout`` is how long a connected stream may go without a payload before
-    that is a problem rather than a quiet market: exchanges retire a stream by going
+    ``silence_timeout`` is how long a connected stream may go without data (a payload
+    that decodes into rows; pongs and acknowledgements are not data) before that is a
+    problem rather than a quiet market: exchanges retire a stream by going
     silent, not by closing it. Past it the runtime warns, marks the source ``silent`` in
     ``lakeflow status`` and ``/healthz``, records the stretch in ``_gaps``, calls
     :meth:`fall_over` and reconnects. Set it on the class, or per instance in
@@ -154,7 +155,7 @@ class StreamingSource(Source):
     """
 
     kind = "streaming"
-    #: Seconds without a payload that are still normal for this stream; None: any.
+    #: Seconds without data that are still normal for this stream; None: any.
     silence_timeout: float | None = None
 
     def fall_over(self) -> str | None:
