@@ -102,7 +102,10 @@ class ExchangeStandIn(_StandIn):
         return [topic for connection in self.connections for topic in connection.topics]
 
     def publish(self, topic: str, *frames: Frame) -> int:
-        """Send frames to every open connection subscribed to ``topic``; returns how many."""
+        """Send frames to every open connection subscribed to ``topic``; returns how many.
+
+        Blocks until sent: from async code, ``await asyncio.to_thread(server.publish, ...)``.
+        """
         return self._call(self._publish(topic, frames))
 
     def drop(self, code: int = 1001, reason: str = "going away") -> int:
