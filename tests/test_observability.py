@@ -363,3 +363,16 @@ def test_a_disconnected_stream_is_unhealthy():
 
 def test_a_failed_source_is_unhealthy():
     assert status(state="failed").problem() == "stopped on an error (see the log)"
+
+
+def test_every_counter_is_in_the_status_snapshot_and_the_metrics():
+    from dataclasses import fields
+
+    from lakeflow.runtime.metrics import _COUNTERS
+    from lakeflow.runtime.stats import COUNTERS, SourceStats
+    from lakeflow.runtime.status import SourceStatus
+
+    snapshot = {f.name for f in fields(SourceStatus)}
+    assert set(COUNTERS) <= snapshot
+    assert all(hasattr(SourceStats(), name) for name in COUNTERS)
+    assert [metric for metric, _, _ in _COUNTERS] == [metric for metric, _ in COUNTERS.values()]

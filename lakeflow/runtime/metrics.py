@@ -22,21 +22,18 @@ from prometheus_client.core import (
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
-from lakeflow.runtime.stats import Histogram, SourceStats
+from lakeflow.runtime.stats import COUNTERS, Histogram, SourceStats
 from lakeflow.runtime.status import StatusTracker
 
 logger = logging.getLogger(__name__)
 
-_COUNTERS: tuple[tuple[str, str, Callable[[SourceStats], int]], ...] = (
-    ("lakeflow_payloads_received", "Payloads received from the source.", lambda s: s.received),
-    ("lakeflow_rows_committed", "Rows committed to the source's table.", lambda s: s.rows),
-    ("lakeflow_commits", "Commits to the source's table.", lambda s: s.commits),
-    ("lakeflow_dead_letters", "Payloads that went to _dead_letters.", lambda s: s.dead_letters),
-    ("lakeflow_ignored", "Payloads carrying no rows (control frames).", lambda s: s.ignored),
-    ("lakeflow_reconnects", "Reconnects of a streaming source.", lambda s: s.reconnects),
-    ("lakeflow_gaps", "Gaps recorded in _gaps.", lambda s: s.gaps),
-    ("lakeflow_polls", "Successful polls of a polling source.", lambda s: s.polls),
-    ("lakeflow_failed_polls", "Failed polls of a polling source.", lambda s: s.failed_polls),
+
+def _reader(name: str) -> Callable[[SourceStats], int]:
+    return lambda stats: int(getattr(stats, name))
+
+
+_COUNTERS: tuple[tuple[str, str, Callable[[SourceStats], int]], ...] = tuple(
+    (metric, documentation, _reader(name)) for name, (metric, documentation) in COUNTERS.items()
 )
 
 

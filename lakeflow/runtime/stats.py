@@ -59,6 +59,22 @@ class Histogram:
         return sum(self.counts)
 
 
+#: Every counter of a source: its attribute on :class:`SourceStats` (and field of the
+#: status snapshot), its Prometheus name and what it counts. The status file and the
+#: metrics are made from this one table, so a counter is declared here and on the class.
+COUNTERS: dict[str, tuple[str, str]] = {
+    "received": ("lakeflow_payloads_received", "Payloads received from the source."),
+    "rows": ("lakeflow_rows_committed", "Rows committed to the source's table."),
+    "commits": ("lakeflow_commits", "Commits to the source's table."),
+    "dead_letters": ("lakeflow_dead_letters", "Payloads that went to _dead_letters."),
+    "ignored": ("lakeflow_ignored", "Payloads carrying no rows (control frames)."),
+    "reconnects": ("lakeflow_reconnects", "Reconnects of a streaming source."),
+    "gaps": ("lakeflow_gaps", "Gaps recorded in _gaps."),
+    "polls": ("lakeflow_polls", "Successful polls of a polling source."),
+    "failed_polls": ("lakeflow_failed_polls", "Failed polls of a polling source."),
+}
+
+
 @dataclass
 class SourceStats:
     """What one source instance has done so far."""

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from lakeflow.config.models import SourceSpec
     from lakeflow.runtime.stats import SourceStats
 
+from lakeflow.runtime.stats import COUNTERS
+
 #: A status file not refreshed for this long belongs to a process that hung or died.
 STALE_AFTER = 15.0
 #: Seconds of history the rows/s rate is measured over.
@@ -141,16 +143,8 @@ class StatusTracker:
                     interval=getattr(spec.config, "interval", None),
                     pid=pid,
                     state=stats.state,
-                    received=stats.received,
-                    rows=stats.rows,
                     rows_per_second=round(rate, 2),
-                    commits=stats.commits,
-                    dead_letters=stats.dead_letters,
-                    ignored=stats.ignored,
-                    reconnects=stats.reconnects,
-                    gaps=stats.gaps,
-                    polls=stats.polls,
-                    failed_polls=stats.failed_polls,
+                    **{name: getattr(stats, name) for name in COUNTERS},
                     backlog=stats.backlog,
                     started=stats.started,
                     updated=now,

@@ -78,7 +78,8 @@ class BinanceLiquidationsSource(WebSocketSource):
     type = "binance_liquidations"
     schema = LIQUIDATION.name
     description = (
-        "Binance futures liquidation orders (forceOrder WebSocket stream), USD-M or COIN-M."
+        "Binance futures liquidation orders (forceOrder WebSocket stream), USD-M or COIN-M. "
+        "A sample: Binance pushes at most the latest liquidation per symbol per second."
     )
     Config = LiquidationsConfig
     # Binance closes every connection at 24 h: roll over to a fresh one 10 minutes early.
