@@ -73,7 +73,7 @@ class Names:
         if not _NAME.fullmatch(name):
             raise PluginNameError(
                 f"{name!r} is not a plugin name: use lower-case letters and digits, starting "
-                "with a letter, words joined by '_' or '-' (for example okx_liquidations)"
+                "with a letter, words joined by '_' or '-' (for example kraken_trades)"
             )
         type_ = name.replace("-", "_")
         camel = "".join(word.capitalize() for word in type_.split("_"))
@@ -155,7 +155,7 @@ def scaffold(name: str, kind: Kind, target: Path) -> list[Path]:
 def new_plugin(name: str, streaming: bool, directory: Path | None) -> None:
     """Write a new plugin distribution NAME: pyproject, source, schema, tests, README.
 
-    NAME is the source type, in lower case (okx_liquidations); the distribution is
+    NAME is the source type, in lower case (kraken_trades); the distribution is
     lakeflow-NAME. Install it with `uv pip install -e DIR` (or pip) and it appears in
     `lakeflow list-sources`; its tests run offline with `pytest DIR`.
     """

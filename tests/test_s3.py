@@ -352,11 +352,13 @@ def test_two_collectors_sharing_a_source_name_refuse_to_commit_instead_of_skippi
 
 
 def liquidation(minutes_ago: float, side: str = "SELL") -> dict[str, object]:
-    """One ``liquidation`` row (the Binance plugin's schema), ``minutes_ago`` before now."""
+    """One ``liquidation`` row (the shared schema, as Binance fills it), ``minutes_ago`` ago."""
     at = datetime.now(UTC) - timedelta(minutes=minutes_ago)
     text = dict.fromkeys(["quantity", "price", "average_price", "filled_quantity"], "2")
+    position = {"SELL": "long", "BUY": "short"}[side]
     return {
         **dict(exchange="binance", market="usdm", symbol="BTCUSDT", pair=None, side=side),
+        **dict(position_side=position, base_quantity="2", notional="4", notional_currency="USDT"),
         **dict(order_type="LIMIT", time_in_force="IOC", status="FILLED"),
         **text,
         "last_filled_quantity": "2",
