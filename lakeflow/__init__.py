@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     )
     from lakeflow.sources.http import HttpPollingSource, RetryRequest, fetch_json, retry_after
     from lakeflow.sources.websocket import WebSocketSource
+    from lakeflow.urls import base_url
 
 #: Where each public name lives.
 _EXPORTS: dict[str, str] = {
@@ -75,6 +76,7 @@ _EXPORTS: dict[str, str] = {
     "RetryRequest": "lakeflow.sources.http",
     "retry_after": "lakeflow.sources.http",
     "fetch_json": "lakeflow.sources.http",
+    "base_url": "lakeflow.urls",
     "RequestFailed": "lakeflow.errors",
     "hookimpl": "lakeflow.hookspecs",
 }
@@ -107,6 +109,7 @@ __all__ = [
     "TableNotFound",
     "TableSchema",
     "WebSocketSource",
+    "base_url",
     "decode_json",
     "fetch_json",
     "hookimpl",

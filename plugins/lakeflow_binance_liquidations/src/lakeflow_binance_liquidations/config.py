@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import re
 from typing import Literal
-from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
-from lakeflow import SourceConfig
+from lakeflow import SourceConfig, base_url
 
 #: Hosts of Binance's futures WebSocket streams.
 HOSTS: dict[str, str] = {
@@ -112,33 +111,27 @@ class LiquidationsConfig(SourceConfig):
     def _check_ws_url(cls, url: str | None) -> str | None:
         if url is None:
             return None
-        parts = urlsplit(url)
-        if parts.scheme not in ("ws", "wss") or not parts.netloc:
-            raise ValueError("must be a ws:// or wss:// URL such as wss://fstream.binance.com")
-        if parts.query or parts.fragment:
-            raise ValueError(
-                "give the base URL only, without '?' or '#': the stream path is appended to it"
-            )
-        last = parts.path.rstrip("/").rsplit("/", 1)[-1]
-        if last in _ROUTE_WORDS:
-            raise ValueError(
-                f"ends in '/{last}', a part of the stream path that the source appends itself: "
-                "give the scheme and host only (wss://fstream.binance.com), plus any prefix "
-                "your proxy needs; choose the Binance route with `routes`"
-            )
-        return url.rstrip("/")
+        return base_url(
+            url,
+            schemes=("ws", "wss"),
+            example="wss://fstream.binance.com",
+            appended="the stream path",
+            reserved=_ROUTE_WORDS,
+            hint="choose the Binance route with `routes`",
+        )
 
     @field_validator("rest_url")
     @classmethod
     def _check_rest_url(cls, url: str | None) -> str | None:
         if url is None:
             return None
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
-            raise ValueError(
-                "must be an http:// or https:// base URL such as https://dapi.binance.com"
-            )
-        return url.rstrip("/")
+        return base_url(
+            url,
+            schemes=("http", "https"),
+            example="https://dapi.binance.com",
+            appended=EXCHANGE_INFO,
+            reserved=("dapi",),
+        )
 
     def exchange_info_url(self) -> str | None:
         """Where the contract sizes are (COIN-M), or None (USD-M quantities are base units)."""

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import re
 from typing import Literal
-from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
-from lakeflow import SourceConfig
+from lakeflow import SourceConfig, base_url
 
 #: Bybit's public WebSocket host; a category's stream is ``/v5/public/<category>`` under it.
 WS_HOST = "wss://stream.bybit.com"
@@ -90,39 +89,27 @@ class BybitLiquidationsConfig(SourceConfig):
     def _check_ws_url(cls, url: str | None) -> str | None:
         if url is None:
             return None
-        parts = urlsplit(url)
-        if parts.scheme not in ("ws", "wss") or not parts.netloc:
-            raise ValueError("must be a ws:// or wss:// URL such as wss://stream.bybit.com")
-        if parts.query or parts.fragment:
-            raise ValueError(
-                "give the base URL only, without '?' or '#': /v5/public/<category> is "
-                "appended to it"
-            )
-        last = parts.path.rstrip("/").rsplit("/", 1)[-1]
-        if last in _PATH_WORDS:
-            raise ValueError(
-                f"ends in '/{last}', a part of the stream path that the source appends "
-                "itself: give the scheme and host only (wss://stream.bybit.com), plus any "
-                "prefix your proxy needs; choose the stream with `category`"
-            )
-        return url.rstrip("/")
+        return base_url(
+            url,
+            schemes=("ws", "wss"),
+            example=WS_HOST,
+            appended="/v5/public/<category>",
+            reserved=_PATH_WORDS,
+            hint="choose the stream with `category`",
+        )
 
     @field_validator("rest_url")
     @classmethod
     def _check_rest_url(cls, url: str | None) -> str | None:
         if url is None:
             return None
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
-            raise ValueError(
-                "must be an http:// or https:// base URL such as https://api.bybit.com"
-            )
-        if parts.path.rstrip("/").endswith(("/v5", "/v5/market", INSTRUMENTS_PATH)):
-            raise ValueError(
-                f"give the scheme and host only (https://api.bybit.com): {INSTRUMENTS_PATH} "
-                "is appended to it"
-            )
-        return url.rstrip("/")
+        return base_url(
+            url,
+            schemes=("http", "https"),
+            example=REST_HOST,
+            appended=INSTRUMENTS_PATH,
+            reserved=("v5", "market", "instruments-info"),
+        )
 
     @property
     def all_symbols(self) -> bool:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
-from lakeflow import SourceConfig
+from lakeflow import SourceConfig, base_url
 
 #: OKX's public WebSocket: scheme, host and port (``ws_url`` replaces them), and the path.
 WS_HOST = "wss://ws.okx.com:8443"
@@ -101,42 +100,22 @@ class OkxLiquidationsConfig(SourceConfig):
     def _check_ws_url(cls, url: str | None) -> str | None:
         if url is None:
             return None
-        parts = urlsplit(url)
-        if parts.scheme not in ("ws", "wss") or not parts.netloc:
-            raise ValueError("must be a ws:// or wss:// URL such as wss://ws.okx.com:8443")
-        if parts.query or parts.fragment:
-            raise ValueError(
-                "give the base URL only, without '?' or '#': the path /ws/v5/public is "
-                "appended to it"
-            )
-        last = parts.path.rstrip("/").rsplit("/", 1)[-1]
-        if last in _WS_PATH_WORDS:
-            raise ValueError(
-                f"ends in '/{last}', a part of the path that the source appends itself: give "
-                "the scheme, host and port only (wss://ws.okx.com:8443), plus any prefix "
-                f"your proxy needs; {WS_PATH} is appended"
-            )
-        return url.rstrip("/")
+        return base_url(
+            url, schemes=("ws", "wss"), example=WS_HOST, appended=WS_PATH, reserved=_WS_PATH_WORDS
+        )
 
     @field_validator("rest_url")
     @classmethod
     def _check_rest_url(cls, url: str | None) -> str | None:
         if url is None:
             return None
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError("must be an http:// or https:// URL such as https://www.okx.com")
-        if parts.query or parts.fragment:
-            raise ValueError(
-                f"give the base URL only, without '?' or '#': {INSTRUMENTS_PATH} is appended"
-            )
-        if "/api/" in f"{parts.path}/":
-            raise ValueError(
-                "contains '/api', a part of the path that the source appends itself: give "
-                "the scheme and host only (https://www.okx.com), plus any prefix your proxy "
-                f"needs; {INSTRUMENTS_PATH} is appended"
-            )
-        return url.rstrip("/")
+        return base_url(
+            url,
+            schemes=("http", "https"),
+            example=REST_HOST,
+            appended=INSTRUMENTS_PATH,
+            reserved=("api",),
+        )
 
     def stream_url(self) -> str:
         """The public WebSocket URL: ``wss://ws.okx.com:8443/ws/v5/public`` or its stand-in."""
