@@ -31,7 +31,7 @@ from ingest import make_payloads  # the payload generator, shared
 from lakeflow.config import SinkConfig
 from lakeflow.plugins import load
 from lakeflow.runtime.buffer import make_batch
-from lakeflow.runtime.committer import DECODE_SLICE
+from lakeflow.runtime.decoding import DECODE_SLICE
 from lakeflow.sinks.delta import DeltaSink
 from lakeflow.sources import Batch
 

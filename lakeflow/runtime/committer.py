@@ -1,5 +1,8 @@
 """Turns a source's buffered payloads into Delta commits, off the event loop.
 
+Decoding is :mod:`lakeflow.runtime.decoding`'s, the system tables' rows
+:mod:`lakeflow.runtime.system_rows`'; this module orders and retries the commits.
+
 Every payload gets a sequence number, consecutive per source instance. A batch is
 committed with the sequence of its last payload as the Delta application transaction
 ``(source name, sequence)``, to the data table and to ``_dead_letters``. On start, the
@@ -12,9 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import traceback
 from array import array
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import polars as pl
@@ -23,8 +24,10 @@ from lakeflow.config.models import RuntimeConfig, SinkConfig, SourceSpec
 from lakeflow.errors import CommitRefused, LakeflowError, SchemaMismatch, SinkError
 from lakeflow.runtime.backoff import Backoff
 from lakeflow.runtime.buffer import PayloadBuffer, make_batch
+from lakeflow.runtime.decoding import decode_batch
 from lakeflow.runtime.spool import Block, Spool
 from lakeflow.runtime.stats import SourceStats
+from lakeflow.runtime.system_rows import Gap, dead_letter_rows, gap_key, gap_rows
 from lakeflow.schema import TableSchema
 from lakeflow.secrets import mask_uri
 from lakeflow.sinks import Sink
@@ -32,10 +35,6 @@ from lakeflow.sources import Batch, Decoded, Source
 from lakeflow.system_tables import DEAD_LETTERS, GAPS
 
 logger = logging.getLogger(__name__)
-
-#: Payloads decoded at once. Decoding peaks at several times the batch's size in
-#: memory; slices keep that peak flat whatever ``flush_rows`` is (see bench/README.md).
-DECODE_SLICE = 25_000
 
 
 class SourceNameTaken(LakeflowError, RuntimeError):
@@ -70,15 +69,6 @@ class CommitAbandoned(LakeflowError, RuntimeError):
     def __init__(self, message: str, payloads: int) -> None:
         super().__init__(message)
         self.payloads = payloads
-
-
-@dataclass(frozen=True)
-class Gap:
-    """A time range a source did not cover."""
-
-    start: datetime
-    end: datetime
-    reason: str
 
 
 def window(block: Block, since_ns: int | None, until_ns: int | None) -> Block:
@@ -348,39 +338,7 @@ class Committer:
             return
 
     def _decode(self, batch: Batch) -> Decoded:
-        """Decode in slices of ``DECODE_SLICE`` payloads, so memory stays bounded."""
-        if len(batch) <= DECODE_SLICE:
-            return self._decode_slice(batch)
-        parts: list[Decoded] = []
-        for start in range(0, len(batch), DECODE_SLICE):
-            part = Batch(
-                payloads=batch.payloads[start : start + DECODE_SLICE],
-                received_at=batch.received_at.slice(start, DECODE_SLICE),
-            )
-            decoded = self._decode_slice(part)
-            decoded.rejects = [(start + i, reason) for i, reason in decoded.rejects]
-            parts.append(decoded)
-        return Decoded(
-            rows=pl.concat([p.rows for p in parts], how="diagonal_relaxed"),
-            rejects=[r for p in parts for r in p.rejects],
-            ignored=sum(p.ignored for p in parts),
-        )
-
-    def _decode_slice(self, batch: Batch) -> Decoded:
-        try:
-            return self.source.decode(batch)
-        except Exception as exc:
-            # A decoder bug must not lose data: the whole batch becomes dead letters.
-            self.log.error(
-                "decoder of %s raised; %d payloads kept as dead letters\n%s",
-                self.spec.cls.type,
-                len(batch),
-                traceback.format_exc(),
-            )
-            reason = f"decoder raised {type(exc).__name__}: {exc}"
-            return Decoded(
-                rows=self.spec.schema.empty(), rejects=[(i, reason) for i in range(len(batch))]
-            )
+        return decode_batch(self.source, self.spec.schema, batch, self.log)
 
     def _commit(
         self, batch: Batch, first: int, last: int, gaps: list[Gap], landed: set[str]
@@ -407,16 +365,7 @@ class Committer:
                     # for a silence measured in minutes, and no per-payload work.
                     self.stats.last_data = newest.timestamp()  # type: ignore[union-attr]
             if decoded.rejects and DEAD_LETTERS.table not in landed:
-                index = [i for i, _ in decoded.rejects]
-                dead = pl.DataFrame(
-                    {
-                        "source": name,
-                        "table": table,
-                        "received_at": batch.received_at.gather(index),
-                        "error": [reason for _, reason in decoded.rejects],
-                        "payload": pl.Series([batch.payloads[i] for i in index], dtype=pl.Binary),
-                    }
-                )
+                dead = dead_letter_rows(name, table, batch, decoded.rejects)
                 self._commit_table(DEAD_LETTERS.table, DEAD_LETTERS, dead, last)
                 landed.add(DEAD_LETTERS.table)
                 self.stats.dead_letters += dead.height
@@ -430,19 +379,7 @@ class Committer:
                 landed.add("ignored")
                 self.stats.ignored += decoded.ignored
         if gaps and GAPS.table not in landed:
-            frame = pl.DataFrame(
-                {
-                    "source": name,
-                    "table": table,
-                    "gap_start": [g.start for g in gaps],
-                    "gap_end": [g.end for g in gaps],
-                    "seconds": [(g.end - g.start).total_seconds() for g in gaps],
-                    "reason": [g.reason for g in gaps],
-                }
-            )
-            # Gaps are keyed by time: the end of the last one, in microseconds, only grows.
-            key = int(gaps[-1].end.timestamp() * 1_000_000)
-            self.sink.commit(GAPS.table, GAPS, frame, name, key)
+            self.sink.commit(GAPS.table, GAPS, gap_rows(name, table, gaps), name, gap_key(gaps))
             landed.add(GAPS.table)
         now = time.time()
         self.stats.last_commit = now
