@@ -70,8 +70,10 @@ def test_readme_has_query_examples():
 
 @pytest.mark.parametrize("sql", QUERIES, ids=[f"query{i}" for i in range(1, len(QUERIES) + 1)])
 def test_readme_query_runs_on_a_collected_table(
-    sql, frames, bybit_ws, bybit_rest, collect, tmp_path
+    sql, frames, bybit_ws, bybit_rest, collect, tmp_path, monkeypatch
 ):
+    # The refusals are 403s, which the source waits out (10 minutes): shorten the wait.
+    monkeypatch.setattr(BybitLiquidationsSource, "ban_wait", 0.2)
     sent = frames("linear_allLiquidation.jsonl")
     ws = bybit_ws({"allLiquidation.ETHUSDT": sent[:1], "allLiquidation.BTCUSDT": sent[1:2]})
     # The instrument list refused twice: the first connection fails, so _gaps has a row too.

@@ -257,8 +257,10 @@ def test_a_symbol_listed_after_the_start_is_subscribed_at_the_next_refresh(
 
 
 def test_an_unreachable_instrument_list_fails_the_connection_saying_why_then_recovers(
-    frames, bybit_ws, bybit_rest, collect, expected, quote_coins, stored, ordered
+    frames, bybit_ws, bybit_rest, collect, expected, quote_coins, stored, ordered, monkeypatch
 ):
+    # A 403 is Bybit's rate-limit ban; shorten the 10 minutes it is waited out.
+    monkeypatch.setattr(BybitLiquidationsSource, "ban_wait", 0.2)
     sent = frames("linear_allLiquidation.jsonl")
     ws = bybit_ws({ETH: [sent[0]], BTC: [sent[1]]})
     # prepare() and the first connection's on_open are refused; the next on_open reads it.
@@ -288,3 +290,20 @@ def test_named_symbols_flow_unsized_while_the_instrument_list_is_unreachable(
     assert stored(result.rows) == ordered(expected(sent[0], "linear"))  # currency null
     assert result.rows["notional_currency"].null_count() == 2
     assert result.result.stats["source"].reconnects == 0
+
+
+def test_a_403_from_the_instrument_list_is_waited_out_before_asking_again(
+    frames, bybit_ws, bybit_rest, collect, monkeypatch
+):
+    # Bybit bans an IP over its rate limit with "403, access too frequent" for at least
+    # 10 minutes, and for good if it keeps asking: the source holds its requests.
+    monkeypatch.setattr(BybitLiquidationsSource, "ban_wait", 1.5)
+    sent = frames("linear_allLiquidation.jsonl")
+    ws = bybit_ws({ETH: [sent[0]], BTC: [sent[1]]})
+    rest = bybit_rest(fail_first=1, page_size=1000)
+
+    collect(ws, rest, payloads=3)
+
+    first, second = rest.requests[0], rest.requests[1]
+    assert second.at - first.at >= 1.5
+    assert len(ws.connections) >= 2  # the stream kept reconnecting meanwhile, not the API

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -22,6 +23,7 @@ from lakeflow import (
     Batch,
     Decoded,
     Field,
+    RequestFailed,
     SourceConfig,
     WebSocketSource,
     decode_json,
@@ -101,6 +103,10 @@ class BybitLiquidationsSource(WebSocketSource):
     #: (within ``open_timeout``, since on_open may do it), and one page of it.
     instruments_within: ClassVar[float] = 20.0
     page_within: ClassVar[float] = 10.0
+    #: Seconds to send api.bybit.com nothing after an HTTP 403: Bybit's answer to an IP
+    #: over its rate limit ("403, access too frequent"), lifted after at least 10
+    #: minutes, and made permanent by asking again and again.
+    ban_wait: ClassVar[float] = 600.0
 
     config: BybitLiquidationsConfig
 
@@ -116,6 +122,8 @@ class BybitLiquidationsSource(WebSocketSource):
         #: refresh (the decoder thread reads whichever frame is current).
         self.instruments: pl.DataFrame | None = None
         self._req_ids = itertools.count(1)
+        #: time.monotonic() before which no instrument request may go (a 403 ban).
+        self._banned_until = 0.0
         #: Per open connection: the symbols subscribed on it.
         self._subscribed: dict[WebSocket, set[str]] = {}
 
@@ -137,13 +145,30 @@ class BybitLiquidationsSource(WebSocketSource):
         """Read every page of the category's instruments-info and keep it."""
         category = self.config.category
         url = self.config.instruments_url()
+        wait = self._banned_until - time.monotonic()
+        if wait > 0:
+            raise RequestFailed(
+                f"Bybit answered HTTP 403 (an IP over its rate limit); no request to "
+                f"{self.config.instruments_url()} for another {wait:.0f}s, as Bybit asks",
+                status=403,
+            )
 
         async def fetch(url: str, params: Mapping[str, str]) -> Any:
             return await self.fetch_json(url, params, within=self.page_within)
 
-        instruments = await asyncio.wait_for(
-            fetch_instruments(fetch, url, category), self.instruments_within
-        )
+        try:
+            instruments = await asyncio.wait_for(
+                fetch_instruments(fetch, url, category), self.instruments_within
+            )
+        except RequestFailed as exc:
+            if exc.status == 403:
+                self._banned_until = time.monotonic() + self.ban_wait
+                self.log.warning(
+                    "Bybit refused the instrument list with HTTP 403, its answer to an IP "
+                    "over the rate limit: asking again in %.0f minutes, not sooner",
+                    self.ban_wait / 60,
+                )
+            raise
         self.instruments = instruments
         self.log.info(
             "instrument list read: %d %s instruments, %d trading",
