@@ -286,7 +286,8 @@ def decode_json(
         times = pl.lit(batch.received_at).gather(pl.col(INDEX).cast(pl.UInt32))
         out.append(times.cast(TIMESTAMP).alias(received_at))
     query = judged.lazy()
-    if ignored or rejects:
+    # Exploded, a kept frame may still hold rows to drop (an element with an empty array).
+    if ignored or rejects or arrays:
         query = query.filter(~(pl.col("__bad") | pl.col("__ignored")))
     query = query.select(out)
     if derive:

@@ -75,9 +75,14 @@ class RequestFailed(LakeflowError):
     """A poll's request failed in a way that retrying within the poll could not fix.
 
     The runtime counts the poll as failed, records a gap and polls again at the next
-    tick. ``status`` is the HTTP status, when the server answered at all.
+    tick. ``status`` is the HTTP status, when the server answered at all;
+    ``retry_after`` the seconds its ``Retry-After`` header asked to wait, if it sent one
+    (a ban's length: wait it out before the next request).
     """
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after = retry_after

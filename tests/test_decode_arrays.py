@@ -117,3 +117,14 @@ def test_ignored_payloads_are_counted_and_indices_of_the_rest_kept():
     assert decoded.ignored == 2
     assert [index for index, _ in decoded.rejects] == [1]
     assert decoded.rows["received_at"].dt.epoch("us").to_list() == [2]
+
+
+def test_an_empty_inner_array_beside_a_full_one_stores_no_empty_row():
+    # One instrument with no detail, one with a detail: only the detail is a row, whatever
+    # else the batch holds (nothing ignored or rejected beside it).
+    frame = nested(("A", []), ("B", ["2"]))
+
+    decoded = decode_json(batch(frame), NESTED, explode=("data", "data.details"))
+
+    assert decoded.rows["symbol"].to_list() == ["B"]
+    assert decoded.rejects == []

@@ -278,8 +278,8 @@ def test_binance_rows_say_the_liquidated_position_and_its_notional(default_run):
     for row in liquidations(folder, "binance").iter_rows(named=True):
         order = sent[int(row["trade_time"].timestamp() * 1000)]
         assert row["position_side"] == {"SELL": "long", "BUY": "short"}[order["S"]]
-        assert row["base_quantity"] == Decimal(order["q"])
-        assert row["notional"] == Decimal(order["q"]) * Decimal(order["ap"])
+        assert row["base_quantity"] == Decimal(order["z"])
+        assert row["notional"] == Decimal(order["z"]) * Decimal(order["ap"])
         assert row["notional_currency"] == "USDT"
 
 

@@ -280,3 +280,12 @@ def test_a_stream_that_answers_its_keepalive_but_carries_no_data_falls_silent(
     assert result.rows.is_empty()
     silent = [r for r in result.gaps["reason"].to_list() if r.startswith("silent:")]
     assert silent and "but no data for" in silent[0]
+
+
+def test_fetch_json_says_how_long_a_ban_asks_to_wait(http_standin):
+    server = http_standin([Response(418, b'{"code":-1003}', {"Retry-After": "120"})])
+
+    with pytest.raises(lakeflow.RequestFailed) as refused:
+        asyncio.run(lakeflow.fetch_json(server.url))
+
+    assert (refused.value.status, refused.value.retry_after) == (418, 120.0)

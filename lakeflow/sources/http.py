@@ -339,6 +339,8 @@ async def fetch_json(
     if session is None:
         session = aiohttp.ClientSession(headers={"User-Agent": _USER_AGENT})
     last = "no attempt"
+    status: int | None = None
+    wait_asked: float | None = None
     try:
         for attempt in range(1, attempts + 1):
             left = deadline - loop.time()
@@ -359,10 +361,16 @@ async def fetch_json(
                             ) from None
                     detail = body[:200].decode("utf-8", "replace").strip()
                     last = f"HTTP {status}" + (f" body {detail!r}" if detail else "")
+                    asked = retry_after(response, -1.0)
+                    wait_asked = None if asked < 0 else asked
                     if status == 429:
                         delay = retry_after(response, delay)
                     elif status < 500:
-                        raise RequestFailed(f"GET {_path(url)} refused: {last}", status=status)
+                        raise RequestFailed(
+                            f"GET {_path(url)} refused: {last}",
+                            status=status,
+                            retry_after=wait_asked,
+                        )
             except (aiohttp.ClientError, TimeoutError) as exc:
                 last = f"{type(exc).__name__}: {exc or 'no complete answer in time'}"
             if attempt == attempts or loop.time() + delay >= deadline:
@@ -370,7 +378,11 @@ async def fetch_json(
             if log is not None:
                 log.warning("GET %s failed (%s); retrying in %.1fs", _path(url), last, delay)
             await asyncio.sleep(delay)
-        raise RequestFailed(f"GET {_path(url)} failed within {within:g}s; last: {last}")
+        raise RequestFailed(
+            f"GET {_path(url)} failed within {within:g}s; last: {last}",
+            status=status,
+            retry_after=wait_asked,
+        )
     finally:
         if own:
             await session.close()

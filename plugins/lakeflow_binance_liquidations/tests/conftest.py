@@ -43,7 +43,7 @@ SCALE = Decimal("1e-18")
 
 def sizes(order: dict[str, Any], market: str, contracts: dict[str, Decimal]) -> dict[str, Any]:
     """The normalized sizes of one order, by the mapping in lakeflow-market-schemas' README."""
-    quantity, average = Decimal(order["q"]), Decimal(order["ap"])
+    quantity, average = Decimal(order["z"]), Decimal(order["ap"])  # filled: what executed
     if market == "usdm":
         quote = next(q for q in ("USDT", "USDC", "FDUSD", "BUSD") if q in order["s"])
         return {"base_quantity": quantity, "notional": quantity * average, "currency": quote}

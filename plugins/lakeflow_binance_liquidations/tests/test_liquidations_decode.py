@@ -156,12 +156,12 @@ def test_a_sell_order_liquidates_a_long_and_a_buy_a_short(frames):
     assert len(pairs) == 2
 
 
-def test_usdm_notional_is_quantity_times_average_price_in_the_quote_asset(frames):
+def test_usdm_notional_is_the_filled_quantity_times_average_price_in_the_quote_asset(frames):
     decoded = decode(frames("usdm_forceOrder_raw.jsonl"))
 
     for row in decoded.rows.to_dicts():
-        assert row["base_quantity"] == row["quantity"]
-        assert row["notional"] == row["quantity"] * row["average_price"]
+        assert row["base_quantity"] == row["filled_quantity"]
+        assert row["notional"] == row["filled_quantity"] * row["average_price"]
         assert row["symbol"].split("_")[0].endswith(row["notional_currency"])
 
 

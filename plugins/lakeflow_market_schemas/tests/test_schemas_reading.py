@@ -210,9 +210,9 @@ def test_old_binance_usdm_rows_are_read_by_the_plugins_mapping():
     # Written before position_side, notional and notional_currency existed: all null.
     old = {"position_side": None, "notional": None, "currency": None, "market": "usdm"}
     rows = frame(
-        row(**old, side="SELL", quantity=Decimal("3"), average_price=Decimal("100")),
-        row(**old, side="BUY", quantity=Decimal("0.5"), average_price=Decimal("200")),
-        row(**old, side="SELL", symbol="ETHUSDC", quantity=Decimal("1"), average_price=1),
+        row(**old, side="SELL", filled_quantity=Decimal("3"), average_price=Decimal("100")),
+        row(**old, side="BUY", filled_quantity=Decimal("0.5"), average_price=Decimal("200")),
+        row(**old, side="SELL", symbol="ETHUSDC", filled_quantity=Decimal("1"), average_price=1),
     )
     result = liquidation_notional(rows, currency="USDT", by_exchange=False)
     assert result.select("long_notional", "short_notional", "other_currency_count").rows() == [
@@ -230,7 +230,7 @@ def test_old_binance_coinm_rows_stay_unpriced():
         market="coinm",
         symbol="BTCUSD_PERP",
         side="SELL",
-        quantity=Decimal("4"),
+        filled_quantity=Decimal("4"),
         average_price=Decimal("97000"),
     )
     result = liquidation_notional(frame(coinm))
@@ -246,7 +246,7 @@ def test_old_rows_can_be_left_unpriced():
 
 def test_new_rows_are_not_rederived():
     # A row that has its notional keeps it, whatever quantity x average_price says.
-    new = row(side="BUY", quantity=Decimal("3"), average_price=Decimal("100"))
+    new = row(side="BUY", filled_quantity=Decimal("3"), average_price=Decimal("100"))
     result = liquidation_notional(frame(new))
     assert result.select("long_notional", "short_notional").rows() == [
         (Decimal("100"), Decimal("0"))
@@ -255,7 +255,7 @@ def test_new_rows_are_not_rederived():
 
 def test_a_table_written_before_the_columns_existed_reads_them_null():
     old_columns = [c for c in LIQUIDATION.columns if c not in LIQUIDATION_NEW]
-    old = row(side="SELL", quantity=Decimal("2"), average_price=Decimal("50"))
+    old = row(side="SELL", filled_quantity=Decimal("2"), average_price=Decimal("50"))
     rows = frame(old).select(old_columns)
     result = liquidation_notional(rows, by_exchange=False)
     assert result.select("currency", "long_notional", "long_count").rows() == [

@@ -24,7 +24,7 @@ def test_okx_default_follows_swap_and_futures_at_okx():
     assert config.inst_types == ["SWAP", "FUTURES"]
     assert config.stream_url() == "wss://ws.okx.com:8443/ws/v5/public"
     assert config.instruments_url() == "https://www.okx.com/api/v5/public/instruments"
-    assert config.refresh_interval == 3600
+    assert config.refresh_interval == 300
 
 
 def test_okx_subscribe_message_names_every_type_on_the_channel():

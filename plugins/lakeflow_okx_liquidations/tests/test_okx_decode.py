@@ -181,13 +181,42 @@ def test_okx_decode_rejects_an_error_event_with_okx_code_and_msg(
     assert decoded.rows.height == 1
 
 
-def test_okx_decode_rejects_any_other_okx_event_saying_what_it_said(okx_decoder, okx_batch):
+def test_okx_decode_ignores_a_service_upgrade_notice(okx_decoder, okx_batch):
+    # OKX announces a close for an upgrade, then closes: not data, and not bad data.
     said = "The connection will soon be closed for a service upgrade."
     notice = json.dumps({"event": "notice", "code": "64008", "msg": said, "connId": "a4d3ae55"})
 
     decoded = okx_decoder().decode(okx_batch([notice.encode()]))
 
-    assert decoded.rejects == [(0, f"OKX notice event, code 64008: {said}")]
+    assert decoded.rejects == []
+    assert decoded.ignored == 1
+
+
+def test_okx_decode_rejects_any_other_okx_event_saying_what_it_said(okx_decoder, okx_batch):
+    said = "Channel liquidation-orders is offline."
+    event = json.dumps({"event": "channel-conn-count-error", "code": "64003", "msg": said})
+
+    decoded = okx_decoder().decode(okx_batch([event.encode()]))
+
+    assert decoded.rejects == [(0, f"OKX channel-conn-count-error event, code 64003: {said}")]
+
+
+def test_okx_decode_reads_an_empty_pos_side_as_one_way_mode(okx_decoder, okx_batch):
+    frame = {
+        "arg": {"channel": "liquidation-orders", "instType": "SWAP"},
+        "data": [
+            {
+                "instId": "ETH-USDT-SWAP",
+                "instType": "SWAP",
+                "details": [{"side": "buy", "posSide": "", "bkPx": "3000", "sz": "1", "ts": "1"}],
+            }
+        ],
+    }
+
+    decoded = okx_decoder().decode(okx_batch([json.dumps(frame).encode()]))
+
+    assert decoded.rejects == []
+    assert decoded.rows["position_side"].to_list() == ["short"]
 
 
 @pytest.mark.parametrize(

@@ -134,8 +134,15 @@ class BinanceLiquidationsSource(WebSocketSource):
             try:
                 await self.refresh_contracts()
             except Exception as exc:  # the stream goes on; rows stay unsized until it works
-                self.log.warning("could not refresh COIN-M contract sizes: %s", exc)
-                await asyncio.sleep(RETRY_REFRESH)
+                # A 429 or 418 (a ban, 2 minutes to 3 days) says how long in Retry-After;
+                # asking sooner is what makes Binance ban, and ban longer.
+                wait = max(RETRY_REFRESH, getattr(exc, "retry_after", None) or 0.0)
+                self.log.warning(
+                    "could not refresh COIN-M contract sizes: %s; trying again in %.0fs",
+                    exc,
+                    wait,
+                )
+                await asyncio.sleep(wait)
 
     def url(self) -> str:
         """The preferred URL: the all-market stream, or the combined stream of the symbols."""
@@ -149,8 +156,10 @@ class BinanceLiquidationsSource(WebSocketSource):
         """Decode a batch of frames in one vectorized pass; bad frames become rejects.
 
         ``side`` is the liquidation order's: ``SELL`` closes a long. USD-M quantities are
-        base units (notional: ``q * ap`` in the symbol's quote asset); COIN-M's are
-        contracts (notional: ``q * contractSize`` USD, base: notional / ``ap``).
+        base units (notional: ``z * ap``, what was executed, in the symbol's quote asset);
+        COIN-M's are contracts (notional: ``z * contractSize`` USD, base: notional / ``ap``).
+        ``z`` is the filled quantity: Binance's ``l`` is not the liquidated size, and ``q``
+        overstates an order filled in part.
         """
         coinm = self.config.market == "coinm"
         decoded = decode_json(
@@ -175,15 +184,15 @@ class BinanceLiquidationsSource(WebSocketSource):
 def usdm_sizes() -> dict[str, pl.Expr]:
     """USD-M: the quantity is in base units; the notional is in the symbol's quote asset."""
     return {
-        "base_quantity": pl.col("quantity"),
-        "notional": decimal_product(pl.col("quantity"), pl.col("average_price")),
+        "base_quantity": pl.col("filled_quantity"),
+        "notional": decimal_product(pl.col("filled_quantity"), pl.col("average_price")),
         "notional_currency": pl.col("symbol").str.extract(USDM_QUOTE, 1),
     }
 
 
 def coinm_sizes(rows: pl.DataFrame, contracts: pl.DataFrame) -> pl.DataFrame:
     """COIN-M: contracts * contract size is a USD notional; null for an unknown symbol."""
-    notional = decimal_product(pl.col("quantity"), pl.col("contract_size"))
+    notional = decimal_product(pl.col("filled_quantity"), pl.col("contract_size"))
     return (
         rows.lazy()
         .join(contracts.lazy(), on="symbol", how="left", maintain_order="left")

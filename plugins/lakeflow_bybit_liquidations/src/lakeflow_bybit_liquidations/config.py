@@ -63,8 +63,10 @@ class BybitLiquidationsConfig(SourceConfig):
             "(/v5/market/instruments-info) is read: a testnet, a proxy, a test server."
         ),
     )
+    # Five minutes: a new listing's first hour is when it liquidates most, and what is
+    # not subscribed is lost; one read is a page or two of Bybit's 600 requests / 5 s.
     refresh_interval: float = Field(
-        default=3600.0,
+        default=300.0,
         gt=0,
         description=(
             "Seconds between reads of the instrument list while connected: new listings "

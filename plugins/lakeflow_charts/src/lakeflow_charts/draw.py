@@ -84,7 +84,7 @@ LIQUIDATIONS = Kind(
     "liquidations",
     "liquidation",
     "trade_time",
-    ("exchange", "symbol", "market", "side", "quantity"),
+    ("exchange", "symbol", "market", "side", "filled_quantity"),
     # What liquidation_notional reads; average_price only for rows older than notional.
     ("position_side", "average_price", "notional", "notional_currency"),
 )

@@ -10,7 +10,8 @@ Rows written before ``position_side``, ``base_quantity``, ``notional`` and
 ``notional_currency`` existed read null there (schema evolution). For Binance USD-M those
 columns follow from what such a row always held, by the mapping the Binance plugin now
 applies when it writes a row (this distribution's README): the position from the order's
-``side`` (``SELL`` closes a long), the notional ``quantity x average_price``, in the quote
+``side`` (``SELL`` closes a long), the notional ``filled_quantity x average_price`` (what
+was executed), in the quote
 asset the symbol ends in. :func:`liquidation_notional` fills them in so (``legacy_binance``,
 on by default). Old Binance COIN-M rows cannot be: their notional needs the contract size
 of the exchange's instrument list, which the row does not hold; they stay unpriced.
@@ -25,7 +26,12 @@ import polars as pl
 
 import lakeflow
 from lakeflow import DECIMAL
-from lakeflow_market_schemas.liquidation import LONG, SHORT, position_from_order_side
+from lakeflow_market_schemas.liquidation import (
+    LONG,
+    SHORT,
+    decimal_product,
+    position_from_order_side,
+)
 
 #: The quote asset a Binance USD-M symbol ends in (a delivery contract adds ``_YYMMDD``):
 #: the currency the Binance plugin gives a USD-M row's notional (its ``USDM_QUOTE``).
@@ -39,7 +45,7 @@ READ_COLUMNS: dict[str, pl.DataType] = {
     "symbol": pl.String(),
     "side": pl.String(),
     "position_side": pl.String(),
-    "quantity": DECIMAL,
+    "filled_quantity": DECIMAL,
     "average_price": DECIMAL,
     "notional": DECIMAL,
     "notional_currency": pl.String(),
@@ -219,7 +225,7 @@ def _priced(rows: pl.LazyFrame | pl.DataFrame, legacy_binance: bool, by: list[st
         position = pl.when(old).then(position_from_order_side(pl.col("side"))).otherwise(position)
         notional = (
             pl.when(old_usdm)
-            .then((pl.col("quantity") * pl.col("average_price")).cast(DECIMAL))
+            .then(decimal_product(pl.col("filled_quantity"), pl.col("average_price")))
             .otherwise(notional)
         )
         currency = (

@@ -21,8 +21,9 @@ INST_TYPES = ("SWAP", "FUTURES")
 #: Types the channel carries too, whose ``sz`` is not a number of ``ctVal`` contracts:
 #: this source could not size their rows the way the shared schema means.
 UNSIZED_TYPES = ("MARGIN", "OPTION")
-#: Seconds between re-reads of the instrument list (a new listing is sized within this).
-REFRESH_INTERVAL = 3600.0
+#: Seconds between re-reads of the instrument list (a new listing is sized within this,
+#: its rows before it stored unsized); two requests, far within OKX's 20 per 2 s.
+REFRESH_INTERVAL = 300.0
 #: How long silence is normal. Perpetual swaps of every instrument liquidate minutes
 #: apart on the quietest days; delivery futures alone are far quieter.
 SILENCE_TIMEOUT = {"SWAP": 600.0, "FUTURES": 3600.0}
@@ -66,7 +67,7 @@ class OkxLiquidationsConfig(SourceConfig):
         gt=0,
         description=(
             "Seconds between re-reads of the instrument list, so that a new listing is "
-            "sized (default 3600)."
+            "sized (default 300)."
         ),
     )
 

@@ -47,7 +47,10 @@ FIELDS: dict[str, Field] = {
     "trade_time": Field("data.details.ts", TIMESTAMP, epoch="ms"),
 }
 #: Replies to a subscription: not data, counted as ignored.
-ACKS = ("subscribe",)
+#: Events that are not data and need no one's attention: the subscribe acknowledgement,
+#: and a notice (64008: "The connection will soon be closed for a service upgrade"),
+#: after which OKX closes the connection and the source reconnects as after any close.
+ACKS = ("subscribe", "notice")
 #: Text frames that are not JSON by design: the answer to our ``ping``.
 PONG = b"pong"
 #: The reason a frame that is an OKX event (an ``error``, a ``notice``) is rejected for;
@@ -63,8 +66,9 @@ CHECKS: dict[str, pl.Expr] = {
         INST_TYPES
     ),
     "side is not 'buy' or 'sell'": ~_detail.struct.field("side").is_in(["buy", "sell"]),
+    # An empty or absent posSide is read as one-way mode, like "net": the side tells.
     "posSide is not 'long', 'short' or 'net'": ~_detail.struct.field("posSide").is_in(
-        ["long", "short", "net"]
+        ["long", "short", "net", ""]
     ),
 }
 IGNORE = _event.is_in(ACKS)
