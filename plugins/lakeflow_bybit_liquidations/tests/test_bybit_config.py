@@ -165,3 +165,15 @@ def test_the_keepalive_is_bybits_ping_every_20_seconds():
 def test_no_roll_over_is_scheduled():
     # Bybit documents no scheduled cut of public connections.
     assert BybitLiquidationsSource.max_age is None
+
+
+@pytest.mark.parametrize(
+    ("keys", "says"),
+    [
+        ({"shards": 2, "shard": 2}, "shard must be below shards"),
+        ({"shards": 2, "symbols": ["BTCUSDT"]}, "shards splits every-symbol mode"),
+    ],
+)
+def test_a_shard_outside_its_shards_or_beside_named_symbols_is_refused(keys, says):
+    with pytest.raises(ValidationError, match=says):
+        BybitLiquidationsConfig(**keys)

@@ -84,6 +84,37 @@ def test_every_trading_symbol_of_every_instrument_page_is_subscribed(bybit_ws, b
     ]
 
 
+def test_topics_past_bybits_limit_per_connection_are_not_sent_and_an_error_says_how_to_split(
+    bybit_ws, bybit_rest, collect, monkeypatch, caplog
+):
+    # Bybit takes 21,000 characters of topics per connection (~800 symbols); a limit of
+    # 100 here fits three "allLiquidation.COINnUSDT" topics (27 characters each, quoted).
+    monkeypatch.setattr("lakeflow_bybit_liquidations.source.ARGS_LIMIT", 100)
+    symbols = [f"COIN{i}USDT" for i in range(5)]
+    ws = bybit_ws(listed=symbols)
+    rest = bybit_rest(listed=[entry(s) for s in symbols], page_size=1000)
+
+    collect(ws, rest, payloads=1)
+
+    assert ws.subscribed == [f"allLiquidation.{s}" for s in symbols[:3]]
+    assert "2 symbols NOT subscribed" in caplog.text
+    assert "shards = 2" in caplog.text
+
+
+def test_shards_split_every_symbol_between_sources_without_overlap(bybit_ws, bybit_rest, collect):
+    symbols = [f"COIN{i}USDT" for i in range(12)]
+    rest = bybit_rest(listed=[entry(s) for s in symbols], page_size=1000)
+    parts = []
+    for shard in (0, 1):
+        ws = bybit_ws(listed=symbols)
+        collect(ws, rest, {"shards": 2, "shard": shard}, payloads=1)
+        parts.append({topic.removeprefix("allLiquidation.") for topic in ws.subscribed})
+
+    assert parts[0] | parts[1] == set(symbols)
+    assert not parts[0] & parts[1]
+    assert parts[0] and parts[1]
+
+
 def test_subscribe_requests_carry_at_most_ten_topics_each(bybit_ws, bybit_rest, collect):
     symbols = [f"COIN{i}USDT" for i in range(23)]
     ws = bybit_ws(listed=symbols)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+import zlib
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from lakeflow import SourceConfig, base_url
 
@@ -19,6 +20,9 @@ INSTRUMENTS_PATH = "/v5/market/instruments-info"
 TOPIC = "allLiquidation."
 #: Topics per subscribe request: Bybit's documentation calls 10 safe.
 SUBSCRIBE_BATCH = 10
+#: Bybit refuses more than this many characters of ``args`` on one public connection
+#: (the topics' JSON strings): about 800 ``allLiquidation`` topics.
+ARGS_LIMIT = 21_000
 #: How long silence is normal when every symbol of a category is followed. Linear
 #: contracts (hundreds of USDT/USDC perpetuals) see a liquidation every few seconds even
 #: on quiet days; inverse contracts far fewer. Named symbols are not judged by default:
@@ -46,6 +50,24 @@ class BybitLiquidationsConfig(SourceConfig):
             "Symbols to follow, as Bybit writes them (BTCUSDT, ETHPERP, BTCUSD). Empty: "
             'every symbol of the category whose instruments-info status is "Trading", '
             "re-read every refresh_interval so that new listings are followed."
+        ),
+    )
+    shards: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description=(
+            "Split every-symbol mode over this many sources, each its own connection: "
+            "Bybit takes at most 21,000 characters of topics on one connection (about 800 "
+            "symbols). Give each source the same shards and its own shard."
+        ),
+    )
+    shard: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "Which part of the symbols this source follows, 0 to shards - 1 (by a hash of "
+            "the symbol, so a new listing does not move the others)."
         ),
     )
     ws_url: str | None = Field(
@@ -117,6 +139,18 @@ class BybitLiquidationsConfig(SourceConfig):
     def all_symbols(self) -> bool:
         """True when the source follows every trading symbol of the category."""
         return not self.symbols
+
+    @model_validator(mode="after")
+    def _check_shard(self) -> BybitLiquidationsConfig:
+        if self.shard >= self.shards:
+            raise ValueError(f"shard must be below shards ({self.shards}): 0 to {self.shards - 1}")
+        if self.shards > 1 and self.symbols:
+            raise ValueError("shards splits every-symbol mode; with symbols, list each source's")
+        return self
+
+    def in_shard(self, symbol: str) -> bool:
+        """True when this source follows ``symbol`` (always, unless ``shards`` > 1)."""
+        return self.shards == 1 or zlib.crc32(symbol.encode()) % self.shards == self.shard
 
     def stream_url(self) -> str:
         """The category's public stream: ``wss://stream.bybit.com/v5/public/linear``."""

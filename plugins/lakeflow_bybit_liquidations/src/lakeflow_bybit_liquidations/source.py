@@ -28,7 +28,12 @@ from lakeflow import (
     WebSocketSource,
     decode_json,
 )
-from lakeflow_bybit_liquidations.config import SUBSCRIBE_BATCH, TOPIC, BybitLiquidationsConfig
+from lakeflow_bybit_liquidations.config import (
+    ARGS_LIMIT,
+    SUBSCRIBE_BATCH,
+    TOPIC,
+    BybitLiquidationsConfig,
+)
 from lakeflow_bybit_liquidations.instruments import (
     empty_instruments,
     fetch_instruments,
@@ -124,8 +129,10 @@ class BybitLiquidationsSource(WebSocketSource):
         self._req_ids = itertools.count(1)
         #: time.monotonic() before which no instrument request may go (a 403 ban).
         self._banned_until = 0.0
-        #: Per open connection: the symbols subscribed on it.
+        #: Per open connection: the symbols subscribed on it, and the characters of
+        #: topics that took (Bybit caps them per connection).
         self._subscribed: dict[WebSocket, set[str]] = {}
+        self._args_used: dict[WebSocket, int] = {}
 
     def url(self) -> str:
         """The category's public stream, ``wss://stream.bybit.com/v5/public/<category>``."""
@@ -195,9 +202,10 @@ class BybitLiquidationsSource(WebSocketSource):
         """The symbols to subscribe: the configured ones, or every trading one listed."""
         if self.config.symbols:
             return list(self.config.symbols)
-        return trading_symbols(
+        listed = trading_symbols(
             self.instruments if self.instruments is not None else empty_instruments()
         )
+        return [symbol for symbol in listed if self.config.in_shard(symbol)]
 
     # -- the connection ------------------------------------------------------------------
 
@@ -225,7 +233,35 @@ class BybitLiquidationsSource(WebSocketSource):
         self.log.info("subscribing to %d symbols in %d requests", len(symbols), requests)
 
     async def subscribe(self, ws: WebSocket, symbols: Sequence[str]) -> int:
-        """Send subscribe requests of at most ten topics each; returns how many were sent."""
+        """Send subscribe requests of at most ten topics each; returns how many were sent.
+
+        Stops short of Bybit's 21,000 characters of topics per connection, and says with
+        an ERROR which symbols were left out and how to split them (``shards``): past
+        the limit Bybit would refuse them, and they would be collected by no one.
+        """
+        used = self._args_used.get(ws, 0)
+        room: list[str] = []
+        for symbol in symbols:
+            size = len(json.dumps(f"{TOPIC}{symbol}")) + 1
+            if used + size > ARGS_LIMIT:
+                break
+            used += size
+            room.append(symbol)
+        self._args_used[ws] = used
+        if len(room) < len(symbols):
+            left = list(symbols[len(room) :])
+            self.log.error(
+                "%d symbols NOT subscribed: Bybit takes at most %d characters of topics on "
+                "one connection, and %d symbols fill them. Split the symbols over more "
+                "sources with shards = %d (one source per shard = 0..%d). Left out: %s",
+                len(left),
+                ARGS_LIMIT,
+                len(room) + len(self._subscribed.get(ws, set())),
+                self.config.shards + 1,
+                self.config.shards,
+                ", ".join(left[:10]) + (", ..." if len(left) > 10 else ""),
+            )
+            symbols = room
         topics = [f"{TOPIC}{symbol}" for symbol in symbols]
         requests = 0
         for start in range(0, len(topics), SUBSCRIBE_BATCH):
@@ -257,6 +293,7 @@ class BybitLiquidationsSource(WebSocketSource):
     async def on_close(self, ws: WebSocket) -> None:
         """Forget what was subscribed on the connection: the next one subscribes anew."""
         self._subscribed.pop(ws, None)
+        self._args_used.pop(ws, None)
 
     def _warn_unlisted(self) -> None:
         assert self.instruments is not None
