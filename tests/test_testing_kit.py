@@ -308,3 +308,14 @@ def test_a_source_class_runs_without_being_installed(lakeflow_collect):
 def test_schemas_go_with_a_class_not_an_installed_type(lakeflow_collect):
     with pytest.raises(ValueError, match="schemas= goes with a source class"):
         lakeflow_collect("test_clock", {}, polls=1, schemas=[TICKS])
+
+
+def test_readme_helpers_read_fenced_blocks_and_the_table_after_a_heading():
+    from lakeflow.testing import code_blocks, table_after
+
+    text = "# x\n```toml\na = 1\n```\n## Keys\n\n| key | meaning |\n|---|---|\n| `a` | one |\n"
+
+    assert code_blocks(text, "toml") == ["a = 1\n"]
+    assert table_after(text, "## Keys") == [["`a`", "one"]]
+    with pytest.raises(ValueError, match="no '## Schema'"):
+        table_after(text, "## Schema")

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
         require_hostnames,
         run_at_hostnames,
     )
+    from lakeflow.testing.readme import code_blocks, table_after
     from lakeflow.testing.standins import (
         Answer,
         HttpStandIn,
@@ -88,6 +89,8 @@ _EXPORTS = {
     "Response": "lakeflow.testing.standins",
     "ResponseLike": "lakeflow.testing.standins",
     "WebSocketStandIn": "lakeflow.testing.standins",
+    "code_blocks": "lakeflow.testing.readme",
+    "table_after": "lakeflow.testing.readme",
 }
 
 __all__ = [
@@ -110,12 +113,14 @@ __all__ = [
     "Watched",
     "WebSocketRoute",
     "WebSocketStandIn",
+    "code_blocks",
     "collect",
     "collect_async",
     "hostnames_available",
     "read_table",
     "require_hostnames",
     "run_at_hostnames",
+    "table_after",
     "write_pipeline",
 ]
 

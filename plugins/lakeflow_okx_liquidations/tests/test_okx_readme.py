@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import re
 import tomllib
 from pathlib import Path
@@ -12,20 +11,18 @@ from click.testing import CliRunner
 from lakeflow_okx_liquidations import LIQUIDATION, OkxLiquidationsConfig, OkxLiquidationsSource
 
 from lakeflow.cli import cli
+from lakeflow.testing import code_blocks
+from lakeflow.testing import table_after as readme_table
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
 
 
 def blocks(language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
+    return code_blocks(README, language)
 
 
 def table_after(heading: str) -> list[list[str]]:
-    """The cells of the first Markdown table after ``heading``, header and rule left out."""
-    lines = README.split(heading, 1)[1].splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
-    table = itertools.takewhile(lambda line: line.startswith("|"), lines[start:])
-    return [[cell.strip() for cell in line.strip("|").split("|")] for line in list(table)[2:]]
+    return readme_table(README, heading)
 
 
 def test_okx_readme_config_examples_are_valid():
