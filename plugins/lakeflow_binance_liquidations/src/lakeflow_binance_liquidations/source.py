@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import polars as pl
 from lakeflow_market_schemas import (
+    BINANCE_USDM_QUOTE,
     LIQUIDATION,
     decimal_product,
     decimal_quotient,
@@ -30,8 +31,6 @@ if TYPE_CHECKING:
     from lakeflow.sources.websocket import WebSocket
 
 EVENT_TYPE = "forceOrder"
-#: The quote asset a USD-M symbol ends in (a delivery contract adds ``_YYMMDD``).
-USDM_QUOTE = r"(USDT|USDC|FDUSD|BUSD)(?:_\d+)?$"
 #: An empty table of contract sizes: what a COIN-M source knows before its first fetch.
 #: Seconds before a failed refresh is tried again.
 RETRY_REFRESH = 60.0
@@ -186,7 +185,7 @@ def usdm_sizes() -> dict[str, pl.Expr]:
     return {
         "base_quantity": pl.col("filled_quantity"),
         "notional": decimal_product(pl.col("filled_quantity"), pl.col("average_price")),
-        "notional_currency": pl.col("symbol").str.extract(USDM_QUOTE, 1),
+        "notional_currency": pl.col("symbol").str.extract(BINANCE_USDM_QUOTE, 1),
     }
 
 

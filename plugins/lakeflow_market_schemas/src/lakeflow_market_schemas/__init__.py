@@ -20,6 +20,7 @@ import lakeflow
 if TYPE_CHECKING:
     from lakeflow import TableSchema
     from lakeflow_market_schemas.liquidation import (
+        BINANCE_USDM_QUOTE,
         LIQUIDATION,
         LONG,
         SHORT,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     )
 
 _EXPORTS = {
+    "BINANCE_USDM_QUOTE": "liquidation",
     "LIQUIDATION": "liquidation",
     "LONG": "liquidation",
     "SHORT": "liquidation",
@@ -50,6 +52,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "BINANCE_USDM_QUOTE",
     "LIQUIDATION",
     "LONG",
     "SHORT",

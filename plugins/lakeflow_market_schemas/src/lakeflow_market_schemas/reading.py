@@ -27,15 +27,12 @@ import polars as pl
 import lakeflow
 from lakeflow import DECIMAL
 from lakeflow_market_schemas.liquidation import (
+    BINANCE_USDM_QUOTE,
     LONG,
     SHORT,
     decimal_product,
     position_from_order_side,
 )
-
-#: The quote asset a Binance USD-M symbol ends in (a delivery contract adds ``_YYMMDD``):
-#: the currency the Binance plugin gives a USD-M row's notional (its ``USDM_QUOTE``).
-BINANCE_USDM_QUOTE = r"(USDT|USDC|FDUSD|BUSD)(?:_\d+)?$"
 
 #: The columns :func:`liquidation_notional` reads besides ``trade_time``. A column the
 #: rows lack reads null, as it does in a table written before the column existed.
