@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from lakeflow import hookspecs
+    from lakeflow.budgets import Budget
     from lakeflow.decode import Field, decode_json, read_ndjson
     from lakeflow.errors import (
         CommitRefused,
@@ -28,11 +29,13 @@ if TYPE_CHECKING:
     )
     from lakeflow.hookspecs import hookimpl
     from lakeflow.lake import Lake
+    from lakeflow.references import Reference, ReferenceData, ReferenceUnavailable
     from lakeflow.schema import DECIMAL, TIMESTAMP, TableSchema
     from lakeflow.sinks import Sink, TableInfo
     from lakeflow.sources import (
         Batch,
         Decoded,
+        Drift,
         Feed,
         PollingConfig,
         PollingSource,
@@ -51,6 +54,11 @@ _EXPORTS: dict[str, str] = {
     "TableSchema": "lakeflow.schema",
     "Batch": "lakeflow.sources",
     "Decoded": "lakeflow.sources",
+    "Drift": "lakeflow.sources",
+    "Budget": "lakeflow.budgets",
+    "Reference": "lakeflow.references",
+    "ReferenceData": "lakeflow.references",
+    "ReferenceUnavailable": "lakeflow.references",
     "Feed": "lakeflow.sources",
     "PollingConfig": "lakeflow.sources",
     "PollingSource": "lakeflow.sources",
@@ -85,9 +93,11 @@ __all__ = [
     "DECIMAL",
     "TIMESTAMP",
     "Batch",
+    "Budget",
     "CommitRefused",
     "ConfigError",
     "Decoded",
+    "Drift",
     "Feed",
     "Field",
     "HttpPollingSource",
@@ -95,6 +105,9 @@ __all__ = [
     "LakeflowError",
     "PollingConfig",
     "PollingSource",
+    "Reference",
+    "ReferenceData",
+    "ReferenceUnavailable",
     "RequestFailed",
     "RetryRequest",
     "SchemaMismatch",

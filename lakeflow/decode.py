@@ -8,14 +8,15 @@ the reason. The per-payload Python work is nil unless a payload is malformed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Literal
 
 import polars as pl
 
 from lakeflow.schema import TIMESTAMP
-from lakeflow.sources import Batch, Decoded
+from lakeflow.sources import Batch, Decoded, Drift
 
 INDEX = "_payload_index"
 #: Marks the rows that stand for an empty array once exploded.
@@ -33,12 +34,41 @@ class Field:
     says that an integer is a Unix time in that unit, to become a UTC timestamp.
     A ``required`` field that is absent or null rejects the payload; a present value that
     does not convert to ``dtype`` always rejects it.
+
+    A field may declare what it expects, so that a change of the exchange shows as
+    drift (``_drift``) instead of passing unseen: ``domain`` lists the values it may
+    take, as sent (``{"BUY", "SELL"}``, ``{"1", "2"}``); ``window`` is how far before and
+    after its payload's receipt an ``epoch`` time is plausible. ``on_drift`` says where
+    a row with a value outside goes: ``"keep"`` stores it as sent, ``"reject"`` makes
+    the payload a dead letter naming the value. Either way the value is recorded.
     """
 
     path: str
     dtype: pl.DataType
     required: bool = True
     epoch: Literal["s", "ms", "us", "ns"] | None = None
+    domain: Collection[str] | None = field(default=None, kw_only=True)
+    window: tuple[timedelta, timedelta] | None = field(default=None, kw_only=True)
+    on_drift: Literal["keep", "reject"] = field(default="keep", kw_only=True)
+
+    def __post_init__(self) -> None:
+        if self.domain is not None:
+            object.__setattr__(self, "domain", frozenset(str(v) for v in self.domain))
+        if self.window is not None and self.epoch is None:
+            raise ValueError(f"field {self.path!r}: a window needs an epoch time")
+
+    def outside(self, raw: pl.Expr, typed: pl.Expr, received: pl.Expr) -> pl.Expr | None:
+        """True where a present value is outside the domain or the window; None: no rule."""
+        conditions = []
+        if self.domain is not None:
+            allowed = pl.Series(sorted(self.domain), dtype=pl.String()).implode()
+            conditions.append(~raw.cast(pl.String).is_in(allowed))
+        if self.window is not None:
+            before, after = self.window
+            conditions.append((typed < received - before) | (typed > received + after))
+        if not conditions:
+            return None
+        return raw.is_not_null() & pl.any_horizontal(conditions)
 
     def expr(self) -> pl.Expr:
         """The raw value as a polars expression over the parsed frame."""
@@ -156,6 +186,7 @@ def decode_json(
     columns: Sequence[str] | None = None,
     explode: str | Sequence[str] = (),
     ignore_payloads: Sequence[bytes] = (),
+    known: Sequence[str] = (),
 ) -> Decoded:
     """Decode a batch of JSON-object payloads into typed rows, in one vectorized pass.
 
@@ -184,15 +215,24 @@ def decode_json(
     ``ignore_payloads`` lists whole payloads that are not JSON data by design (a text
     ``pong``): they are counted as ignored before the parse.
 
+    Drift: the result's ``reads`` holds every key path the fields read, with
+    ``ignore_keys``, the exploded arrays and ``known`` (paths sent but not needed, such
+    as a combined stream's ``"stream"``, or a whole subtree by its prefix): the runtime
+    reports any other key it finds in the payloads. A value outside a field's ``domain``
+    or ``window`` is listed in the result's ``drift`` (and rejects its payload when the
+    field says ``on_drift="reject"``).
+
     The whole batch is one parse and two polars queries, whatever the number of fields
     and checks: each query costs a fixed ~0.5 ms, which would dominate small batches if
     every step were its own.
     """
     arrays = (explode,) if isinstance(explode, str) else tuple(explode)
     schema = raw_schema(fields, ignore_keys, arrays)
+    reads = frozenset((*(spec.path for spec in fields.values()), *ignore_keys, *arrays, *known))
     payloads: Sequence[bytes] = batch.payloads
     kept: pl.Series | None = None
     skipped = 0
+    skipped_at: list[int] = []
     if ignore_payloads and payloads:
         # One vectorized membership test; the index map is built only when one matches.
         wanted = pl.Series(list(ignore_payloads), dtype=pl.Binary).implode()
@@ -201,6 +241,7 @@ def decode_json(
         if skipped:
             kept = (~hits).arg_true()
             payloads = [payloads[i] for i in kept.to_list()]
+            skipped_at = hits.arg_true().to_list()
     raw, rejects = read_ndjson(payloads, schema)
     if kept is not None:
         original = kept.to_list()
@@ -233,6 +274,16 @@ def decode_json(
                     fraction > spec.dtype.scale,
                 )
             )
+    # Values outside what a field declares: drift, and a reject where the field says so.
+    received = pl.lit(batch.received_at).gather(pl.col(INDEX).cast(pl.UInt32))
+    outside: dict[str, pl.Expr] = {}
+    for name, spec in fields.items():
+        condition = spec.outside(spec.expr(), pl.col(f"__{name}"), received)
+        if condition is None:
+            continue
+        outside[name] = condition.fill_null(False)
+        if spec.on_drift == "reject":
+            problems.append((f"field {spec.path!r} is outside {_expected(spec)}", condition))
     for reason, condition in (checks or {}).items():
         problems.append((reason, condition))
     flags = [condition.fill_null(False) for _, condition in problems]
@@ -249,6 +300,9 @@ def decode_json(
         )
         .with_columns(
             (pl.any_horizontal(flags) if flags else pl.lit(False)).alias("__bad"),
+            (pl.any_horizontal(list(outside.values())) if outside else pl.lit(False)).alias(
+                "__drift"
+            ),
         )
         .with_columns(pl.col("__bad") & ~pl.col("__ignored"))
     )
@@ -257,6 +311,14 @@ def decode_json(
         judging = judging.with_columns(pl.col("__bad").any().over(INDEX))
     judged = judging.collect(optimizations=_PLAIN)
     ignored = _count_frames(judged, "__ignored", arrays) + skipped
+    ignored_at = skipped_at
+    if ignored > skipped:
+        ignored_at = sorted([*skipped_at, *_frames(judged, "__ignored", arrays)])
+    drift: list[Drift] = []
+    if outside and judged.height and judged["__drift"].any():
+        # Rare: which values, how often, and one payload showing each.
+        drifting = judged.filter(pl.col("__drift") & ~pl.col("__ignored"))
+        drift = _value_drift(drifting, fields, outside, received)
     bad = judged["__bad"]
     if judged.height and bad.any():
         # Rare: the reason strings are built only for the rows that need them.
@@ -296,7 +358,91 @@ def decode_json(
         query = query.select(columns)
     rows = query.collect(optimizations=_PLAIN)
     rejects.sort()
-    return Decoded(rows=rows, rejects=rejects, ignored=ignored)
+    return Decoded(
+        rows=rows,
+        rejects=rejects,
+        ignored=ignored,
+        ignored_at=ignored_at,
+        reads=reads,
+        drift=drift,
+    )
+
+
+#: Distinct drifting values of one field reported per batch; the rest are counted as one.
+MAX_VALUES = 20
+OTHER_VALUES = "(other values)"
+
+
+def _value_drift(
+    drifting: pl.DataFrame,
+    fields: Mapping[str, Field],
+    outside: Mapping[str, pl.Expr],
+    received: pl.Expr,
+) -> list[Drift]:
+    """One :class:`Drift` per field and value outside its declaration, with a count.
+
+    A domain's drift is keyed by the value sent; a window's by its side (too early, too
+    late), since every time is a value of its own.
+    """
+    found: list[Drift] = []
+    for name, condition in outside.items():
+        spec = fields[name]
+        value = spec.expr().cast(pl.String).fill_null("")
+        if spec.window is not None:
+            typed = pl.col(f"__{name}")
+            before, after = spec.window
+            early = typed < received - before
+            late = typed > received + after
+            value = (
+                pl.when(early)
+                .then(pl.lit(f"more than {_span(before)} before receipt"))
+                .when(late)
+                .then(pl.lit(f"more than {_span(after)} after receipt"))
+                .otherwise(value)
+            )
+        counted = (
+            drifting.lazy()
+            .filter(condition)
+            .group_by(value.alias("value"))
+            .agg(pl.len().alias("count"), pl.col(INDEX).min().alias("example"))
+            .sort(["count", "value"], descending=[True, False])
+            .collect()
+        )
+        rows = counted.rows(named=True)
+        for row in rows[:MAX_VALUES]:
+            found.append(Drift("value", spec.path, row["value"], row["count"], row["example"]))
+        rest = rows[MAX_VALUES:]
+        if rest:
+            count = sum(r["count"] for r in rest)
+            example = min(r["example"] for r in rest)
+            found.append(Drift("value", spec.path, OTHER_VALUES, count, example))
+    return found
+
+
+def _span(delta: timedelta) -> str:
+    seconds = delta.total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
+def _expected(spec: Field) -> str:
+    parts = []
+    if spec.domain is not None:
+        parts.append("its domain " + "/".join(sorted(spec.domain)))
+    if spec.window is not None:
+        before, after = spec.window
+        parts.append(f"{_span(before)} before to {_span(after)} after receipt")
+    return " and ".join(parts)
+
+
+def _frames(judged: pl.DataFrame, flag: str, arrays: Sequence[str]) -> list[int]:
+    """The payload indices the flag marks: rows, or whole frames once exploded."""
+    if not arrays:
+        return judged.filter(pl.col(flag))[INDEX].to_list()
+    marked = judged.filter(pl.col(flag).all().over(INDEX))
+    return marked[INDEX].unique(maintain_order=True).to_list()
 
 
 def _explode(raw: pl.DataFrame, arrays: Sequence[str]) -> pl.DataFrame:
@@ -321,7 +467,17 @@ def _reach(spec: Field, arrays: Sequence[str]) -> Field:
     for path in sorted(arrays, key=len, reverse=True):
         if spec.path.startswith(f"{path}."):
             rest = spec.path[len(path) + 1 :]
-            return _Rooted(spec.path, spec.dtype, spec.required, spec.epoch, path, rest)
+            return _Rooted(
+                spec.path,
+                spec.dtype,
+                spec.required,
+                spec.epoch,
+                domain=spec.domain,
+                window=spec.window,
+                on_drift=spec.on_drift,
+                root=path,
+                rest=rest,
+            )
     return spec
 
 
@@ -329,8 +485,8 @@ def _reach(spec: Field, arrays: Sequence[str]) -> Field:
 class _Rooted(Field):
     """A field read from an exploded array's column (named by the array's path)."""
 
-    root: str = ""
-    rest: str = ""
+    root: str = field(default="", kw_only=True)
+    rest: str = field(default="", kw_only=True)
 
     def expr(self) -> pl.Expr:
         expr = pl.col(self.root)

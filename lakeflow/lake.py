@@ -25,7 +25,7 @@ import polars as pl
 
 from lakeflow.errors import TableNotFound
 from lakeflow.secrets import mask_uri
-from lakeflow.system_tables import DEAD_LETTERS, GAPS
+from lakeflow.system_tables import DEAD_LETTERS, DRIFT, GAPS
 
 if TYPE_CHECKING:
     from lakeflow.config.models import Pipeline
@@ -86,6 +86,7 @@ class Lake:
             found.setdefault(spec.table, spec.schema)
         found[DEAD_LETTERS.table] = DEAD_LETTERS
         found[GAPS.table] = GAPS
+        found[DRIFT.table] = DRIFT
         return found
 
     def names(self) -> list[str]:
@@ -133,6 +134,25 @@ class Lake:
     def dead_letters(self) -> pl.LazyFrame:
         """``_dead_letters``: each payload no decoder could read, raw, with the reason."""
         return self._system(DEAD_LETTERS)
+
+    @property
+    def drift(self) -> pl.LazyFrame:
+        """``_drift``: what arrived that no source declared, one row per source, kind,
+        path and value (summed, for a sink that appends instead of merging; empty if none).
+        """
+        from lakeflow.system_tables import DRIFT_KEY
+
+        return (
+            self._system(DRIFT)
+            .group_by(DRIFT_KEY)
+            .agg(
+                pl.col("first_seen").min(),
+                pl.col("last_seen").max(),
+                pl.col("count").sum(),
+                pl.col("example").sort_by("first_seen").first(),
+            )
+            .sort("last_seen", descending=True)
+        )
 
     def sql_context(self) -> pl.SQLContext:
         """A polars SQL context with every existing table registered by its name."""

@@ -44,8 +44,16 @@ def state_of(status: SourceStatus) -> str:
     return status.state if status.running else "not running"
 
 
-def status_table(statuses: list[SourceStatus], now: float | None = None) -> Table:
-    """One row per source: state, rates, totals, ages, problems."""
+def status_table(
+    statuses: list[SourceStatus],
+    now: float | None = None,
+    seen: set[tuple[str, str, str, str]] | None = None,
+) -> Table:
+    """One row per source: state, rates, totals, ages, problems.
+
+    A source with drift nobody marked seen (``seen``, from ``lakeflow drift --ack``)
+    shows ``drift`` beside its state.
+    """
     now = time.time() if now is None else now
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column, justify in (
@@ -73,9 +81,12 @@ def status_table(statuses: list[SourceStatus], now: float | None = None) -> Tabl
         else:
             state_text = state
         last_commit = None if status.last_commit is None else now - status.last_commit
+        state_cell = Text(state_text, style=_STATE_STYLE.get(state, ""))
+        if status.unseen_drift(seen or set()):
+            state_cell.append(", drift", style="bold yellow")
         table.add_row(
             status.source,
-            Text(state_text, style=_STATE_STYLE.get(state, "")),
+            state_cell,
             f"{status.rows_per_second:,.1f}" if status.running else "-",
             f"{status.rows:,}",
             age(last_commit) + (" ago" if last_commit is not None else ""),

@@ -6,7 +6,17 @@ how an error becomes a message and an exit code.
 
 from __future__ import annotations
 
-from lakeflow.cli import maintain, query, replay, run, sources, status, tables, validate
+from lakeflow.cli import (
+    drift,
+    maintain,
+    query,
+    replay,
+    run,
+    sources,
+    status,
+    tables,
+    validate,
+)
 from lakeflow.cli.group import LakeflowGroup, cli, main
 from lakeflow.scaffold import new_plugin
 
@@ -23,6 +33,7 @@ for command in (
     query.query,
     replay.replay,
     maintain.maintain,
+    drift.drift,
     new_plugin,
 ):
     cli.add_command(command)

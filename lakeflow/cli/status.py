@@ -18,13 +18,14 @@ def status(pipeline: str, as_json: bool) -> None:
     """Show what each source of a running (or the last) `lakeflow run` is doing.
 
     Per source: state, rows/s, rows, last commit age, reconnects, dead letters, gaps
-    and backlog, read from the status files the run refreshes every second. Exits 0
-    when every source runs and is healthy, 1 otherwise.
+    and backlog, read from the status files the run refreshes every second. A source
+    with drift nobody marked seen shows `drift` beside its state (a warning: the exit
+    code stays 0). Exits 0 when every source runs and is healthy, 1 otherwise.
     """
     from rich.console import Console
 
     from lakeflow.pipeline_file import peek
-    from lakeflow.runtime.status import read_status, status_dir
+    from lakeflow.runtime.status import read_seen, read_status, status_dir
     from lakeflow.view import status_table
 
     # The file alone, not pydantic nor the plugins: the status files say everything else.
@@ -36,18 +37,38 @@ def status(pipeline: str, as_json: bool) -> None:
     # Health as of each snapshot: the file is up to a publish interval old, and judged
     # now a short poll interval would look overdue. A stale file is "not running".
     problems = {s.source: s.problem(s.updated) for s in statuses}
+    seen = read_seen(state_dir)
+    unseen = {s.source: s.unseen_drift(seen) for s in statuses}
     if as_json:
-        rows = [{**json.loads(s.to_json()), "problem": problems[s.source]} for s in statuses]
+        rows = [
+            {
+                **json.loads(s.to_json()),
+                "problem": problems[s.source],
+                "unseen_drift": len(unseen[s.source]),
+            }
+            for s in statuses
+        ]
         rows += [{"source": name, "running": False, "problem": "never ran"} for name in never]
         click.echo(json.dumps(rows, indent=2))
     else:
         console = Console(width=None if sys.stdout.isatty() else 200)
         if statuses:
-            console.print(status_table(statuses))
+            console.print(status_table(statuses, seen=seen))
         for name in never:
             click.echo(f"{name}: never ran with state folder {state_dir}")
         for name, problem in problems.items():
             if problem:
                 click.echo(f"{name}: {problem}")
+        for name, entries in unseen.items():
+            if entries:
+                shown = ", ".join(
+                    f"{e['kind']} {e['path']}" + (f"={e['value']}" if e["value"] else "")
+                    for e in entries[:3]
+                )
+                more = f" and {len(entries) - 3} more" if len(entries) > 3 else ""
+                click.echo(
+                    f"{name}: drift: {shown}{more}; the exchange may have changed "
+                    "(`lakeflow drift` shows it, `lakeflow drift --ack` marks it seen)"
+                )
     if never or any(problems.values()):
         sys.exit(RUNTIME_FAILURE)

@@ -25,6 +25,7 @@ from lakeflow.errors import CommitRefused, LakeflowError, SchemaMismatch, SinkEr
 from lakeflow.runtime.backoff import Backoff
 from lakeflow.runtime.buffer import PayloadBuffer, make_batch
 from lakeflow.runtime.decoding import decode_batch
+from lakeflow.runtime.drift import DriftWatch
 from lakeflow.runtime.spool import Block, Spool
 from lakeflow.runtime.stats import SourceStats
 from lakeflow.runtime.system_rows import Gap, dead_letter_rows, gap_key, gap_rows
@@ -127,6 +128,19 @@ class Committer:
         #: Per table, the last sequence this committer saw there under its name; None
         #: until :meth:`committed` has read the tables.
         self._known: dict[str, int | None] | None = None
+        #: What arrives that the source does not declare; written to _drift by the runtime.
+        self.drift = DriftWatch(
+            spec.name,
+            spec.table,
+            key_sample=source.key_sample,
+            instrument_column=source.instrument_column,
+            log=self.log,
+        )
+        stats.watch = self.drift
+        refs = source.refs
+        if refs:
+            self.drift.request_refresh = refs.request_early
+            refs.on_refresh = self.drift.settle
 
     def committed(self) -> int:
         """The highest sequence of this source that its tables hold (0 if none). Blocks."""
@@ -378,6 +392,8 @@ class Committer:
             if "ignored" not in landed:
                 landed.add("ignored")
                 self.stats.ignored += decoded.ignored
+                # Once per batch, retries included: a count, not a table.
+                self.drift.check(batch, decoded, self.source.refs.instruments())
         if gaps and GAPS.table not in landed:
             self.sink.commit(GAPS.table, GAPS, gap_rows(name, table, gaps), name, gap_key(gaps))
             landed.add(GAPS.table)

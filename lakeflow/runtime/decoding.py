@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+from dataclasses import replace
 
 import polars as pl
 
@@ -39,11 +40,20 @@ def decode_batch(
         )
         decoded = _decode_slice(source, schema, part, log)
         decoded.rejects = [(start + i, reason) for i, reason in decoded.rejects]
+        decoded.ignored_at = [start + i for i in decoded.ignored_at]
+        decoded.drift = [
+            replace(d, example=None if d.example is None else start + d.example)
+            for d in decoded.drift
+        ]
         parts.append(decoded)
+    reads = [p.reads for p in parts if p.reads is not None]
     return Decoded(
         rows=pl.concat([p.rows for p in parts], how="diagonal_relaxed"),
         rejects=[r for p in parts for r in p.rejects],
         ignored=sum(p.ignored for p in parts),
+        ignored_at=[i for p in parts for i in p.ignored_at],
+        reads=frozenset().union(*reads) if reads else None,
+        drift=[d for p in parts for d in p.drift],
     )
 
 

@@ -88,6 +88,17 @@ class StatsCollector(Collector):
             latency.add_metric(values, _buckets(stats.latency), stats.latency.total)
             duration.add_metric(values, _buckets(stats.commit_seconds), stats.commit_seconds.total)
         yield from (backlog, last_commit, latency, duration)
+        drift = CounterMetricFamily(
+            "lakeflow_drift",
+            "Payloads that carried something the source does not declare, by kind: a key "
+            "no field reads, a value outside a field's domain, an unknown instrument.",
+            labels=["source", "kind"],
+        )
+        for name, _, stats in items:
+            counts = stats.drift
+            for kind in ("key", "value", "instrument"):
+                drift.add_metric([name, kind], counts.get(kind, 0))
+        yield drift
         up = GaugeMetricFamily(
             "lakeflow_source_healthy",
             "1 while the source is connected and not silent, or polled within two "

@@ -16,6 +16,7 @@ from lakeflow.errors import CommitRefused, LakeflowError, SchemaMismatch, Source
 from lakeflow.plugins import Registry
 from lakeflow.runtime.backoff import Backoff
 from lakeflow.runtime.committer import CommitAbandoned, Committer
+from lakeflow.runtime.drift import drift_rows
 from lakeflow.runtime.maintenance import maintain_periodically
 from lakeflow.runtime.metrics import MetricsServer
 from lakeflow.runtime.polling import run_polls
@@ -26,7 +27,7 @@ from lakeflow.runtime.streaming import supervise_stream
 from lakeflow.secrets import mask_uri
 from lakeflow.sinks import Sink
 from lakeflow.sources import PollingSource, Source, StreamingSource
-from lakeflow.system_tables import DEAD_LETTERS, GAPS
+from lakeflow.system_tables import DEAD_LETTERS, DRIFT, DRIFT_KEY, GAPS
 
 logger = logging.getLogger(__name__)
 
@@ -153,9 +154,10 @@ class Runtime:
             asyncio.create_task(self._source(spec, result), name=spec.name) for spec in self.specs
         ]
         watcher = asyncio.create_task(self._watch())
+        drift_writer = asyncio.create_task(self._write_drift_periodically())
         maintainer = None
         if self.pipeline.maintenance.scheduled and self.sink.maintains and not self.once:
-            tables = [*(s.table for s in self.specs), DEAD_LETTERS.table, GAPS.table]
+            tables = [*(s.table for s in self.specs), DEAD_LETTERS.table, GAPS.table, DRIFT.table]
             maintainer = asyncio.create_task(
                 maintain_periodically(self.sink, tables, self.pipeline.maintenance, self.stopping)
             )
@@ -171,6 +173,9 @@ class Runtime:
             watcher.cancel()
             await asyncio.shield(all_done)
             await asyncio.gather(watcher, return_exceptions=True)
+            drift_writer.cancel()
+            await asyncio.gather(drift_writer, return_exceptions=True)
+            await self._write_drift()
             await self._publish()
             if self.metrics is not None:
                 await self.metrics.stop()
@@ -192,6 +197,27 @@ class Runtime:
                 extra={"source": name},
             )
         return result
+
+    async def _write_drift_periodically(self) -> None:
+        """Write the drift entries that changed to ``_drift``, once per flush interval."""
+        while True:
+            await asyncio.sleep(self.pipeline.sink.flush_interval)
+            await self._write_drift()
+
+    async def _write_drift(self) -> None:
+        """One upsert of every source's new drift sightings; kept for the next on failure."""
+        watches = [c.drift for c in self.committers.values()]
+        rows, taken = drift_rows(watches)
+        if not rows.height:
+            return
+        try:
+            await asyncio.to_thread(self.sink.upsert, DRIFT.table, DRIFT, rows, DRIFT_KEY)
+        except Exception as exc:
+            for watch, entries in taken:
+                watch.put_back(entries)
+            logger.warning(
+                "could not write %d drift row(s) to %s: %s", rows.height, DRIFT.table, exc
+            )
 
     async def _publish(self) -> list:
         """Write every source's status file; returns the snapshots."""
@@ -302,6 +328,9 @@ class Runtime:
         finished = asyncio.Event()
         flusher = asyncio.create_task(committer.run(finished))
         reader = asyncio.create_task(self._read(spec, source, committer, log))
+        # The lists' schedule is the source's, not a connection's: a stream that
+        # reconnects often still refreshes on time.
+        keeper = asyncio.create_task(source.refs.run()) if source.refs else None
         stop = asyncio.ensure_future(self.stopping.wait())
         try:
             await asyncio.wait({reader, stop, flusher}, return_when="FIRST_COMPLETED")
@@ -317,6 +346,9 @@ class Runtime:
             # Reached on stop and on cancellation alike; nothing here waits on the run.
             stop.cancel()
             reader.cancel()
+            if keeper is not None:
+                keeper.cancel()
+                await asyncio.gather(keeper, return_exceptions=True)
             try:
                 await source.close()
             except Exception as exc:
@@ -415,9 +447,12 @@ class Runtime:
 
 
 async def prepare(source: Source, log: logging.Logger | logging.LoggerAdapter) -> bool:
-    """Run ``source.prepare()`` within its time; a failure is logged, not fatal."""
+    """Read the source's reference lists, then run ``source.prepare()``, within its time.
+
+    A failure is logged, not fatal: the decoder then leaves unknown what it cannot know.
+    """
     try:
-        await asyncio.wait_for(source.prepare(), source.prepare_timeout)
+        await asyncio.wait_for(_prepare(source), source.prepare_timeout)
         return True
     except asyncio.CancelledError:
         raise
@@ -429,6 +464,11 @@ async def prepare(source: Source, log: logging.Logger | logging.LoggerAdapter) -
     except Exception as exc:
         log.warning("prepare() failed (%s); decoding without what it fetches", exc)
     return False
+
+
+async def _prepare(source: Source) -> None:
+    await source.refs.prepare()
+    await source.prepare()
 
 
 async def run_pipeline(pipeline: Pipeline, registry: Registry, **options: object) -> RunResult:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from lakeflow.runtime.buffer import PayloadBuffer
+    from lakeflow.runtime.drift import DriftWatch
 
 #: Upper bounds (seconds) of the latency histograms' buckets, the last one open-ended.
 LATENCY_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -105,6 +106,19 @@ class SourceStats:
         """Payloads received so far, committed or still buffered."""
         buffer = self.buffer
         return 0 if buffer is None else buffer.taken + len(buffer)
+
+    #: The source's drift watch (set by its committer): what arrived undeclared.
+    watch: DriftWatch | None = field(default=None, repr=False)
+
+    @property
+    def drift(self) -> dict[str, int]:
+        """Drift occurrences per kind (key, value, instrument)."""
+        return {} if self.watch is None else dict(self.watch.totals)
+
+    @property
+    def drift_entries(self) -> list[dict[str, object]]:
+        """The drift entries for the status file (kind, path, value, count, times)."""
+        return [] if self.watch is None else self.watch.summary()
 
     #: Payloads handed to the commit under way.
     in_flight: int = 0

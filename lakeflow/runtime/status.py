@@ -13,7 +13,7 @@ import json
 import os
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +68,18 @@ class SourceStatus:
     #: the moment it stopped (a drop, a silence). The next run's first gap starts here.
     covered_until: float | None = None
     running: bool = True
+    #: Drift occurrences per kind, and the newest drift entries (kind, path, value,
+    #: count, first_seen, last_seen): what arrived that the source does not declare.
+    drift_total: dict[str, int] = field(default_factory=dict)
+    drift: list[dict[str, Any]] = field(default_factory=list)
+
+    def unseen_drift(self, seen: set[tuple[str, str, str, str]]) -> list[dict[str, Any]]:
+        """The drift entries nobody marked seen (``lakeflow drift --ack``)."""
+        return [
+            entry
+            for entry in self.drift
+            if (self.source, entry["kind"], entry["path"], entry["value"]) not in seen
+        ]
 
     def to_json(self) -> str:
         """The snapshot as one JSON object."""
@@ -156,6 +168,8 @@ class StatusTracker:
                     last_data=stats.last_data,
                     silence_timeout=stats.silence_timeout,
                     covered_until=(now if stats.uncovered_since is None else stats.uncovered_since),
+                    drift_total=stats.drift,
+                    drift=stats.drift_entries,
                 )
             )
         return out
@@ -207,3 +221,27 @@ def read_status(folder: Path, sources: list[str], now: float | None = None) -> l
             )
             found.append(status)
     return found
+
+
+def seen_path(state_dir: str | Path) -> Path:
+    """The file that lists the drift entries a person has marked seen."""
+    return Path(state_dir) / "drift_seen.json"
+
+
+def read_seen(state_dir: str | Path) -> set[tuple[str, str, str, str]]:
+    """The (source, kind, path, value) entries marked seen; empty if none or unreadable."""
+    try:
+        listed = json.loads(seen_path(state_dir).read_text(encoding="utf-8"))
+        return {tuple(item) for item in listed if len(item) == 4}  # type: ignore[misc]
+    except (OSError, ValueError, TypeError):
+        return set()
+
+
+def mark_seen(state_dir: str | Path, entries: set[tuple[str, str, str, str]]) -> None:
+    """Add ``entries`` to the seen list, atomically."""
+    target = seen_path(state_dir)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    merged = sorted(read_seen(state_dir) | entries)
+    temporary = target.with_suffix(f".{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(merged, indent=1), encoding="utf-8")
+    os.replace(temporary, target)

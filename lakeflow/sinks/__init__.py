@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
@@ -72,6 +73,18 @@ class Sink(ABC):
         writing when the table already holds ``sequence`` for ``app_id`` (a retry of a
         batch that did land), True when it wrote.
         """
+
+    def upsert(
+        self, table: str, schema: TableSchema, rows: pl.DataFrame, keys: tuple[str, ...]
+    ) -> None:
+        """Fold ``rows`` into ``table`` by ``keys``: counts added, first/last times kept.
+
+        For ``_drift``, whose rows are running tallies: a row whose keys the table holds
+        adds its ``count`` and moves ``last_seen``; a new one is inserted. The default
+        appends (readers such as ``lakeflow drift`` then sum per key); a sink that can
+        merge in place overrides it.
+        """
+        self.commit(table, schema, rows, f"upsert:{table}", time.time_ns() // 1000)
 
     @abstractmethod
     def table_uri(self, table: str) -> str:

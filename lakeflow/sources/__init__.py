@@ -15,6 +15,7 @@ websockets or aiohttp.
 from lakeflow.sources.base import (
     Batch,
     Decoded,
+    Drift,
     Feed,
     PollingConfig,
     PollingSource,
@@ -26,6 +27,7 @@ from lakeflow.sources.base import (
 __all__ = [
     "Batch",
     "Decoded",
+    "Drift",
     "Feed",
     "PollingConfig",
     "PollingSource",

@@ -13,10 +13,13 @@ import builtins
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from lakeflow.references import Reference, ReferenceData
 
 
 class SourceConfig(BaseModel):
@@ -51,6 +54,24 @@ class Batch:
         return len(self.payloads)
 
 
+@dataclass(frozen=True)
+class Drift:
+    """Something a decoder met that its declaration does not expect: news, not noise.
+
+    ``kind`` is ``"key"`` (a key path no declared field reads), ``"value"`` (a value
+    outside a field's declared domain or plausible window) or ``"instrument"`` (a
+    symbol the source's reference data does not list). ``path`` is the key path (or the
+    column, for an instrument), ``value`` what was sent (``""`` for a key), ``count`` how
+    many payloads of the batch showed it and ``example`` the index of one of them.
+    """
+
+    kind: Literal["key", "value", "instrument"]
+    path: str
+    value: str = ""
+    count: int = 1
+    example: int | None = None
+
+
 @dataclass
 class Decoded:
     """What :meth:`Source.decode` returns.
@@ -58,12 +79,22 @@ class Decoded:
     ``rows`` holds the decoded records (any column order; the sink conforms them to the
     schema). ``rejects`` lists ``(payload index, reason)`` for payloads that could not be
     decoded: they go to ``_dead_letters`` with their raw bytes. ``ignored`` counts
-    payloads that are not data by design (subscription acknowledgements) and are dropped.
+    payloads that are not data by design (subscription acknowledgements) and are dropped;
+    ``ignored_at`` lists their indices when the decoder knows them.
+
+    ``reads`` is every key path the decoder reads or knows (``decode_json`` fills it from
+    its fields): the runtime compares a sample of the payloads' keys with it, and a key
+    outside it is drift. None: the decoder declares nothing, and keys are not compared.
+    ``drift`` lists what the decoder itself found unexpected (values outside a field's
+    domain); the runtime records both in ``_drift``.
     """
 
     rows: pl.DataFrame
     rejects: list[tuple[int, str]] = field(default_factory=list)
     ignored: int = 0
+    ignored_at: list[int] = field(default_factory=list)
+    reads: frozenset[str] | None = None
+    drift: list[Drift] = field(default_factory=list)
 
 
 class Feed(Protocol):
@@ -122,6 +153,38 @@ class Source(ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release what :meth:`open` acquired. Called once at stop, even after errors."""
+
+    #: The decoded column naming each row's instrument (``"symbol"``): a value that no
+    #: reference list (:meth:`reference_data`) names, even after they were read again
+    #: because of it, is recorded as drift. None: instruments are not checked.
+    instrument_column: ClassVar[str | None] = None
+    #: One payload in this many (on average, at random) is examined for keys that no
+    #: declared field reads (drift). 1 examines every payload.
+    key_sample: ClassVar[int] = 32
+
+    def reference_data(self) -> list[Reference]:
+        """The reference lists :meth:`decode` reads (instrument lists); default none.
+
+        Declare each as a :class:`lakeflow.Reference`: the core fetches it before the
+        first decode and then on its schedule, early when a decode meets an unknown
+        instrument, keeps the last good copy on failure and honours ``Retry-After`` and
+        shared budgets. Read the current copy with :meth:`reference`. Must not do I/O.
+        """
+        return []
+
+    @property
+    def refs(self) -> ReferenceData:
+        """The core's keeper of this source's reference lists (made on first use)."""
+        keeper = self.__dict__.get("_refs")
+        if keeper is None:
+            from lakeflow.references import ReferenceData
+
+            keeper = self.__dict__["_refs"] = ReferenceData(self.reference_data(), log=self.log)
+        return keeper
+
+    def reference(self, name: str) -> pl.DataFrame | None:
+        """The last good copy of the reference list ``name``; None before the first read."""
+        return self.refs.frame(name)
 
     def endpoints(self) -> list[str]:
         """The URLs this source reads, preferred first (``lakeflow validate`` shows them).

@@ -341,6 +341,54 @@ class DeltaSink(Sink):
                 self._tables.pop(table, None)
             return True
 
+    def upsert(
+        self, table: str, schema: TableSchema, rows: pl.DataFrame, keys: tuple[str, ...]
+    ) -> None:
+        """A Delta MERGE by ``keys``: ``count`` added, the first sighting and its example
+        kept, the rest replaced.
+
+        The table is created by a plain write the first time.
+        """
+        frame = schema.conform(rows)
+        with self._lock(table):
+            handle = self._open(table)
+            if handle is None:
+                write_deltalake(
+                    self.table_uri(table),
+                    portable(frame),
+                    mode="append",
+                    storage_options=self.storage_options,
+                    description=schema.description or None,
+                    configuration={
+                        CHECKPOINT_KEY: str(CHECKPOINT_INTERVAL),
+                        LOG_RETENTION: retention_interval(LOG_RETENTION_SECONDS),
+                    },
+                )
+                return
+            predicate = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+            updates = {
+                f"`{c}`": f"s.`{c}`"
+                for c in schema.columns
+                if c not in (*keys, "first_seen", "example")
+            }
+            if "count" in schema.columns:
+                updates["`count`"] = "t.`count` + s.`count`"
+            try:
+                (
+                    handle.merge(
+                        portable(frame),
+                        predicate=predicate,
+                        source_alias="s",
+                        target_alias="t",
+                        post_commithook_properties=self._post_commit(table, handle),
+                    )
+                    .when_matched_update(updates=updates)
+                    .when_not_matched_insert_all()
+                    .execute()
+                )
+            except OSError as exc:
+                raise explain(self.table_uri(table), exc) from exc
+
     def check_schema(self, table: str, schema: TableSchema) -> None:
         """Raise :class:`SchemaMismatch` if the table cannot take ``schema`` by appends."""
         with self._lock(table):
