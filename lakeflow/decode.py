@@ -317,7 +317,9 @@ def decode_json(
     drift: list[Drift] = []
     if outside and judged.height and judged["__drift"].any():
         # Rare: which values, how often, and one payload showing each.
-        drifting = judged.filter(pl.col("__drift") & ~pl.col("__ignored"))
+        # Ignored rows too: an event a source leaves to another (Binance's other
+        # product) still tells that the exchange changed; control frames hold no values.
+        drifting = judged.filter(pl.col("__drift"))
         drift = _value_drift(drifting, fields, outside, received)
     bad = judged["__bad"]
     if judged.height and bad.any():

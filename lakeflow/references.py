@@ -152,6 +152,12 @@ class ReferenceData:
         """The last good copy of ``name`` (None before the first successful fetch)."""
         return self._state[name].frame
 
+    def put(self, name: str, frame: pl.DataFrame) -> None:
+        """Use ``frame`` as the current copy of ``name``, as if just read (tests, a saved list)."""
+        state = self._state[name]
+        state.frame = frame
+        self._update_known()
+
     def refreshed_at(self, name: str) -> float:
         """time.monotonic() of ``name``'s last successful fetch (0: never)."""
         return self._state[name].refreshed_at

@@ -246,6 +246,8 @@ class PollingSource(Source):
 
     kind = "polling"
     Config: ClassVar[type[SourceConfig]] = PollingConfig
+    #: A poll's body is a whole snapshot, once per interval: every one is examined.
+    key_sample: ClassVar[int] = 1
 
     @property
     def interval(self) -> float:

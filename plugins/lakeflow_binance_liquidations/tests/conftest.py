@@ -65,13 +65,16 @@ def expected_row(
     event = json.loads(frame)
     event = event.get("data", event)
     order = event["o"]
+    # Since the 2026 merge each event names its product (inside o, or at the top level).
+    marked = order.get("st", event.get("st"))
+    market = {1: "usdm", 2: "coinm"}.get(marked, market) if marked is not None else market
     trade_time = utc_ms(order["T"])
     size = sizes(order, market, contracts or {})
     return {
         "exchange": "binance",
         "market": market,
         "symbol": order["s"],
-        "pair": order.get("ps"),
+        "pair": order.get("ps", event.get("ps")),
         "side": order["S"],
         "position_side": {"SELL": "long", "BUY": "short"}[order["S"]],
         "order_type": order["o"],
@@ -147,8 +150,13 @@ def collect(lakeflow_collect: Collector) -> Callable[..., Awaitable[Collected]]:
     async def run(server: WebSocketStandIn, config: dict[str, Any], *, payloads: int) -> Collected:
         return await lakeflow_collect.run_async(
             SOURCE_TYPE,
-            # The contract sizes' host too: a closed loopback port unless a test serves it.
-            {"rest_url": "http://127.0.0.1:9", **config, "ws_url": server.url},
+            # The instrument lists' hosts too: a closed loopback port unless a test serves it.
+            {
+                "rest_url": "http://127.0.0.1:9",
+                "usdm_rest_url": "http://127.0.0.1:9",
+                **config,
+                "ws_url": server.url,
+            },
             payloads=payloads,
             timeout=COLLECT_TIMEOUT,
             standins=[server],

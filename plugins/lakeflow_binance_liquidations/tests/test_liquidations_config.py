@@ -30,7 +30,9 @@ def test_unknown_key_is_refused_by_validate_naming_the_key(tmp_path):
 
     assert done.returncode == 2
     assert "sources.source.symbol: unknown key; did you mean 'symbols'?" in done.stderr
-    allowed = "market, rest_url, routes, silence_timeout, symbols, table, type, ws_url"
+    allowed = (
+        "market, rest_url, routes, silence_timeout, symbols, table, type, usdm_rest_url, ws_url"
+    )
     assert f"allowed: {allowed}" in done.stderr
 
 
@@ -44,7 +46,7 @@ def test_valid_pipeline_passes_validate(tmp_path):
 
 
 def test_bad_market_is_refused_with_the_choices():
-    with pytest.raises(ValidationError, match="'usdm' or 'coinm'"):
+    with pytest.raises(ValidationError, match="'usdm', 'coinm' or 'all'"):
         LiquidationsConfig(market="spot")
 
 
@@ -94,7 +96,9 @@ def test_every_key_is_described():
     ("config", "url"),
     [
         ({}, "wss://fstream.binance.com/market/ws/!forceOrder@arr"),
-        ({"market": "coinm"}, "wss://dstream.binance.com/market/ws/!forceOrder@arr"),
+        ({"market": "all"}, "wss://fstream.binance.com/market/ws/!forceOrder@arr"),
+        # COIN-M's pages still document the root paths: they come first there.
+        ({"market": "coinm"}, "wss://dstream.binance.com/ws/!forceOrder@arr"),
         (
             {"symbols": ["BTCUSDT", "1000PEPEUSDT"]},
             "wss://fstream.binance.com/market/stream?streams="
@@ -102,7 +106,7 @@ def test_every_key_is_described():
         ),
         (
             {"market": "coinm", "symbols": ["BTCUSD_PERP"]},
-            "wss://dstream.binance.com/market/stream?streams=btcusd_perp@forceOrder",
+            "wss://dstream.binance.com/stream?streams=btcusd_perp@forceOrder",
         ),
         (
             {"ws_url": "wss://proxy.test/binance/", "symbols": ["BTCUSDT"]},
@@ -134,6 +138,43 @@ def test_legacy_path_is_the_fallback_after_the_market_route():
     ]
 
 
+def test_coinm_tries_its_documented_root_path_first_then_the_market_route():
+    source = BinanceLiquidationsSource("test", LiquidationsConfig(market="coinm"))
+
+    assert source.urls() == [
+        "wss://dstream.binance.com/ws/!forceOrder@arr",
+        "wss://dstream.binance.com/market/ws/!forceOrder@arr",
+    ]
+
+
+def test_both_products_from_named_symbols_are_refused_naming_the_fix():
+    with pytest.raises(ValidationError, match="one source per market"):
+        LiquidationsConfig(market="all", symbols=["BTCUSDT", "BTCUSD_PERP"])
+
+
+@pytest.mark.parametrize(
+    ("market", "lists"),
+    [
+        ("usdm", ["https://fapi.binance.com/fapi/v1/exchangeInfo"]),
+        ("coinm", ["https://dapi.binance.com/dapi/v1/exchangeInfo"]),
+        (
+            "all",
+            [
+                "https://fapi.binance.com/fapi/v1/exchangeInfo",
+                "https://dapi.binance.com/dapi/v1/exchangeInfo",
+            ],
+        ),
+    ],
+)
+def test_each_kept_product_reads_its_instrument_list_on_the_shared_budget(market, lists):
+    source = BinanceLiquidationsSource("test", LiquidationsConfig(market=market))
+
+    declared = source.reference_data()
+
+    assert [r.url for r in declared] == lists
+    assert {r.budget for r in declared} == {("binance-futures", 2400.0)}
+
+
 def test_routes_choose_and_order_the_endpoints():
     config = LiquidationsConfig(ws_url="ws://127.0.0.1:9", routes=["legacy"])
 
@@ -149,7 +190,12 @@ def test_a_route_listed_twice_is_refused():
 
 @pytest.mark.parametrize(
     ("config", "silence"),
-    [({}, 300.0), ({"market": "coinm"}, 3600.0), ({"symbols": ["BTCUSDT"]}, None)],
+    [
+        ({}, 300.0),
+        ({"market": "all"}, 300.0),
+        ({"market": "coinm"}, 3600.0),
+        ({"symbols": ["BTCUSDT"]}, None),
+    ],
 )
 def test_all_market_streams_are_judged_silent_and_named_symbols_are_not(config, silence):
     source = BinanceLiquidationsSource("test", LiquidationsConfig(**config))

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any
 
 import polars as pl
+import pytest
 from lakeflow_binance_liquidations import LIQUIDATION, BinanceLiquidationsSource, LiquidationsConfig
-from lakeflow_binance_liquidations.source import contract_sizes
+from lakeflow_binance_liquidations.source import coinm_instruments
 
-from lakeflow import TIMESTAMP, Batch
+from lakeflow import DECIMAL, TIMESTAMP, Batch
 
 
-def decode(payloads: list[bytes], **config: Any):
+def decode(payloads: list[bytes], *, listed: dict[str, list[str]] | None = None, **config: Any):
+    """Decode with a fresh source; ``listed`` gives its instrument lists' symbols."""
     source = BinanceLiquidationsSource("test", LiquidationsConfig(**config))
+    for product, symbols in (listed or {}).items():
+        source.refs.put(product, pl.DataFrame({"symbol": symbols, "contract_size": None}))
     received_at = pl.Series("received_at", range(len(payloads)), dtype=pl.Int64).cast(TIMESTAMP)
     return source.decode(Batch(payloads=payloads, received_at=received_at))
 
@@ -49,11 +54,12 @@ def test_coinm_frames_keep_the_pair(frames, expected):
     assert decoded.rows.drop("received_at").to_dicts() == [expected(p, "coinm") for p in payloads]
 
 
-def test_coinm_frame_without_pair_is_rejected(frames):
+def test_a_usdm_frame_on_a_coinm_source_is_left_to_a_usdm_source(frames):
     decoded = decode(frames("usdm_forceOrder_raw.jsonl")[:1], market="coinm")
 
     assert decoded.rows.height == 0
-    assert decoded.rejects == [(0, "missing field 'o.ps'")]
+    assert decoded.rejects == []
+    assert decoded.ignored == 1
 
 
 def test_each_bad_frame_is_rejected_with_its_reason(frames):
@@ -119,13 +125,42 @@ def test_an_empty_batch_decodes_to_an_empty_frame():
 LIVE = "usdm_forceOrder_live2026.jsonl"
 
 
+def live_symbols(payloads: list[bytes]) -> list[str]:
+    return [json.loads(p)["o"]["s"] for p in payloads]
+
+
 def test_live_2026_frames_decode_whatever_their_key_order_and_extra_keys(frames, expected):
     payloads = frames(LIVE)
 
-    decoded = decode(payloads)
+    decoded = decode(payloads, listed={"usdm": live_symbols(payloads)})
 
     assert decoded.rejects == []
     assert decoded.rows.drop("received_at").to_dicts() == [expected(p) for p in payloads]
+
+
+def with_symbol_type(frame: bytes, value: int) -> bytes:
+    event = json.loads(frame)
+    event["o"]["st"] = value
+    return json.dumps(event).encode()
+
+
+def test_a_symbol_type_outside_1_and_2_is_drift_and_the_list_places_the_event(frames):
+    payloads = [with_symbol_type(p, 0) for p in frames(LIVE)]
+
+    decoded = decode(payloads, listed={"usdm": live_symbols(payloads)})
+
+    zero = [d for d in decoded.drift if d.path == "o.st"]
+    assert [(d.kind, d.value, d.count) for d in zero] == [("value", "0", len(payloads))]
+    assert set(decoded.rows["market"]) == {"usdm"}
+
+
+def test_an_unknown_symbol_type_on_an_unlisted_symbol_is_kept_unsized(frames):
+    frame = with_symbol_type(frames(LIVE)[0], 3)  # BTCUSDT, and no list read
+
+    decoded = decode([frame])
+
+    row = decoded.rows.row(0, named=True)
+    assert (row["market"], row["notional"], row["base_quantity"]) == (None, None, None)
 
 
 def test_live_usdm_frames_fill_pair_from_ps(frames):
@@ -170,10 +205,93 @@ def test_coinm_rows_are_sized_by_the_contract_sizes_the_source_knows(
 ):
     payloads = frames("coinm_forceOrder_raw.jsonl")
     source = BinanceLiquidationsSource("test", LiquidationsConfig(market="coinm"))
-    source.contracts = contract_sizes(json.loads(exchange_info))
+    source.refs.put("coinm", coinm_instruments(json.loads(exchange_info)))
     received_at = pl.Series("received_at", range(len(payloads)), dtype=pl.Int64).cast(TIMESTAMP)
 
     decoded = source.decode(Batch(payloads=payloads, received_at=received_at))
 
     want = [expected(p, "coinm", coinm_contracts) for p in payloads]
     assert decoded.rows.drop("received_at").to_dicts() == want
+
+
+# Since 2026-06-30 the all-market stream of either host carries both products.
+MERGED = "merged_forceOrder_raw.jsonl"
+
+
+def merged_products(payloads: list[bytes]) -> list[str]:
+    return [{1: "usdm", 2: "coinm"}[json.loads(p)["o"]["st"]] for p in payloads]
+
+
+def test_all_keeps_both_products_each_sized_by_its_own_rules(
+    frames, expected, exchange_info, coinm_contracts
+):
+    payloads = frames(MERGED)
+    source = BinanceLiquidationsSource("test", LiquidationsConfig(market="all"))
+    source.refs.put("coinm", coinm_instruments(json.loads(exchange_info)))
+    received_at = pl.Series("received_at", range(len(payloads)), dtype=pl.Int64).cast(TIMESTAMP)
+
+    decoded = source.decode(Batch(payloads=payloads, received_at=received_at))
+
+    want = [expected(p, contracts=coinm_contracts) for p in payloads]
+    assert decoded.rows.drop("received_at").to_dicts() == want
+    assert decoded.rows["market"].to_list() == merged_products(payloads)
+
+
+@pytest.mark.parametrize("market", ["usdm", "coinm"])
+def test_a_one_product_source_keeps_its_product_and_leaves_the_other(frames, market):
+    payloads = frames(MERGED)
+    products = merged_products(payloads)
+
+    decoded = decode(payloads, market=market)
+
+    assert decoded.rows["market"].to_list() == [p for p in products if p == market]
+    assert decoded.ignored == sum(p != market for p in products)
+    assert decoded.rejects == []
+
+
+def test_a_coinm_event_on_the_usdm_host_is_never_sized_as_usdm():
+    # The issue's case: 3 contracts of BTCUSD_200925 (100 USD each) read 28,058 as USD-M.
+    frame = (
+        b'{"e":"forceOrder","E":1796486401533,"o":{"s":"BTCUSD_200925","S":"SELL",'
+        b'"o":"LIMIT","f":"IOC","q":"3","p":"9352.6","ap":"9352.6","X":"FILLED","l":"3",'
+        b'"z":"3","T":1796486400529,"ps":"BTCUSD","st":2}}'
+    )
+    source = BinanceLiquidationsSource("test", LiquidationsConfig(market="all"))
+    sizes = pl.DataFrame({"symbol": ["BTCUSD_200925"], "contract_size": ["100"]})
+    source.refs.put("coinm", sizes.with_columns(pl.col("contract_size").cast(DECIMAL)))
+    received_at = pl.Series("received_at", [0], dtype=pl.Int64).cast(TIMESTAMP)
+
+    row = source.decode(Batch([frame], received_at)).rows.row(0, named=True)
+
+    assert (row["market"], row["notional"], row["notional_currency"]) == (
+        "coinm",
+        Decimal(300),
+        "USD",
+    )
+
+
+def test_the_symbol_type_is_read_at_the_top_level_too(frames):
+    # Binance's SDK models put st and ps beside e/E/o; live frames put them inside o.
+    event = json.loads(frames(MERGED)[1])  # BTCUSD_PERP, st 2
+    event["st"], event["ps"] = event["o"].pop("st"), event["o"].pop("ps")
+
+    decoded = decode([json.dumps(event).encode()], market="all")
+
+    assert decoded.rows.row(0, named=True)["market"] == "coinm"
+    assert decoded.rows.row(0, named=True)["pair"] == "BTCUSD"
+
+
+@pytest.mark.parametrize(
+    ("symbol", "market"),
+    [("BTCUSDT_260327", "usdm"), ("BTCUSD_260327", "coinm"), ("ETHUSD_PERP", "coinm")],
+)
+def test_a_frame_from_before_the_merge_goes_by_the_symbols_shape(symbol, market):
+    # "_" is in USD-M delivery symbols too: it alone does not mark COIN-M.
+    frame = (
+        b'{"e":"forceOrder","E":1,"o":{"s":"%s","S":"SELL","o":"LIMIT","f":"IOC","q":"1",'
+        b'"p":"1","ap":"1","X":"FILLED","l":"1","z":"1","T":1}}' % symbol.encode()
+    )
+
+    decoded = decode([frame], market="all")
+
+    assert decoded.rows["market"].to_list() == [market]

@@ -13,6 +13,8 @@ import polars as pl
 from lakeflow_binance_liquidations import LIQUIDATION
 
 ALL_MARKET = "/market/ws/!forceOrder@arr"
+#: COIN-M's documented path, which a coinm source tries first.
+COINM_ALL_MARKET = "/ws/!forceOrder@arr"
 
 
 def stored(rows: pl.DataFrame) -> list[dict[str, Any]]:
@@ -95,7 +97,7 @@ def test_coinm_all_market_fills_pair(frames, expected, stand_in, collect):
     sent = frames("coinm_forceOrder_raw.jsonl")
 
     async def main():
-        async with stand_in(ALL_MARKET, sent) as server:
+        async with stand_in(COINM_ALL_MARKET, sent) as server:
             return await collect(server, {"market": "coinm"}, payloads=len(sent))
 
     result = asyncio.run(main())
@@ -112,7 +114,7 @@ def test_coinm_rows_are_sized_by_the_contract_sizes_of_exchange_info(
     info = http_standin([exchange_info])
 
     async def main():
-        async with stand_in(ALL_MARKET, sent) as server:
+        async with stand_in(COINM_ALL_MARKET, sent) as server:
             config = {"market": "coinm", "rest_url": info.url}
             return await collect(server, config, payloads=len(sent))
 
@@ -204,3 +206,24 @@ def test_server_close_is_a_gap_and_the_stream_resumes(frames, expected, stand_in
     assert gaps["table"].to_list() == [LIQUIDATION.table]
     assert "1001" in gaps["reason"][0] and "going away" in gaps["reason"][0]
     assert (gaps["gap_end"] >= gaps["gap_start"]).all()
+
+
+def test_the_merged_stream_stores_each_product_sized_by_its_own_rules(
+    frames, expected, stand_in, collect, http_standin, exchange_info, coinm_contracts
+):
+    sent = frames("merged_forceOrder_raw.jsonl")
+    dapi = http_standin([exchange_info])
+
+    async def main():
+        async with stand_in(ALL_MARKET, sent) as server:
+            config = {"market": "all", "rest_url": dapi.url}
+            return await collect(server, config, payloads=len(sent))
+
+    result = asyncio.run(main())
+
+    want = [expected(frame, contracts=coinm_contracts) for frame in sent]
+    assert stored(result.rows) == in_order(want)
+    by_symbol = {row["symbol"]: row for row in result.rows.to_dicts()}
+    assert by_symbol["BTCUSD_PERP"]["notional"] == Decimal(25_000)  # 250 contracts of 100 USD
+    assert by_symbol["BTCUSD_PERP"]["notional_currency"] == "USD"
+    assert by_symbol["ETHUSDT"]["notional_currency"] == "USDT"

@@ -1,10 +1,16 @@
-"""The ``binance_liquidations`` source: Binance futures ``forceOrder`` events over WebSocket."""
+"""The ``binance_liquidations`` source: Binance futures ``forceOrder`` events over WebSocket.
+
+Since 2026-06-30 the all-market stream of either futures host carries USDⓈ-M and COIN-M
+events alike, each marked by ``st`` (1 = USDⓈ-M, 2 = COIN-M; inside ``o`` on the wire,
+at the top level in Binance's SDK models: both are read). Every event is routed by its
+own product, whichever host delivered it: a source keeps the products its ``market``
+names, and sizes each row by its product's rules.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from typing import TYPE_CHECKING, Any, ClassVar
+from datetime import timedelta
+from typing import Any, ClassVar
 
 import polars as pl
 from lakeflow_market_schemas import (
@@ -21,68 +27,122 @@ from lakeflow import (
     Batch,
     Decoded,
     Field,
+    Reference,
     SourceConfig,
     WebSocketSource,
     decode_json,
 )
-from lakeflow_binance_liquidations.config import CONTRACTS_REFRESH, LiquidationsConfig
-
-if TYPE_CHECKING:
-    from lakeflow.sources.websocket import WebSocket
+from lakeflow_binance_liquidations.config import (
+    CONTRACTS_REFRESH,
+    FUTURES_BUDGET,
+    LiquidationsConfig,
+)
 
 EVENT_TYPE = "forceOrder"
-#: An empty table of contract sizes: what a COIN-M source knows before its first fetch.
-#: Seconds before a failed refresh is tried again.
-RETRY_REFRESH = 60.0
+#: ``st``, the symbol type Binance marks each event of the merged streams with.
+SYMBOL_TYPES: dict[str, str] = {"1": "usdm", "2": "coinm"}
+#: A COIN-M symbol: a coin against USD, then ``_PERP`` or a delivery date
+#: (``BTCUSD_PERP``, ``ETHUSD_260327``). USDⓈ-M delivery futures carry ``_`` too
+#: (``BTCUSDT_260327``), so ``_`` alone does not tell the products apart.
+COINM_SYMBOL = r"^[A-Z0-9]+USD_(PERP|\d{6})$"
+#: How far from its receipt an event's times are plausible: Binance stamps ``E`` about a
+#: second after ``T``; a day back covers a replayed spool's clock, an hour ahead a skew.
+PLAUSIBLE = (timedelta(days=1), timedelta(hours=1))
+#: The values Binance documents for an order's side, type, time in force and status.
+SIDES = ("BUY", "SELL")
+ORDER_TYPES = ("LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET")
+TIME_IN_FORCE = ("GTC", "IOC", "FOK", "GTX", "GTD")
+ORDER_STATUSES = (
+    "NEW",
+    "PARTIALLY_FILLED",
+    "FILLED",
+    "CANCELED",
+    "REJECTED",
+    "EXPIRED",
+    "EXPIRED_IN_MATCH",
+)
+#: An empty table of contract sizes: what a COIN-M source knows before its first read.
 NO_CONTRACTS = pl.DataFrame(schema={"symbol": pl.String(), "contract_size": DECIMAL})
 
 
-def event_fields(*, combined: bool, pair_required: bool) -> dict[str, Field]:
-    """Where each column sits in a ``forceOrder`` frame.
+def event_fields(*, combined: bool) -> dict[str, Field]:
+    """Where each column sits in a ``forceOrder`` frame, and what it may hold.
 
     A combined stream wraps every event as ``{"stream": ..., "data": {event}}``, so the
-    same fields then sit under ``data``. ``event_type`` is read only to check it.
+    same fields then sit under ``data``. ``event_type`` is read only to check it; ``st``
+    and ``ps`` are read in both places Binance has put them.
     """
     prefix = "data." if combined else ""
 
-    def at(path: str, dtype: pl.DataType, **options: object) -> Field:
-        return Field(prefix + path, dtype, **options)  # type: ignore[arg-type]
+    def at(path: str, dtype: pl.DataType, **options: Any) -> Field:
+        return Field(prefix + path, dtype, **options)
 
     return {
         "event_type": at("e", pl.String()),
-        "event_time": at("E", TIMESTAMP, epoch="ms"),
+        "event_time": at("E", TIMESTAMP, epoch="ms", window=PLAUSIBLE),
         "symbol": at("o.s", pl.String()),
-        "pair": at("o.ps", pl.String(), required=pair_required),
-        "side": at("o.S", pl.String()),
-        "order_type": at("o.o", pl.String()),
-        "time_in_force": at("o.f", pl.String()),
+        "pair": at("o.ps", pl.String(), required=False),
+        "pair_top": at("ps", pl.String(), required=False),
+        "symbol_type": at("o.st", pl.String(), required=False, domain=SYMBOL_TYPES),
+        "symbol_type_top": at("st", pl.String(), required=False, domain=SYMBOL_TYPES),
+        "side": at("o.S", pl.String(), domain=SIDES),
+        "order_type": at("o.o", pl.String(), domain=ORDER_TYPES),
+        "time_in_force": at("o.f", pl.String(), domain=TIME_IN_FORCE),
         "quantity": at("o.q", DECIMAL),
         "price": at("o.p", DECIMAL),
         "average_price": at("o.ap", DECIMAL),
-        "status": at("o.X", pl.String()),
+        "status": at("o.X", pl.String(), domain=ORDER_STATUSES),
         "last_filled_quantity": at("o.l", DECIMAL),
         "filled_quantity": at("o.z", DECIMAL),
-        "trade_time": at("o.T", TIMESTAMP, epoch="ms"),
+        "trade_time": at("o.T", TIMESTAMP, epoch="ms", window=PLAUSIBLE),
     }
 
 
-class BinanceLiquidationsSource(WebSocketSource):
-    """Streams Binance USD-M or COIN-M liquidation orders into the ``liquidation`` schema.
+def product_of(
+    marked: pl.Expr, symbol: pl.Expr, listed: dict[str, pl.DataFrame | None] | None = None
+) -> pl.Expr:
+    """The product of each event: ``"usdm"``, ``"coinm"`` or null (cannot be told).
 
-    Binance pushes at most the latest liquidation per symbol each second and keeps no
-    history, so what is not received live is gone: the runtime records every
-    disconnection in ``_gaps``.
+    ``marked`` is its ``st``: 1 or 2 decides. Otherwise the instrument lists decide (when
+    read): a frame from before the merge carries no ``st``, and a ``st`` outside 1/2
+    (also drift) may still name a listed symbol. A frame without ``st`` that no list
+    names goes by its symbol's shape (the merge's frames all carry it); an unknown ``st``
+    on an unlisted symbol is a product nobody knows: null, and left unsized.
+    """
+    product = pl.when(marked.is_in(list(SYMBOL_TYPES))).then(
+        marked.replace_strict(SYMBOL_TYPES, default=None)
+    )
+    for name, frame in (listed or {}).items():
+        if frame is not None and frame.height:
+            product = product.when(symbol.is_in(frame["symbol"].implode())).then(pl.lit(name))
+    return (
+        product.when(marked.is_null() & symbol.str.contains(COINM_SYMBOL))
+        .then(pl.lit("coinm"))
+        .when(marked.is_null())
+        .then(pl.lit("usdm"))
+        .otherwise(pl.lit(None, dtype=pl.String()))
+    )
+
+
+class BinanceLiquidationsSource(WebSocketSource):
+    """Streams Binance futures liquidation orders into the ``liquidation`` schema.
+
+    Binance pushes at most one liquidation per symbol per second (the largest of that
+    second, since 2026-04-10) and keeps no history, so what is not received live is
+    gone: the runtime records every disconnection in ``_gaps``.
     """
 
     type = "binance_liquidations"
     schema = LIQUIDATION.name
     description = (
-        "Binance futures liquidation orders (forceOrder WebSocket stream), USD-M or COIN-M. "
-        "A sample: Binance pushes at most the latest liquidation per symbol per second."
+        "Binance futures liquidation orders (forceOrder WebSocket stream), USD-M, COIN-M or "
+        "both, each event routed and sized by its own product. A sample: Binance pushes at "
+        "most the largest liquidation per symbol per second."
     )
     Config = LiquidationsConfig
     # Binance closes every connection at 24 h: roll over to a fresh one 10 minutes early.
     max_age: ClassVar[float | None] = 23 * 3600 + 50 * 60
+    instrument_column: ClassVar[str | None] = "symbol"
 
     config: LiquidationsConfig
 
@@ -90,134 +150,162 @@ class BinanceLiquidationsSource(WebSocketSource):
         if not isinstance(config, LiquidationsConfig):
             raise TypeError(f"{type(self).__name__} needs a LiquidationsConfig, not {config!r}")
         super().__init__(name, config)
-        self._fields = event_fields(
-            combined=config.combined, pair_required=config.market == "coinm"
-        )
+        self._fields = event_fields(combined=config.combined)
         event_type = self._fields["event_type"].expr()
         # Replies to requests ({"result": null, "id": 1}, {"error": {...}, "id": 2}) are
         # never wrapped, carry an id and no event: not data, so counted, not dead letters.
-        self._ignore = event_type.is_null() & pl.col("id").is_not_null()
+        self._reply = event_type.is_null() & pl.col("id").is_not_null()
         self._checks = {f"event type is not {EVENT_TYPE!r}": event_type != EVENT_TYPE}
-        self._constants = {"exchange": "binance", "market": config.market}
+        self._known = ("stream",) if config.combined else ()
         self.silence_timeout = config.silence_timeout
-        #: COIN-M contract sizes by symbol; replaced whole by each refresh (the decoder
-        #: thread reads whichever table is current).
-        self.contracts = NO_CONTRACTS
-        #: time.monotonic() of the last successful refresh (0: none yet).
-        self._refreshed_at = 0.0
 
-    async def prepare(self) -> None:
-        """COIN-M: fetch the contract sizes, so that even replayed rows get a notional."""
-        await self.refresh_contracts()
+    def reference_data(self) -> list[Reference]:
+        """Each kept product's instrument list (``exchangeInfo``), hourly, on the shared
+        fapi + dapi weight budget: USD-M's names its symbols, COIN-M's sizes contracts."""
+        parse = {"usdm": usdm_instruments, "coinm": coinm_instruments}
+        return [
+            Reference(
+                product,
+                url=self.config.exchange_info_url(product),
+                parse=parse[product],
+                every=CONTRACTS_REFRESH,
+                budget=FUTURES_BUDGET,
+                weight=1.0,
+            )
+            for product in self.config.products
+        ]
 
-    async def refresh_contracts(self) -> None:
-        """Read ``contractSize`` per symbol from COIN-M's exchangeInfo (USD-M: nothing)."""
-        url = self.config.exchange_info_url()
-        if url is None:
-            return
-        self.contracts = contract_sizes(await self.fetch_json(url))
-        self._refreshed_at = time.monotonic()
-        self.log.info("contract sizes of %d COIN-M symbols read", self.contracts.height)
-
-    async def while_open(self, ws: WebSocket) -> None:
-        """COIN-M: refresh the contract sizes hourly, so that new listings get a notional.
-
-        The schedule is the source's, not the connection's: a stream that reconnects
-        more often than hourly still refreshes on time.
-        """
-        if self.config.exchange_info_url() is None:
-            return
-        while True:
-            due = self._refreshed_at + CONTRACTS_REFRESH if self._refreshed_at else 0.0
-            await asyncio.sleep(max(0.0, due - time.monotonic()))
-            try:
-                await self.refresh_contracts()
-            except Exception as exc:  # the stream goes on; rows stay unsized until it works
-                # A 429 or 418 (a ban, 2 minutes to 3 days) says how long in Retry-After;
-                # asking sooner is what makes Binance ban, and ban longer.
-                wait = max(RETRY_REFRESH, getattr(exc, "retry_after", None) or 0.0)
-                self.log.warning(
-                    "could not refresh COIN-M contract sizes: %s; trying again in %.0fs",
-                    exc,
-                    wait,
-                )
-                await asyncio.sleep(wait)
+    @property
+    def contracts(self) -> pl.DataFrame:
+        """COIN-M contract sizes by symbol, from the current instrument list."""
+        listed = self.reference("coinm") if "coinm" in self.config.products else None
+        return NO_CONTRACTS if listed is None else listed.select("symbol", "contract_size")
 
     def url(self) -> str:
         """The preferred URL: the all-market stream, or the combined stream of the symbols."""
         return self.config.stream_url()
 
     def urls(self) -> list[str]:
-        """The stream under each configured route (Binance's ``/market`` routing first)."""
+        """The stream under each configured route, in the market's documented order."""
         return self.config.stream_urls()
 
     def decode(self, batch: Batch) -> Decoded:
         """Decode a batch of frames in one vectorized pass; bad frames become rejects.
 
-        ``side`` is the liquidation order's: ``SELL`` closes a long. USD-M quantities are
-        base units (notional: ``z * ap``, what was executed, in the symbol's quote asset);
-        COIN-M's are contracts (notional: ``z * contractSize`` USD, base: notional / ``ap``).
-        ``z`` is the filled quantity: Binance's ``l`` is not the liquidated size, and ``q``
+        Each event's product comes from ``st`` (see :func:`product_of`); an event of a
+        product this source does not keep is ignored (another source, or none, keeps
+        it). An event whose product cannot be told is kept by a source of USD-M (the
+        stream's own product before the merge) and left unsized. ``side`` is the
+        liquidation order's: ``SELL`` closes a long. USD-M quantities are base units
+        (notional: ``z * ap`` in the symbol's quote asset); COIN-M's are contracts
+        (notional: ``z * contractSize`` USD, base: notional / ``ap``). ``z`` is the
+        filled quantity: Binance's ``l`` is not the liquidated size, and ``q``
         overstates an order filled in part.
         """
-        coinm = self.config.market == "coinm"
+        listed = {p: self.reference(p) for p in self.config.products}
+        fields = self._fields
+        marked = pl.coalesce(fields["symbol_type"].expr(), fields["symbol_type_top"].expr())
+        product = product_of(marked, fields["symbol"].expr(), listed)
+        keeps = product.is_in(list(self.config.products)).fill_null(False)
+        if "usdm" in self.config.products:
+            # A product nobody knows: kept (unsized) by a source of the stream's own
+            # product before the merge, so that it is stored once, never dropped.
+            keeps = keeps | product.is_null()
         decoded = decode_json(
             batch,
             self._fields,
-            constants=self._constants,
-            ignore=self._ignore,
+            constants={"exchange": "binance"},
+            ignore=self._reply | (~self._reply.fill_null(False) & ~keeps),
             ignore_keys=("id",),
             checks=self._checks,
+            known=self._known,
             derive={
                 "date": pl.col("trade_time").dt.date(),
                 "position_side": position_from_order_side(pl.col("side")),
-                **({} if coinm else usdm_sizes()),
+                "pair": pl.coalesce("pair", "pair_top"),
+                "market": product_of(
+                    pl.coalesce("symbol_type", "symbol_type_top"), pl.col("symbol"), listed
+                ),
             },
-            columns=None if coinm else list(LIQUIDATION.columns),
         )
-        if coinm:
-            decoded.rows = coinm_sizes(decoded.rows, self.contracts)
+        decoded.rows = sized(decoded.rows, self.contracts)
         return decoded
 
 
-def usdm_sizes() -> dict[str, pl.Expr]:
-    """USD-M: the quantity is in base units; the notional is in the symbol's quote asset."""
-    return {
-        "base_quantity": pl.col("filled_quantity"),
-        "notional": decimal_product(pl.col("filled_quantity"), pl.col("average_price")),
-        "notional_currency": pl.col("symbol").str.extract(BINANCE_USDM_QUOTE, 1),
-    }
+def sized(rows: pl.DataFrame, contracts: pl.DataFrame) -> pl.DataFrame:
+    """The rows sized by their ``market``, in schema order.
 
-
-def coinm_sizes(rows: pl.DataFrame, contracts: pl.DataFrame) -> pl.DataFrame:
-    """COIN-M: contracts * contract size is a USD notional; null for an unknown symbol."""
-    notional = decimal_product(pl.col("filled_quantity"), pl.col("contract_size"))
+    USD-M: the quantity is in base units and the notional in the symbol's quote asset.
+    COIN-M: contracts * contract size is a USD notional, null for a symbol the list does
+    not (yet) name. A product nobody knows (null) is left unsized: never a guess.
+    """
+    usdm, coinm = pl.col("market") == "usdm", pl.col("market") == "coinm"
+    filled, average = pl.col("filled_quantity"), pl.col("average_price")
     return (
         rows.lazy()
         .join(contracts.lazy(), on="symbol", how="left", maintain_order="left")
-        .with_columns(notional=notional)
         .with_columns(
-            base_quantity=decimal_quotient(pl.col("notional"), pl.col("average_price")),
-            notional_currency=pl.when(pl.col("notional").is_not_null()).then(pl.lit("USD")),
+            notional=pl.when(usdm)
+            .then(decimal_product(filled, average))
+            .when(coinm)
+            .then(decimal_product(filled, pl.col("contract_size")))
+            .cast(DECIMAL)
+        )
+        .with_columns(
+            base_quantity=pl.when(usdm)
+            .then(filled)
+            .when(coinm)
+            .then(decimal_quotient(pl.col("notional"), average))
+            .cast(DECIMAL),
+            notional_currency=pl.when(usdm)
+            .then(pl.col("symbol").str.extract(BINANCE_USDM_QUOTE, 1))
+            .when(coinm & pl.col("notional").is_not_null())
+            .then(pl.lit("USD")),
         )
         .select(list(LIQUIDATION.columns))
-        .collect()
+        .collect(optimizations=pl.QueryOptFlags.none())
     )
+
+
+def usdm_instruments(exchange_info: Any) -> pl.DataFrame:
+    """``symbol``, ``pair``, ``status``, ``quote_asset`` from ``fapi/v1/exchangeInfo``."""
+    return _symbols(
+        exchange_info,
+        {"symbol": "symbol", "pair": "pair", "status": "status", "quote_asset": "quoteAsset"},
+    )
+
+
+def coinm_instruments(exchange_info: Any) -> pl.DataFrame:
+    """``symbol``, ``pair``, ``status``, ``contract_size`` from ``dapi/v1/exchangeInfo``.
+
+    COIN-M names its trading status ``contractStatus`` (USD-M: ``status``).
+    """
+    frame = _symbols(
+        exchange_info,
+        {
+            "symbol": "symbol",
+            "pair": "pair",
+            "status": "contractStatus",
+            "contract_size": "contractSize",
+        },
+    )
+    return frame.with_columns(pl.col("contract_size").cast(DECIMAL, strict=False))
 
 
 def contract_sizes(exchange_info: Any) -> pl.DataFrame:
     """``symbol`` → ``contract_size`` from a ``dapi/v1/exchangeInfo`` body."""
-    symbols = exchange_info.get("symbols", []) if isinstance(exchange_info, dict) else []
-    if not symbols:
+    return coinm_instruments(exchange_info).select("symbol", "contract_size").drop_nulls()
+
+
+def _symbols(exchange_info: Any, keys: dict[str, str]) -> pl.DataFrame:
+    symbols = exchange_info.get("symbols") if isinstance(exchange_info, dict) else None
+    if not isinstance(symbols, list) or not symbols:
         raise ValueError("exchangeInfo lists no symbols")
-    return (
-        pl.DataFrame(
-            {
-                "symbol": [str(s.get("symbol")) for s in symbols],
-                "contract_size": [str(s.get("contractSize")) for s in symbols],
-            },
-            schema={"symbol": pl.String(), "contract_size": pl.String()},
-        )
-        .with_columns(pl.col("contract_size").cast(DECIMAL, strict=False))
-        .drop_nulls()
-    )
+    listed = [s for s in symbols if isinstance(s, dict) and s.get("symbol")]
+    return pl.DataFrame(
+        {
+            column: [None if s.get(key) is None else str(s.get(key)) for s in listed]
+            for column, key in keys.items()
+        },
+        schema={column: pl.String() for column in keys},
+    ).unique("symbol", keep="first", maintain_order=True)

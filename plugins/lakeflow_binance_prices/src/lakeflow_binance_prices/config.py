@@ -25,13 +25,25 @@ class Market:
     weight_limit: int
     #: Whether the endpoint accepts ``symbols=[...]`` (the futures ones take one ``symbol``).
     takes_symbol_list: bool
+    #: The process-wide weight budget this market's requests spend from (None: the
+    #: server's header alone guards it), and what one request of every symbol weighs.
+    budget: str | None = None
+    weight: int = 1
 
+
+#: Since 2026-06-30 USDⓈ-M and COIN-M share one budget of 2400 weight per minute per IP
+#: (the CM-UM integration): the liquidation sources' instrument lists spend from it too.
+FUTURES_BUDGET = "binance-futures"
 
 MARKETS: dict[str, Market] = {
     "spot": Market("spot", "https://api.binance.com", "/api/v3/ticker/24hr", 6000, True),
-    "usdm": Market("usdm", "https://fapi.binance.com", "/fapi/v1/ticker/24hr", 2400, False),
+    "usdm": Market(
+        "usdm", "https://fapi.binance.com", "/fapi/v1/ticker/24hr", 2400, False, FUTURES_BUDGET, 40
+    ),
     # COIN-M takes one `symbol` or one `pair` (every contract of that pair), never a list.
-    "coinm": Market("coinm", "https://dapi.binance.com", "/dapi/v1/ticker/24hr", 2400, False),
+    "coinm": Market(
+        "coinm", "https://dapi.binance.com", "/dapi/v1/ticker/24hr", 2400, False, FUTURES_BUDGET, 40
+    ),
 }
 
 

@@ -206,7 +206,9 @@ def decode_tickers(batch: Batch, market: str, symbols: Collection[str] = ()) -> 
         polled_at.dt.date().alias("date"),
     ).drop(_INDEX)
     rejects.sort()
-    return Decoded(rows=rows, rejects=rejects)
+    # Every key a ticker of this market is read from: any other is drift (a new field).
+    reads = frozenset(spec.path for spec in fields.values())
+    return Decoded(rows=rows, rejects=rejects, reads=reads)
 
 
 def _describe(failed: pl.DataFrame) -> str:

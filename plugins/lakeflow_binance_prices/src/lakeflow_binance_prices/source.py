@@ -90,6 +90,12 @@ class BinancePricesSource(lakeflow.HttpPollingSource):
         self.url = config.root + self.market.path
         self._symbols_checked = False
         self._queries = self._plan()
+        #: Shared with every source of the process asking the same API (fapi + dapi).
+        self._budget = (
+            None
+            if self.market.budget is None
+            else lakeflow.Budget.named(self.market.budget, self.market.weight_limit)
+        )
 
     def _plan(self) -> list[dict[str, str]]:
         """The query of each request of one poll."""
@@ -112,7 +118,11 @@ class BinancePricesSource(lakeflow.HttpPollingSource):
     async def poll(self) -> bytes | list[bytes]:
         """Fetch one snapshot: the body of each request, raw."""
         deadline = self.deadline()
-        bodies = [await self.get(self.url, query, deadline=deadline) for query in self._queries]
+        bodies = []
+        for query in self._queries:
+            if self._budget is not None:
+                await self._budget.spend(self.market.weight)
+            bodies.append(await self.get(self.url, query, deadline=deadline))
         if self.config.symbols and not self.market.takes_symbol_list:
             await self._check_listed(bodies[0])
         return bodies[0] if len(bodies) == 1 else bodies
@@ -150,6 +160,13 @@ class BinancePricesSource(lakeflow.HttpPollingSource):
                 f"{msg!r}; symbols in the request: {_named(_symbols_of(params))}. "
                 f"Fix `symbols` of [sources.{self.name}] (market {self.market.name!r})."
             )
+
+    def hold(self, until: float, reason: str) -> bool:
+        """Hold this source's requests, and the shared budget's: a 429, a ban or a
+        weight past the threshold is the IP's, so every source spending from it waits."""
+        if self._budget is not None:
+            self._budget.hold(until - asyncio.get_running_loop().time(), reason)
+        return super().hold(until, reason)
 
     def on_response(self, response: aiohttp.ClientResponse) -> None:
         """Read the weight used this minute; near the limit, hold requests until it resets."""
