@@ -252,7 +252,9 @@ def decode_json(
         fields = {name: _reach(spec, arrays) for name, spec in fields.items()}
 
     # (reason, condition) pairs over the raw columns and the typed ones (``__name``).
-    problems: list[tuple[str, pl.Expr]] = []
+    # (reason, condition) pairs; a reason is text, or an expression for one that names
+    # the value sent (built only for the rows rejected).
+    problems: list[tuple[str | pl.Expr, pl.Expr]] = []
     for name, spec in fields.items():
         raw_value, typed = spec.expr(), pl.col(f"__{name}")
         if spec.required:
@@ -283,7 +285,12 @@ def decode_json(
             continue
         outside[name] = condition.fill_null(False)
         if spec.on_drift == "reject":
-            problems.append((f"field {spec.path!r} is outside {_expected(spec)}", condition))
+            named = pl.concat_str(
+                pl.lit(f"field {spec.path!r} = "),
+                spec.expr().cast(pl.String),
+                pl.lit(f" is outside {_expected(spec)}"),
+            )
+            problems.append((named, condition))
     for reason, condition in (checks or {}).items():
         problems.append((reason, condition))
     flags = [condition.fill_null(False) for _, condition in problems]
@@ -334,7 +341,7 @@ def decode_json(
         reasons = culprits.select(
             pl.concat_str(
                 [
-                    pl.when(flag).then(pl.lit(reason))
+                    pl.when(flag).then(pl.lit(reason) if isinstance(reason, str) else reason)
                     for flag, (reason, _) in zip(flags, problems, strict=True)
                 ],
                 separator="; ",

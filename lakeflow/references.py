@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from lakeflow.budgets import Budget
-from lakeflow.errors import RequestFailed
 
 if TYPE_CHECKING:
     import aiohttp
@@ -196,6 +195,8 @@ class ReferenceData:
         reference, state = self.declared[name], self._state[name]
         now = time.monotonic()
         if state.held_until > now:
+            # Not before the hold ends: a schedule left due would spin run()'s loop.
+            state.due = max(state.due, state.held_until)
             raise ReferenceUnavailable(
                 f"{reference.name} is not asked for another "
                 f"{state.held_until - now:.0f}s: {state.held_reason}"
@@ -235,14 +236,14 @@ class ReferenceData:
             state = self._state[name]
             kept = "keeping the last copy" if state.frame is not None else "none read yet"
             self.log.warning(
-                "could not read %s (%s); %s, trying again in %.0fs",
-                reference.name,
+                "could not read reference list %s (%s); %s, trying again in %.0fs",
+                _named(reference),
                 exc,
                 kept,
                 max(0.0, state.due - time.monotonic()),
             )
             return False
-        self.log.info("%s read: %d rows", reference.name, frame.height)
+        self.log.info("reference list %s read: %d rows", _named(reference), frame.height)
         return True
 
     def _fetcher(self, reference: Reference) -> Fetch:
@@ -255,26 +256,36 @@ class ReferenceData:
 
             if budget is not None:
                 await budget.spend(reference.weight)
-            try:
-                return await fetch_json(
-                    url,
-                    params,
-                    session=await self._open_session(),
-                    within=reference.within,
-                    log=self.log,
-                )
-            except RequestFailed as exc:
-                self._held(reference, exc, budget)
-                raise
+
+            def refused(status: int, retry_after: float | None) -> None:
+                self._held(reference, status, retry_after, budget)
+
+            return await fetch_json(
+                url,
+                params,
+                session=await self._open_session(),
+                within=reference.within,
+                log=self.log,
+                on_refusal=refused,
+            )
 
         return fetch
 
-    def _held(self, reference: Reference, exc: RequestFailed, budget: Budget | None) -> None:
-        """After a refusal that asks for a pause: hold this list (and its budget)."""
-        status = exc.status
-        if status is None or status not in reference.holds:
+    def _held(
+        self,
+        reference: Reference,
+        status: int,
+        retry_after: float | None,
+        budget: Budget | None,
+    ) -> None:
+        """After a refusal that asks for a pause: hold this list (and its budget).
+
+        Called for every non-200 answer, before ``fetch_json`` waits out a 429 itself, so
+        that the sources sharing the budget wait too.
+        """
+        if status not in reference.holds:
             return
-        seconds = exc.retry_after if exc.retry_after is not None else reference.holds[status]
+        seconds = retry_after if retry_after is not None else reference.holds[status]
         reason = f"HTTP {status}, asked to wait {seconds:g}s"
         state = self._state[reference.name]
         state.held_until = max(state.held_until, time.monotonic() + seconds)
@@ -313,7 +324,8 @@ class ReferenceData:
             if reference.key is None or now - state.early_at < reference.early_every:
                 continue
             state.early_at = now
-            state.due = min(state.due, now)
+            # Early, but never inside a hold the server asked for.
+            state.due = min(state.due, max(now, state.held_until))
             self.log.info("reading %s early: %s", name, reason)
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
             loop.call_soon_threadsafe(wake.set)
@@ -348,3 +360,12 @@ class ReferenceData:
         frame = self._state[name].frame
         assert frame is not None
         return frame
+
+
+def _named(reference: Reference) -> str:
+    """A reference for messages: its name, and where it is read when that is one URL."""
+    if reference.url is None:
+        return reference.name
+    from lakeflow.secrets import mask_uri
+
+    return f"{reference.name} ({mask_uri(reference.url)})"

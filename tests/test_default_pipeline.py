@@ -2,9 +2,12 @@
 the real ``lakeflow`` command against stand-ins at Binance's, Bybit's and OKX's real
 hostnames over TLS: three exchanges' liquidations into one table, every event once.
 
-The stand-ins route like Binance since 2026-04-23: liquidation events only under the
-``/market`` routed base, the legacy paths silent (they accept the connection, answer pings
-and subscriptions, forward nothing). Each test runs in a network namespace of its own
+The stand-ins speak Binance as it runs today: since 2026-04-23 USD-M liquidation events only
+under fstream's ``/market`` routed base, its legacy paths silent (they accept the connection,
+answer pings and subscriptions, forward nothing); since 2026-06-30 the all-market stream of
+either host carries USD-M and COIN-M events interleaved, each marked by ``st`` inside ``o``,
+and dstream serves it at the root path COIN-M's pages document. Both products' instrument
+lists (``exchangeInfo``) answer at fapi and dapi. Each test runs in a network namespace of its own
 (``lakeflow.testing.run_at_hostnames``): nothing reaches the internet. Under ``CI=true`` a
 machine that cannot make namespaces fails these tests instead of skipping them.
 """
@@ -51,14 +54,27 @@ OKX_INSTRUMENTS = {
     "BTC-USD-SWAP": ("SWAP", "100", "inverse", "BTC", "USD"),
     "ETH-USDT-261225": ("FUTURES", "0.1", "linear", "USDT", "ETH"),
 }
-SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "1000PEPEUSDT", "XRPUSDT")
+SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "1000PEPEUSDT", "XRPUSDT", "BTCUSDT_261225")
+#: COIN-M contracts of the merged stream: symbol -> (pair, contract size in USD).
+COINM = {"BTCUSD_PERP": ("BTCUSD", 100), "ETHUSD_261225": ("ETHUSD", 10)}
+DSTREAM = "/ws/!forceOrder@arr"  # COIN-M's documented path
+
+
+def is_coinm(k: int) -> bool:
+    """Every fourth event of the merged stream is a COIN-M one."""
+    return k % 4 == 3
 
 
 def force_order(k: int) -> str:
-    """The k-th event, shaped like live 2026 frames: ``ps`` and ``st`` inside ``o``."""
-    symbol = SYMBOLS[k % len(SYMBOLS)]
+    """The k-th event of the merged stream, shaped like live 2026 frames: ``ps`` and ``st``
+    inside ``o``; COIN-M events count contracts."""
     trade = BASE_MS + 25 * k
-    quantity = f"{k % 90 + 1}.{k % 1000:03d}"
+    if is_coinm(k):
+        symbol = list(COINM)[k % len(COINM)]
+        pair, kind, quantity = COINM[symbol][0], 2, str(k % 9 + 1)
+    else:
+        symbol = SYMBOLS[k % len(SYMBOLS)]
+        pair, kind, quantity = symbol.split("_")[0], 1, f"{k % 90 + 1}.{k % 1000:03d}"
     return json.dumps(
         {
             "e": "forceOrder",
@@ -75,8 +91,8 @@ def force_order(k: int) -> str:
                 "l": quantity,
                 "z": quantity,
                 "T": trade,
-                "ps": symbol,
-                "st": 0,
+                "ps": pair,
+                "st": kind,
             },
         },
         separators=(",", ":"),
@@ -170,13 +186,32 @@ def okx_instruments(kind: str) -> dict:
     return {"code": "0", "msg": "", "data": data}
 
 
+def exchange_info(product: str) -> dict:
+    """Binance's ``exchangeInfo`` of one product, with the symbols the stream carries."""
+    if product == "usdm":
+        listed = [
+            {"symbol": s, "pair": s.split("_")[0], "status": "TRADING", "quoteAsset": "USDT"}
+            for s in SYMBOLS
+        ]
+    else:
+        listed = [
+            {"symbol": s, "pair": p, "contractStatus": "TRADING", "contractSize": size}
+            for s, (p, size) in COINM.items()
+        ]
+    limits = [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "limit": 2400}]
+    return {"timezone": "UTC", "rateLimits": limits, "symbols": listed}
+
+
 def exchanges(
     frames: list[str],
     bybit: list[str] = (),
     okx: list[str] = (),  # type: ignore[assignment]
+    *,
+    dstream: list[str] = (),  # type: ignore[assignment]
 ) -> HostnameStandIn:
-    """Binance as it routes today, with ``frames`` on the USD-M all-market stream; Bybit's
-    linear stream and OKX's public one with theirs, and the instrument lists both read."""
+    """Binance as it runs today, with ``frames`` on fstream's merged all-market stream (and
+    ``dstream`` on dstream's); Bybit's linear stream and OKX's public one with theirs;
+    every instrument list."""
     spot = (PRICES_FIXTURES / "spot_ticker_24hr.json").read_bytes()
     usdm = (PRICES_FIXTURES / "usdm_ticker_24hr.json").read_bytes()
     return HostnameStandIn(
@@ -185,9 +220,11 @@ def exchanges(
             WebSocketRoute("fstream.binance.com", LEGACY),
             WebSocketRoute("fstream.binance.com", "/ws"),
             WebSocketRoute("dstream.binance.com", MARKET),
-            WebSocketRoute("dstream.binance.com", LEGACY),
+            WebSocketRoute("dstream.binance.com", DSTREAM, frames=list(dstream), rate=40.0),
             HttpRoute("api.binance.com", "/api/v3/ticker/24hr", body=spot),
             HttpRoute("fapi.binance.com", "/fapi/v1/ticker/24hr", body=usdm),
+            HttpRoute("fapi.binance.com", "/fapi/v1/exchangeInfo", body=exchange_info("usdm")),
+            HttpRoute("dapi.binance.com", "/dapi/v1/exchangeInfo", body=exchange_info("coinm")),
             WebSocketRoute("stream.bybit.com", BYBIT_STREAM, frames=list(bybit), rate=40.0),
             HttpRoute("api.bybit.com", "/v5/market/instruments-info", body=bybit_instruments()),
             WebSocketRoute("ws.okx.com", OKX_STREAM, port=8443, frames=list(okx), rate=40.0),
@@ -202,7 +239,6 @@ def exchanges(
                 body=okx_instruments("FUTURES"),
             ),
         ],
-        hosts=["dapi.binance.com"],
     )
 
 
@@ -268,19 +304,37 @@ def test_every_liquidation_served_lands_once(default_run):
     assert rows.height == served
     trade_ms = rows["trade_time"].dt.epoch("ms").to_list()
     assert trade_ms == [BASE_MS + 25 * k for k in range(len(frames))]
-    assert rows["pair"].to_list() == rows["symbol"].to_list()
 
 
-def test_binance_rows_say_the_liquidated_position_and_its_notional(default_run):
+def binance_expected(order: dict) -> tuple:
+    """(market, position, base quantity, notional, currency) of one order, by its product."""
+    filled, average = Decimal(order["z"]), Decimal(order["ap"])
+    position = {"SELL": "long", "BUY": "short"}[order["S"]]
+    if order["st"] == 1:
+        return ("usdm", position, filled, filled * average, "USDT")
+    notional = filled * COINM[order["s"]][1]
+    base = (notional / average).quantize(Decimal("1e-18"), ROUND_HALF_EVEN)
+    return ("coinm", position, base, notional, "USD")
+
+
+def test_binance_rows_are_each_sized_by_their_own_product(default_run):
     folder, _, frames = default_run
     sent = {json.loads(f)["o"]["T"]: json.loads(f)["o"] for f in frames}
 
-    for row in liquidations(folder, "binance").iter_rows(named=True):
+    rows = liquidations(folder, "binance")
+
+    for row in rows.iter_rows(named=True):
         order = sent[int(row["trade_time"].timestamp() * 1000)]
-        assert row["position_side"] == {"SELL": "long", "BUY": "short"}[order["S"]]
-        assert row["base_quantity"] == Decimal(order["z"])
-        assert row["notional"] == Decimal(order["z"]) * Decimal(order["ap"])
-        assert row["notional_currency"] == "USDT"
+        got = (
+            row["market"],
+            row["position_side"],
+            row["base_quantity"],
+            row["notional"],
+            row["notional_currency"],
+        )
+        assert got == binance_expected(order), row
+        assert row["pair"] == order["ps"]
+    assert rows.filter(pl.col("market") == "coinm").height == sum(map(is_coinm, range(800)))
 
 
 def bybit_expected() -> list[tuple]:
@@ -383,6 +437,8 @@ def test_the_readme_query_of_the_last_hour_gives_long_and_short_notional_per_exc
             assert Decimal(str(row[f"{side}_notional"] or 0)) == want, (exchange, currency, side)
     assert {exchange for exchange, _ in got} == {"binance", "bybit", "okx"}
     assert ("okx", "USD") in got and ("bybit", "USDC") in got
+    # COIN-M rows in USD beside USD-M's in USDT: never contracts times price.
+    assert ("binance", "USD") in got and ("binance", "USDT") in got
 
 
 def test_every_price_served_lands(default_run):
@@ -402,6 +458,8 @@ def test_the_shipped_default_logs_no_warning_and_records_no_gap(default_run):
 
     assert not re.search(r" (WARNING|ERROR) ", result.stderr), result.stderr[-3000:]
     assert not (folder / "tables" / "_gaps").exists()
+    # Today's protocol is what the plugins declare: nothing in it is drift.
+    assert not (folder / "tables" / "_drift").exists()
 
 
 def test_status_and_tables_after_the_default_run(default_run):
@@ -504,5 +562,153 @@ def test_validate_shows_the_urls_the_shipped_default_uses(tmp_path):
     assert done.returncode == 0, done.stderr
     assert f"    url: wss://fstream.binance.com{MARKET}\n" in done.stdout
     assert f"    then: wss://fstream.binance.com{LEGACY}\n" in done.stdout
+    assert "    keeps: USD-M and COIN-M liquidations from fstream.binance.com" in done.stdout
+    assert "reference coinm: https://dapi.binance.com/dapi/v1/exchangeInfo" in done.stdout
     assert "    silent when: more than 5m without data (source type's default)" in done.stdout
     assert "    url: https://api.binance.com/api/v3/ticker/24hr\n" in done.stdout
+
+
+def one_source_per_product(text: str) -> str:
+    """The shipped pipeline with Binance split: USD-M from fstream, COIN-M from dstream."""
+    shipped_section = re.search(r"\[sources\.liquidations\]\n(?:[^\[]*\n)", text)
+    assert shipped_section, "the shipped pipeline has a [sources.liquidations] section"
+    split = (
+        '[sources.liquidations]\ntype = "binance_liquidations"\nmarket = "usdm"\n\n'
+        '[sources.coinm_liquidations]\ntype = "binance_liquidations"\nmarket = "coinm"\n\n'
+    )
+    return text.replace(shipped_section.group(0), split)
+
+
+@pytest.fixture(scope="module")
+def split_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, HostnameRun, list[str]]:
+    """One source per product, each host serving the same merged stream (as Binance does)."""
+    require_hostnames()
+    folder = tmp_path_factory.mktemp("split")
+    shipped(folder, edit=one_source_per_product)
+    frames = [force_order(k) for k in range(400)]
+    result = run_at_hostnames(
+        [LAKEFLOW, "run", "--source", "liquidations", "--source", "coinm_liquidations"],
+        exchanges(frames, dstream=frames),
+        cwd=folder,
+        settle=3.0,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder, result, frames
+
+
+def test_one_source_per_product_stores_every_event_once_sized_by_its_product(split_run):
+    folder, result, frames = split_run
+    sent = {json.loads(f)["o"]["T"]: json.loads(f)["o"] for f in frames}
+
+    rows = liquidations(folder, "binance")
+
+    assert result.served[f"wss://fstream.binance.com{MARKET}"].frames == len(frames)
+    assert result.served[f"wss://dstream.binance.com{DSTREAM}"].frames == len(frames)
+    assert rows.height == len(frames)  # both hosts sent every event: each kept once
+    for row in rows.iter_rows(named=True):
+        order = sent[int(row["trade_time"].timestamp() * 1000)]
+        got = (
+            row["market"],
+            row["position_side"],
+            row["base_quantity"],
+            row["notional"],
+            row["notional_currency"],
+        )
+        assert got == binance_expected(order), row
+
+
+def test_one_source_per_product_connects_coinm_to_its_documented_path(split_run):
+    _, result, _ = split_run
+
+    assert f"connected to wss://dstream.binance.com{DSTREAM}" in result.stderr
+    assert result.served[f"wss://dstream.binance.com{MARKET}"].connections == 0
+
+
+#: From this event on, the stream carries a key no decoder reads, as `st` once did.
+CHANGE_AT = 300
+
+
+def changed(k: int) -> str:
+    """The k-th event after Binance changed its stream mid-run: a new key inside ``o``,
+    and one event of a symbol neither instrument list names."""
+    event = json.loads(force_order(k))
+    if k >= CHANGE_AT:
+        event["o"]["mt"] = "ISOLATED"
+    if k == CHANGE_AT + 50:
+        event["o"]["s"] = event["o"]["ps"] = "NEWCOINUSDT"
+        event["o"]["st"] = 1
+    return json.dumps(event, separators=(",", ":"))
+
+
+@pytest.fixture(scope="module")
+def drift_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, HostnameRun, list[str]]:
+    """The shipped pipeline while Binance changes its stream mid-run."""
+    require_hostnames()
+    folder = tmp_path_factory.mktemp("drift")
+    shipped(folder)
+    frames = [changed(k) for k in range(600)]
+    result = run_at_hostnames(
+        [LAKEFLOW, "run", "--source", "liquidations"],
+        exchanges(frames),
+        cwd=folder,
+        settle=3.0,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder, result, frames
+
+
+def test_a_key_that_appears_mid_run_is_one_warning_naming_it(drift_run):
+    _, result, _ = drift_run
+
+    warnings = [line for line in result.stderr.splitlines() if " WARNING " in line]
+
+    keyed = [line for line in warnings if "a key no field reads: o.mt" in line]
+    assert len(keyed) == 1, warnings
+    assert "[liquidations]" in keyed[0] and "may have changed its stream" in keyed[0]
+
+
+def test_a_change_mid_run_loses_no_row(drift_run):
+    folder, result, frames = drift_run
+
+    rows = liquidations(folder, "binance")
+
+    assert result.served[f"wss://fstream.binance.com{MARKET}"].frames == len(frames)
+    assert rows.height == len(frames)
+    assert "NEWCOINUSDT" in set(rows["symbol"])
+
+
+def test_a_change_mid_run_is_recorded_in_drift(drift_run):
+    folder, _, frames = drift_run
+
+    drift = pl.read_delta(str(folder / "tables" / "_drift"))
+
+    entries = {(r["kind"], r["path"], r["value"]): r for r in drift.iter_rows(named=True)}
+    key = entries[("key", "o.mt", "")]
+    assert key["source"] == "liquidations" and key["table"] == "liquidations"
+    assert 1 <= key["count"] <= len(frames) - CHANGE_AT
+    assert b'"mt":"ISOLATED"' in key["example"]
+    assert ("instrument", "symbol", "NEWCOINUSDT") in entries
+    assert drift.height == len(entries)  # one row per entry, however many rounds
+
+
+def test_a_change_mid_run_reads_the_instrument_lists_again_early(drift_run):
+    _, result, _ = drift_run
+
+    reads = [r for r in result.requests if r.target == "/fapi/v1/exchangeInfo"]
+
+    assert len(reads) == 2  # before the first decode, then once for NEWCOINUSDT
+
+
+def test_lakeflow_drift_and_status_show_the_change(drift_run):
+    folder, _, _ = drift_run
+
+    shown = lakeflow(folder, "drift")
+    status = lakeflow(folder, "status")
+
+    assert shown.returncode == 0, shown.stderr
+    assert "liquidations (liquidations): key o.mt:" in shown.stdout
+    assert "instrument symbol = 'NEWCOINUSDT'" in shown.stdout
+    assert "liquidations: drift: " in status.stdout
+    print(shown.stdout, status.stdout, sep="\n")

@@ -37,8 +37,8 @@ def status(pipeline: str, as_json: bool) -> None:
     # Health as of each snapshot: the file is up to a publish interval old, and judged
     # now a short poll interval would look overdue. A stale file is "not running".
     problems = {s.source: s.problem(s.updated) for s in statuses}
-    seen = read_seen(state_dir)
-    unseen = {s.source: s.unseen_drift(seen) for s in statuses}
+    acknowledged = read_seen(state_dir)
+    unseen = {s.source: s.unseen_drift(acknowledged) for s in statuses}
     if as_json:
         rows = [
             {
@@ -53,7 +53,7 @@ def status(pipeline: str, as_json: bool) -> None:
     else:
         console = Console(width=None if sys.stdout.isatty() else 200)
         if statuses:
-            console.print(status_table(statuses, seen=seen))
+            console.print(status_table(statuses, seen=acknowledged))
         for name in never:
             click.echo(f"{name}: never ran with state folder {state_dir}")
         for name, problem in problems.items():

@@ -69,13 +69,22 @@ def _describe_endpoints(spec: SourceSpec) -> None:
 
     try:
         source = spec.cls(spec.name, spec.config)
+        described = source.describe()
         endpoints = source.endpoints()
+        references = source.reference_data()
     except Exception as exc:  # a plugin's constructor: report, never crash validate
         click.echo(f"    (cannot tell its endpoints: {type(exc).__name__}: {exc})")
         return
+    for line in described:
+        click.echo(f"    {line}")
     for index, url in enumerate(endpoints):
         label = "url" if index == 0 else "then"
         click.echo(f"    {label}: {mask_uri(url)}")
+    for reference in references:
+        where = mask_uri(reference.url) if reference.url else "read by the plugin"
+        click.echo(
+            f"    reference {reference.name}: {where} (every {format_duration(reference.every)})"
+        )
     if spec.cls.kind == "streaming":
         limit = spec.silence_limit(source)
         said = "never judged" if limit is None else f"more than {format_duration(limit)}"

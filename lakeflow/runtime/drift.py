@@ -24,10 +24,14 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from lakeflow.sources import Batch, Decoded, Drift
+
+if TYPE_CHECKING:  # polars' own alias: a dtype class or instance
+    from polars._typing import PolarsDataType
 
 logger = logging.getLogger(__name__)
 
@@ -78,9 +82,9 @@ def key_paths(payloads: Sequence[bytes]) -> set[str]:
     return found
 
 
-def _walk(path: str, dtype: pl.DataType, found: set[str]) -> None:
+def _walk(path: str, dtype: PolarsDataType, found: set[str]) -> None:
     while isinstance(dtype, pl.List | pl.Array):
-        dtype = dtype.inner  # type: ignore[assignment]
+        dtype = dtype.inner
     if isinstance(dtype, pl.Struct) and dtype.fields:
         for child in dtype.fields:
             _walk(f"{path}.{child.name}" if path else child.name, child.dtype, found)
@@ -238,8 +242,8 @@ class DriftWatch:
             settled, self._unsettled = self._unsettled, {}
             self._confirmed |= still
         column = self.instrument_column or "instrument"
-        drift = []
-        examples = []
+        drift: list[Drift] = []
+        examples: list[bytes] = []
         for name, (count, example) in settled.items():
             if name in still:
                 drift.append(Drift("instrument", column, name, count, len(examples)))

@@ -232,8 +232,8 @@ def read_seen(state_dir: str | Path) -> set[tuple[str, str, str, str]]:
     """The (source, kind, path, value) entries marked seen; empty if none or unreadable."""
     try:
         listed = json.loads(seen_path(state_dir).read_text(encoding="utf-8"))
-        return {tuple(item) for item in listed if len(item) == 4}  # type: ignore[misc]
-    except (OSError, ValueError, TypeError):
+        return {(str(a), str(b), str(c), str(d)) for a, b, c, d in listed}
+    except (OSError, ValueError, TypeError):  # a torn or hand-edited file: nothing seen
         return set()
 
 

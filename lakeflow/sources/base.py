@@ -186,6 +186,14 @@ class Source(ABC):
         """The last good copy of the reference list ``name``; None before the first read."""
         return self.refs.frame(name)
 
+    def describe(self) -> list[str]:
+        """Lines saying what this source will collect, for ``lakeflow validate`` (default none).
+
+        Must not do I/O. Say what a config key chose that the URLs do not show (which
+        products of a merged stream are kept, say).
+        """
+        return []
+
     def endpoints(self) -> list[str]:
         """The URLs this source reads, preferred first (``lakeflow validate`` shows them).
 

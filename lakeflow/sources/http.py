@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -318,6 +318,7 @@ async def fetch_json(
     attempts: int = 4,
     retry_base: float = 0.5,
     log: logging.Logger | logging.LoggerAdapter | None = None,
+    on_refusal: Callable[[int, float | None], None] | None = None,
 ) -> Any:
     """GET ``url`` and return its JSON body parsed; for reference data, not for the feed.
 
@@ -327,7 +328,8 @@ async def fetch_json(
     (seconds for all attempts together). Anything else raises
     :class:`lakeflow.RequestFailed`, saying the status and the start of the body.
     ``session`` reuses an open ``aiohttp`` session; without one, a session is made for
-    the call.
+    the call. ``on_refusal(status, retry_after)`` sees every non-200 answer first (a
+    shared budget is held there, before a 429 is waited out here).
     """
     import json
 
@@ -363,6 +365,8 @@ async def fetch_json(
                     last = f"HTTP {status}" + (f" body {detail!r}" if detail else "")
                     asked = retry_after(response, -1.0)
                     wait_asked = None if asked < 0 else asked
+                    if on_refusal is not None:
+                        on_refusal(status, wait_asked)
                     if status == 429:
                         delay = retry_after(response, delay)
                     elif status < 500:

@@ -109,7 +109,7 @@ def product_of(
     names goes by its symbol's shape (the merge's frames all carry it); an unknown ``st``
     on an unlisted symbol is a product nobody knows: null, and left unsized.
     """
-    product = pl.when(marked.is_in(list(SYMBOL_TYPES))).then(
+    product: Any = pl.when(marked.is_in(list(SYMBOL_TYPES))).then(
         marked.replace_strict(SYMBOL_TYPES, default=None)
     )
     for name, frame in (listed or {}).items():
@@ -180,6 +180,18 @@ class BinanceLiquidationsSource(WebSocketSource):
         """COIN-M contract sizes by symbol, from the current instrument list."""
         listed = self.reference("coinm") if "coinm" in self.config.products else None
         return NO_CONTRACTS if listed is None else listed.select("symbol", "contract_size")
+
+    def describe(self) -> list[str]:
+        """Which products are kept, from which host (``lakeflow validate``)."""
+        names = {"usdm": "USD-M", "coinm": "COIN-M"}
+        kept = " and ".join(names[p] for p in self.config.products)
+        host = self.config.stream_url().split("://", 1)[-1].split("/", 1)[0]
+        how = (
+            "named symbols' streams"
+            if self.config.combined
+            else "the all-market stream, each event routed by its st"
+        )
+        return [f"keeps: {kept} liquidations from {host} ({how})"]
 
     def url(self) -> str:
         """The preferred URL: the all-market stream, or the combined stream of the symbols."""

@@ -1,7 +1,9 @@
-"""Test-only sources: a numbered stream and a polled counter (no network), and a
-WebSocket reader and an HTTP poller of a URL (for loopback stand-ins).
+"""Test-only sources: a numbered stream and a polled counter (no network), a
+WebSocket reader and an HTTP poller of a URL (for loopback stand-ins), and a quote
+stream that declares its fields, a domain and an instrument list (for drift).
 
-The sources live in :mod:`lakeflow_testsource.sources`, imported by the hooks: every
+The sources live in :mod:`lakeflow_testsource.sources` and
+:mod:`lakeflow_testsource.quotes`, imported by the hooks: every
 ``lakeflow`` command imports this module, so it stays light, as a plugin should.
 """
 
@@ -16,22 +18,29 @@ import lakeflow
 
 @lakeflow.hookimpl
 def register_schemas(register: Callable[[lakeflow.TableSchema], None]) -> None:
+    from lakeflow_testsource.quotes import QUOTE
     from lakeflow_testsource.sources import RECORD
 
     register(RECORD)
+    register(QUOTE)
 
 
 @lakeflow.hookimpl
 def register_sources(register: Callable[[type[lakeflow.Source]], None]) -> None:
-    from lakeflow_testsource import sources
+    from lakeflow_testsource import quotes, sources
 
     register(sources.SequenceSource)
     register(sources.ClockSource)
     register(sources.WebSocketTestSource)
     register(sources.HttpTestSource)
+    register(quotes.QuoteSource)
 
 
 def __getattr__(name: str) -> Any:
     if name.startswith("__"):
         raise AttributeError(name)
-    return getattr(importlib.import_module("lakeflow_testsource.sources"), name)
+    for module in ("lakeflow_testsource.sources", "lakeflow_testsource.quotes"):
+        found = importlib.import_module(module)
+        if hasattr(found, name):
+            return getattr(found, name)
+    raise AttributeError(f"module 'lakeflow_testsource' has no attribute {name!r}")
