@@ -188,3 +188,32 @@ def test_readme_lists_every_config_key_and_column():
 
     assert sorted(keys) == sorted(["type", *MarkPriceConfig.model_fields])
     assert keys_then_columns[len(keys) :] == list(MARK_PRICE.columns)
+
+
+def merged_frame() -> bytes:
+    """One second of the merged stream: a USD-M and a COIN-M update, each with its st."""
+    return (
+        b'[{"e":"markPriceUpdate","E":1796486400000,"s":"BTCUSDT","p":"97012.4","ap":"97010.1",'
+        b'"P":"97031.1","i":"97050.5","r":"0.0001","T":1796486400000,"st":1},'
+        b'{"e":"markPriceUpdate","E":1796486400000,"s":"BTCUSD_PERP","p":"97001.2","ap":"97000.0",'
+        b'"P":"97020.0","i":"97040.1","r":"0.0001","T":1796486400000,"st":2}]'
+    )
+
+
+@pytest.mark.parametrize(
+    ("market", "kept"),
+    [
+        ("usdm", [("BTCUSDT", "usdm")]),
+        ("coinm", [("BTCUSD_PERP", "coinm")]),
+        ("all", [("BTCUSDT", "usdm"), ("BTCUSD_PERP", "coinm")]),
+    ],
+)
+def test_the_merged_stream_is_routed_by_each_updates_product(market, kept):
+    source = BinanceMarkPriceSource("test", MarkPriceConfig(market=market))
+    received = pl.Series([0], dtype=pl.Int64).cast(TIMESTAMP)
+
+    decoded = source.decode(Batch([merged_frame()], received))
+
+    assert decoded.rows.select("symbol", "market").rows() == kept
+    assert decoded.rejects == []
+    assert "st" in (decoded.reads or ()) and "ap" in (decoded.reads or ())

@@ -1,4 +1,8 @@
-"""The ``binance_markprice`` source: Binance USD-M ``!markPrice@arr`` frames over WebSocket.
+"""The ``binance_markprice`` source: Binance futures ``!markPrice@arr`` frames over WebSocket.
+
+Since 2026-06-30 (Binance's CM-UM integration) the all-market stream carries COIN-M
+symbols beside USD-M ones, each update marked by ``st`` (1 = USD-M, 2 = COIN-M): the
+source keeps the products its ``market`` names and stores each update's own product.
 
 Unlike a stream of one event per frame, every frame of the all-market stream is a JSON
 *array*: the updates of every symbol at that second. :func:`decode_frames` turns a batch
@@ -12,6 +16,7 @@ to ``_dead_letters``, its reason naming the bad symbols.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -29,6 +34,14 @@ HOST = "wss://fstream.binance.com"
 ROUTE = "/market"
 EVENT_TYPE = "markPriceUpdate"
 
+#: ``st``: the product of an update of the merged stream.
+SYMBOL_TYPES = {"1": "usdm", "2": "coinm"}
+#: A COIN-M symbol, for an update without ``st`` (``BTCUSD_PERP``, ``ETHUSD_260327``).
+COINM_SYMBOL = r"^[A-Z0-9]+USD_(PERP|\d{6})$"
+#: Keys Binance sends that the table does not store: ``ap``, a moving average of the mark
+#: price (since 2026-03-16).
+KNOWN = ("ap",)
+
 #: Each column and its key in one update. ``r`` and ``T`` are empty for delivery
 #: contracts (no funding), so they may be missing.
 FIELDS = {
@@ -40,6 +53,7 @@ FIELDS = {
     "estimated_settle_price": Field("P", DECIMAL),
     "funding_rate": Field("r", DECIMAL, required=False),
     "next_funding_time": Field("T", TIMESTAMP, required=False, epoch="ms"),
+    "symbol_type": Field("st", pl.String(), required=False, domain=SYMBOL_TYPES),
 }
 #: How a frame is read before exploding: an array of updates, every value a string.
 FRAME = pl.Schema({"updates": pl.List(pl.Struct({f.path: pl.String() for f in FIELDS.values()}))})
@@ -48,6 +62,13 @@ FRAME = pl.Schema({"updates": pl.List(pl.Struct({f.path: pl.String() for f in FI
 class MarkPriceConfig(lakeflow.SourceConfig):
     """``[sources.NAME]`` keys of a ``binance_markprice`` source."""
 
+    market: Literal["usdm", "coinm", "all"] = ConfigField(
+        default="usdm",
+        description=(
+            'Which products to keep: "usdm", "coinm" or "all". Since 2026-06-30 the stream '
+            "carries both, each update marked by its product."
+        ),
+    )
     speed: Literal["1s", "3s"] = ConfigField(
         default="1s", description='How often Binance pushes: "1s" or "3s".'
     )
@@ -76,8 +97,17 @@ class MarkPriceConfig(lakeflow.SourceConfig):
         return f"{self.ws_url or HOST}{ROUTE}/ws/{stream}"
 
 
-def decode_frames(batch: Batch, symbols: list[str] | None = None) -> Decoded:
-    """Decode frames that each hold a JSON array of mark-price updates, all at once."""
+def decode_frames(
+    batch: Batch,
+    symbols: list[str] | None = None,
+    products: tuple[str, ...] = ("usdm",),
+) -> Decoded:
+    """Decode frames that each hold a JSON array of mark-price updates, all at once.
+
+    Each update's product is its ``st``; without one (before the merge), its symbol's
+    shape. Updates of other ``products`` are left out; one of a product nobody knows (a
+    ``st`` outside 1/2, which is also drift) is kept, with a null market, where USD-M is.
+    """
     # Wrapping each array as an object lets one read_ndjson call parse the whole batch.
     wrapped = [b'{"updates":' + payload + b"}" for payload in batch.payloads]
     frames, rejects = lakeflow.read_ndjson(wrapped, FRAME)
@@ -106,8 +136,9 @@ def decode_frames(batch: Batch, symbols: list[str] | None = None) -> Decoded:
     decoded = lakeflow.decode_json(
         inner,
         FIELDS,
-        constants={"exchange": "binance", "market": "usdm"},
+        constants={"exchange": "binance"},
         checks={f"event type is not {EVENT_TYPE!r}": FIELDS["event_type"].expr() != EVENT_TYPE},
+        known=KNOWN,
     )
     # An update's reject becomes its frame's, naming the symbol (rare: only bad data).
     bad: dict[int, list[str]] = defaultdict(list)
@@ -116,18 +147,44 @@ def decode_frames(batch: Batch, symbols: list[str] | None = None) -> Decoded:
     rejects += [
         (frame, f"{len(r)} update(s) rejected: " + "; ".join(r)) for frame, r in bad.items()
     ]
-    rows = decoded.rows.with_columns(date=pl.col("event_time").dt.date())
+    marked = pl.col("symbol_type")
+    market = (
+        pl.when(marked.is_in(list(SYMBOL_TYPES)))
+        .then(marked.replace_strict(SYMBOL_TYPES, default=None))
+        .when(marked.is_null() & pl.col("symbol").str.contains(COINM_SYMBOL))
+        .then(pl.lit("coinm"))
+        .when(marked.is_null())
+        .then(pl.lit("usdm"))
+    )
+    rows = decoded.rows.with_columns(date=pl.col("event_time").dt.date(), market=market)
+    kept = pl.col("market").is_in(list(products)).fill_null(False)
+    if "usdm" in products:
+        kept = kept | pl.col("market").is_null()
+    rows = rows.filter(kept)
     if symbols:
         rows = rows.filter(pl.col("symbol").is_in(symbols))
-    return Decoded(rows=rows.select(list(MARK_PRICE.columns)), rejects=sorted(rejects))
+    drift = [
+        replace(d, example=None if d.example is None else int(frame_of[d.example]))
+        for d in decoded.drift
+    ]
+    # The frames are what the runtime samples for keys: the updates' keys, at their level.
+    return Decoded(
+        rows=rows.select(list(MARK_PRICE.columns)),
+        rejects=sorted(rejects),
+        reads=decoded.reads,
+        drift=drift,
+    )
 
 
 class BinanceMarkPriceSource(lakeflow.WebSocketSource):
-    """Streams the mark price and funding rate of every Binance USD-M symbol."""
+    """Streams the mark price and funding rate of every Binance futures symbol."""
 
     type = "binance_markprice"
     schema = MARK_PRICE.name
-    description = "Binance USD-M futures mark prices and funding rates (!markPrice@arr stream)."
+    description = (
+        "Binance futures mark prices and funding rates (!markPrice@arr stream), USD-M, "
+        "COIN-M or both, each update routed by its own product."
+    )
     Config = MarkPriceConfig
     # Binance closes every connection at 24 h: roll over to a fresh one 10 minutes early.
     max_age = 23 * 3600 + 50 * 60
@@ -143,4 +200,5 @@ class BinanceMarkPriceSource(lakeflow.WebSocketSource):
 
     def decode(self, batch: Batch) -> Decoded:
         """Decode a batch of frames; see :func:`decode_frames`."""
-        return decode_frames(batch, self.config.symbols)
+        products = ("usdm", "coinm") if self.config.market == "all" else (self.config.market,)
+        return decode_frames(batch, self.config.symbols, products)
