@@ -48,6 +48,15 @@ def register_sources(register: Callable[[type[Source]], None]) -> None:
     line, shown by ``lakeflow list-sources``) and ``Config`` (a ``lakeflow.SourceConfig``
     subclass: the keys its ``[sources.NAME]`` section accepts).
 
+    What the source declares is also what the core checks arrivals against (drift,
+    recorded in ``_drift``): the fields its decoder reads (``lakeflow.Field``, with a
+    ``domain`` of allowed values or a plausible ``window``; keys sent but deliberately
+    not read go in ``decode_json(..., known=...)``), its reference lists
+    (``reference_data()`` returning ``lakeflow.Reference``, kept fresh by the core and
+    read with ``self.reference(name)``) and the column naming each row's instrument
+    (``instrument_column``). A key no field reads, a value outside its domain, a symbol
+    no list names: each is logged once, counted and recorded, never dropped.
+
     Example::
 
         @lakeflow.hookimpl
