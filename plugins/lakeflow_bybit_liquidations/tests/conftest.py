@@ -7,6 +7,7 @@ test folders of several plugins can sit side by side in one pytest run.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -260,13 +261,15 @@ def decode() -> Callable[..., Decoded]:
     that knows ``instruments`` (a list of instruments-info entries; None: not read).
     """
     from lakeflow_bybit_liquidations import instrument_frame
+    from lakeflow_bybit_liquidations.source import INSTRUMENTS
 
     def run(
         payloads: list[bytes], instruments: list[dict[str, Any]] | None = None, **config: Any
     ) -> Decoded:
         source = BybitLiquidationsSource("test", BybitLiquidationsConfig(**config))
         if instruments is not None:
-            source.instruments = instrument_frame(instruments)
+            # As if the core had read it: decode reads the core's current copy.
+            source.refs.put(INSTRUMENTS, instrument_frame(instruments))
         received_at = pl.Series("received_at", range(len(payloads)), dtype=pl.Int64)
         return source.decode(Batch(payloads=payloads, received_at=received_at.cast(TIMESTAMP)))
 
@@ -378,3 +381,20 @@ def collect_async(lakeflow_collect: Collector) -> Callable[..., Awaitable[Collec
         return await lakeflow_collect.run_async(source, **_run_options(ws, rest, config, payloads))
 
     return run
+
+
+@pytest.fixture
+def wait_until() -> Callable[..., Awaitable[None]]:
+    """``await wait_until(condition, what)``: poll until true; fail after ``within`` s."""
+
+    async def wait(
+        condition: Callable[[], bool], what: str, within: float = COLLECT_TIMEOUT
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while not condition():
+            if loop.time() > deadline:
+                raise AssertionError(f"timed out waiting for {what}")
+            await asyncio.sleep(0.01)
+
+    return wait

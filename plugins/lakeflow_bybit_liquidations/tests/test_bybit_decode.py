@@ -7,6 +7,9 @@ from decimal import Decimal
 
 from lakeflow_bybit_liquidations import LIQUIDATION
 
+from lakeflow import Drift
+from lakeflow.runtime.drift import key_paths, unread
+
 
 def test_every_event_of_a_frame_becomes_one_row_with_exact_decimals(
     frames, instruments, expected, quote_coins, decode
@@ -60,8 +63,8 @@ def test_linear_notional_is_quantity_times_price_in_the_quote_coin(frames, instr
 
 
 def test_linear_currency_is_null_for_a_symbol_the_instrument_list_does_not_give(frames, decode):
-    # Before the list is read (prepare failed) or for a symbol listed since: rows are kept,
-    # the size is v x p as sent, and the currency is left null rather than guessed.
+    # Before the list is read (its first read failed) or for a symbol listed since: rows
+    # are kept, the size is v x p as sent, and the currency is left null, never guessed.
     decoded = decode(frames("linear_allLiquidation.jsonl"))
 
     assert decoded.rejects == []
@@ -131,16 +134,15 @@ def test_each_bad_frame_is_rejected_with_its_reason(frames, decode):
     assert reasons[1].startswith("invalid JSON")
     assert reasons[2] == "missing field 'data.T'"
     assert reasons[3] == "topic is not allLiquidation.<symbol>"
-    assert reasons[4] == "side 'data.S' is neither 'Buy' nor 'Sell'"
-    assert reasons[5] == "field 'data.v' has more than 18 decimals"
-    assert reasons[6] == "field 'ts' is not a valid epoch time in ms"
+    assert reasons[4] == "field 'data.v' has more than 18 decimals"
+    assert reasons[5] == "field 'ts' is not a valid epoch time in ms"
 
 
 def test_one_bad_event_rejects_its_whole_frame_and_spares_the_others(frames, decode):
-    # Frame 5 of bad_frames has one good event and one of 19 decimals: kept or rejected
+    # Frame 4 of bad_frames has one good event and one of 19 decimals: kept or rejected
     # whole, so that replaying the dead letter never stores the good event twice.
     good = frames("linear_allLiquidation.jsonl")[0]
-    mixed = frames("bad_frames.jsonl")[5]
+    mixed = frames("bad_frames.jsonl")[4]
 
     decoded = decode([good, mixed])
 
@@ -168,3 +170,29 @@ def test_a_frame_with_an_empty_data_array_carries_nothing_and_is_ignored(decode)
     assert decoded.ignored == 1
     assert decoded.rejects == []
     assert decoded.rows.height == 0
+
+
+def test_a_side_bybit_does_not_document_is_kept_as_sent_without_a_position_and_is_drift(decode):
+    frame = {
+        "topic": "allLiquidation.ETHUSDT",
+        "type": "snapshot",
+        "ts": 1764000002500,
+        "data": [{"T": 1764000002123, "s": "ETHUSDT", "S": "Long", "v": "1.25", "p": "3011.42"}],
+    }
+
+    decoded = decode([json.dumps(frame).encode()])
+
+    assert decoded.rejects == []
+    (row,) = decoded.rows.to_dicts()
+    assert (row["side"], row["position_side"]) == ("Long", None)  # never a guess
+    assert decoded.drift == [Drift("value", "data.S", "Long", 1, 0)]
+
+
+def test_every_key_of_the_documented_frames_is_read_or_known_and_no_value_drifts(frames, decode):
+    payloads = frames("linear_allLiquidation.jsonl") + frames("inverse_allLiquidation.jsonl")
+
+    decoded = decode(payloads)
+
+    assert decoded.reads is not None
+    assert unread(key_paths(payloads), decoded.reads) == []
+    assert decoded.drift == []

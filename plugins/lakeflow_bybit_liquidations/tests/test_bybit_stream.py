@@ -7,10 +7,12 @@ topics at most each) and one pong per ping.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 from typing import ClassVar
 
+import pytest
 from lakeflow_bybit_liquidations import LIQUIDATION, BybitLiquidationsSource
 
 ETH, BTC, ETHPERP, SOL = (
@@ -51,6 +53,35 @@ def event_frame(symbol: str, side: str, size: str, price: str, time_ms: int) -> 
     event = {"T": time_ms, "s": symbol, "S": side, "v": size, "p": price}
     frame = {"topic": f"allLiquidation.{symbol}", "type": "snapshot", "ts": time_ms + 200}
     return json.dumps({**frame, "data": [event]}, separators=(",", ":"))
+
+
+def with_key(frame: bytes | str, path: str, value: str) -> str:
+    """The frame with one more key (``"cs"``; ``"data.bL"`` in each of its events): what
+    Bybit might add one day."""
+    message = json.loads(frame)
+    if path.startswith("data."):
+        for event in message["data"]:
+            event[path.removeprefix("data.")] = value
+    else:
+        message[path] = value
+    return json.dumps(message, separators=(",", ":"))
+
+
+def drift_of(result) -> list[tuple]:
+    """The run's ``_drift`` rows as (kind, path, value, count), sorted."""
+    table = result.table("_drift")
+    if table.is_empty():
+        return []
+    return sorted(table.select("kind", "path", "value", "count").iter_rows())
+
+
+def warnings_saying(caplog, text: str) -> list[str]:
+    """The WARNING messages logged so far that contain ``text``."""
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.levelno == logging.WARNING and text in record.getMessage()
+    ]
 
 
 def test_every_event_of_every_symbol_is_stored_once_exactly(
@@ -258,7 +289,8 @@ def test_after_a_drop_every_symbol_is_subscribed_again(
     assert result.result.stats["source"].reconnects == 1
     gaps = result.gaps.filter(source="source")
     assert gaps.height == 1 and "1001" in gaps["reason"][0]
-    assert len(rest.requests) == 3  # the list was read once (prepare), not per connection
+    # The list was read once, before the first decode: not per connection.
+    assert len(rest.requests) == 3
 
 
 def test_a_symbol_listed_after_the_start_is_subscribed_at_the_next_refresh(
@@ -294,7 +326,8 @@ def test_an_unreachable_instrument_list_fails_the_connection_saying_why_then_rec
     monkeypatch.setattr(BybitLiquidationsSource, "ban_wait", 0.2)
     sent = frames("linear_allLiquidation.jsonl")
     ws = bybit_ws({ETH: [sent[0]], BTC: [sent[1]]})
-    # prepare() and the first connection's on_open are refused; the next on_open reads it.
+    # The read before the first decode and the first connection's are refused (then held);
+    # a later connection's read succeeds.
     rest = bybit_rest(fail_first=2, page_size=1000)
 
     result = collect(ws, rest, payloads=3)
@@ -338,3 +371,131 @@ def test_a_403_from_the_instrument_list_is_waited_out_before_asking_again(
     first, second = rest.requests[0], rest.requests[1]
     assert second.at - first.at >= 1.5
     assert len(ws.connections) >= 2  # the stream kept reconnecting meanwhile, not the API
+
+
+def test_the_instrument_list_is_read_on_the_sources_schedule_whatever_the_connections_do(
+    frames, bybit_ws, bybit_rest, collect_async, wait_until
+):
+    # Four connections, each dropped as soon as it has subscribed: none lives as long as
+    # one refresh_interval, and the list is still read every interval, and only then.
+    interval = 0.4
+    ws = bybit_ws()
+    rest = bybit_rest(page_size=1000)
+    eth = frames("linear_allLiquidation.jsonl")[0]
+
+    async def drop_each_connection_then_send_a_frame() -> None:
+        for n in (1, 2, 3):
+            await wait_until(lambda n=n: len(ws.subscribed) == 4 * n, f"connection {n}")
+            await asyncio.to_thread(ws.drop)
+        await wait_until(lambda: len(ws.subscribed) == 16, "connection 4")
+        await wait_until(lambda: len(rest.requests) >= 4, "three reads after the first")
+        await asyncio.to_thread(ws.publish, ETH, eth)
+
+    async def main():
+        driver = asyncio.ensure_future(drop_each_connection_then_send_a_frame())
+        result = await collect_async(ws, rest, {"refresh_interval": interval}, payloads=4 + 1)
+        await driver
+        return result
+
+    result = asyncio.run(main())
+
+    assert len(ws.connections) == 4
+    assert result.result.stats["source"].reconnects == 3
+    times = [request.at for request in rest.requests]
+    assert len(times) >= 4
+    # Not on connecting (the second connection opened at once after the first drop), not
+    # per connection: one schedule, the source's.
+    assert all(later - earlier >= interval * 0.95 for earlier, later in itertools.pairwise(times))
+
+
+@pytest.mark.parametrize("path", ["cs", "data.bL"], ids=["frame", "event"])
+def test_a_key_no_field_reads_appearing_mid_run_warns_once_is_recorded_and_every_row_lands(
+    path,
+    frames,
+    bybit_ws,
+    bybit_rest,
+    collect,
+    expected,
+    quote_coins,
+    stored,
+    ordered,
+    monkeypatch,
+    caplog,
+):
+    # Every payload examined for keys (the default samples one in 64).
+    monkeypatch.setattr(BybitLiquidationsSource, "key_sample", 1)
+    eth = frames("linear_allLiquidation.jsonl")[0]
+    later = [
+        with_key(event_frame("ETHUSDT", "Sell", "0.5", "3011.9", 1764000002000 + k), path, "7")
+        for k in range(2)
+    ]
+    ws = bybit_ws({ETH: [eth, *later]})
+    rest = bybit_rest()
+
+    result = collect(ws, rest, {"symbols": ["ETHUSDT"]}, payloads=1 + 1 + len(later))
+
+    assert len(warnings_saying(caplog, f"a key no field reads: {path}")) == 1
+    assert drift_of(result) == [("key", path, "", 2)]
+    want = [row for frame in [eth, *later] for row in expected(frame, "linear", quote_coins)]
+    assert stored(result.rows) == ordered(want)
+    assert result.dead_letters.height == 0
+
+
+def test_a_symbol_the_list_does_not_name_is_read_for_early_once_then_recorded_as_drift(
+    frames,
+    bybit_ws,
+    bybit_rest,
+    collect_async,
+    expected,
+    quote_coins,
+    stored,
+    ordered,
+    caplog,
+    wait_until,
+):
+    # The stream carries a symbol that instruments-info does not list (yet).
+    new = [event_frame("NEWCOINUSDT", "Sell", "1500", "0.0421", 1764000003000 + k) for k in (0, 1)]
+    eth = frames("linear_allLiquidation.jsonl")[0]
+    ws = bybit_ws(listed=[*TRADING, "NEWCOINUSDT"])
+    rest = bybit_rest(page_size=1000)
+    drift_said = "symbol 'NEWCOINUSDT', which no instrument list names"
+
+    async def send_the_new_symbol_then_a_listed_one() -> None:
+        await wait_until(lambda: len(ws.subscribed) == 2, "the subscription")
+        await asyncio.to_thread(ws.publish, "allLiquidation.NEWCOINUSDT", *new)
+        await wait_until(lambda: warnings_saying(caplog, drift_said), "the instrument drift")
+        await asyncio.to_thread(ws.publish, ETH, eth)
+
+    async def main():
+        driver = asyncio.ensure_future(send_the_new_symbol_then_a_listed_one())
+        config = {"symbols": ["NEWCOINUSDT", "ETHUSDT"]}
+        result = await collect_async(ws, rest, config, payloads=1 + len(new) + 1)
+        await driver
+        return result
+
+    result = asyncio.run(main())
+
+    assert len(rest.requests) == 2  # before the first decode, and once early: not per row
+    assert len(warnings_saying(caplog, drift_said)) == 1
+    assert drift_of(result) == [("instrument", "symbol", "NEWCOINUSDT", 2)]
+    want = [
+        *(row for frame in new for row in expected(frame, "linear")),  # no quote coin known
+        *expected(eth, "linear", quote_coins),
+    ]
+    assert stored(result.rows) == ordered(want)
+
+
+def test_a_side_outside_buy_and_sell_is_recorded_as_value_drift_and_the_row_lands(
+    frames, bybit_ws, bybit_rest, collect
+):
+    eth = frames("linear_allLiquidation.jsonl")[0]
+    odd = event_frame("ETHUSDT", "Long", "1.25", "3011.42", 1764000002123)
+    ws = bybit_ws({ETH: [eth, odd]})
+    rest = bybit_rest()
+
+    result = collect(ws, rest, {"symbols": ["ETHUSDT"]}, payloads=1 + 2)
+
+    assert drift_of(result) == [("value", "data.S", "Long", 1)]
+    assert result.rows.height == 3 and result.dead_letters.height == 0
+    (row,) = result.rows.filter(side="Long").to_dicts()
+    assert row["position_side"] is None  # kept as sent, never guessed

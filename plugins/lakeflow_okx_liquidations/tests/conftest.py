@@ -23,6 +23,7 @@ from lakeflow_okx_liquidations import (
     OkxLiquidationsSource,
     instrument_table,
 )
+from lakeflow_okx_liquidations.source import INSTRUMENTS
 
 from lakeflow import Batch
 from lakeflow.testing import Collected, Collector, ExchangeStandIn, HttpStandIn, Request, Response
@@ -320,14 +321,15 @@ def okx_batch() -> Callable[[Sequence[bytes]], Batch]:
 def okx_decoder() -> Callable[..., OkxLiquidationsSource]:
     """``okx_decoder(sized=True, **config)``: a source to call ``decode`` on, no server.
 
-    With ``sized``, it knows the fixture's instrument lists (as after ``prepare``).
+    With ``sized``, it knows the fixture's instrument lists (as after the core read them).
     """
 
     def make(sized: bool = True, **config: Any) -> OkxLiquidationsSource:
         source = OkxLiquidationsSource("source", OkxLiquidationsConfig(**config))
         if sized:
-            source.instruments = pl.concat(
-                [instrument_table(body) for body in read_instruments().values()]
+            # As if the core had read it: decode reads the core's current copy.
+            source.refs.put(
+                INSTRUMENTS, pl.concat([instrument_table(b) for b in read_instruments().values()])
             )
         return source
 

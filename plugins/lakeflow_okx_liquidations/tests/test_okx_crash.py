@@ -53,9 +53,9 @@ def test_okx_rows_spooled_before_a_kill_9_are_sized_on_replay_by_prepare(
     The run must be the real ``lakeflow run`` in a subprocess, killed with SIGKILL:
     only then does nothing of the first run's shutdown path (a clean stop commits its
     buffer) run, so the payloads exist solely in the spool and the second run's start
-    replays them. The runtime calls ``prepare()`` before that replay, and the OKX source
-    reads its contract values there; without it, the replayed rows would be committed
-    before any instrument read and stored with null sizes.
+    replays them. Before that replay the runtime prepares the source: the core reads the
+    instrument list the OKX source declares; without it, the replayed rows would be
+    committed before any instrument read and stored with null sizes.
     """
     swap, futures = okx_frames("swap_frames.jsonl"), okx_frames("futures_frames.jsonl")
     frames = swap + futures
@@ -67,8 +67,8 @@ def test_okx_rows_spooled_before_a_kill_9_are_sized_on_replay_by_prepare(
     def said() -> str:
         return log.read_text(errors="replace")[-3000:] if log.exists() else ""
 
-    # 1. OKX's REST API down (every answer a 503: prepare() gives up after its retries,
-    # about 3.5 s): this run could only have stored its rows unsized.
+    # 1. OKX's REST API down (every answer a 503: the read before the first decode gives
+    # up after its retries, about 3.5 s): this run could only have stored its rows unsized.
     streaming = okx_exchange({"SWAP": swap, "FUTURES": futures})
     down = okx_rest(fail_after=0)
     pipeline(tmp_path, streaming.url, down.url)

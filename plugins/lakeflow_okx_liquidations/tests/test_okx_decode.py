@@ -6,7 +6,10 @@ import json
 from decimal import Decimal
 
 import pytest
-from lakeflow_okx_liquidations import LIQUIDATION, instrument_table, merge_instruments
+from lakeflow_okx_liquidations import LIQUIDATION, instrument_table
+
+from lakeflow import Drift
+from lakeflow.runtime.drift import key_paths, unread
 
 
 def frame(*elements: dict) -> bytes:
@@ -226,18 +229,16 @@ def test_okx_decode_reads_an_empty_pos_side_as_one_way_mode(okx_decoder, okx_bat
         (1, "invalid JSON"),
         (2, "field 'data.details.ts' is not a valid epoch time in ms"),
         (3, "missing field 'data.details.sz'"),
-        (4, "side is not 'buy' or 'sell'"),
-        (5, "channel is not 'liquidation-orders'"),
-        (6, "instType is not SWAP or FUTURES"),
-        (7, "field 'data.details.sz' is not a valid decimal"),
-        (8, "invalid JSON"),
+        (4, "channel is not 'liquidation-orders'"),
+        (5, "instType is not SWAP or FUTURES"),
+        (6, "field 'data.details.sz' is not a valid decimal"),
+        (7, "invalid JSON"),
     ],
     ids=[
         "price-not-a-number",
         "cut-off",
         "ts-not-epoch",
         "no-sz",
-        "unknown-side",
         "other-channel",
         "option",
         "one-bad-detail",
@@ -260,7 +261,7 @@ def test_okx_decode_rejects_a_frame_whole_when_one_of_its_details_is_bad(
     okx_frames, okx_decoder, okx_batch
 ):
     # The frame's first detail is good: storing it alone would store it twice on replay.
-    mixed = okx_frames("bad_frames.jsonl")[7]
+    mixed = okx_frames("bad_frames.jsonl")[6]
     good = okx_frames("swap_frames.jsonl")
 
     decoded = okx_decoder().decode(okx_batch([mixed, *good]))
@@ -269,12 +270,42 @@ def test_okx_decode_rejects_a_frame_whole_when_one_of_its_details_is_bad(
     assert decoded.rows.height == 8  # every detail of the good frames, none of the bad one
 
 
-def test_okx_decode_rejects_a_pos_side_okx_does_not_send(okx_decoder, okx_batch):
+def test_okx_decode_keeps_a_pos_side_okx_does_not_send_as_drift_without_a_position(
+    okx_decoder, okx_batch
+):
     payload = frame(element("ETH-USDT-SWAP", detail("sell", "sideways", "3010.5", "1")))
 
     decoded = okx_decoder().decode(okx_batch([payload]))
 
-    assert decoded.rejects == [(0, "posSide is not 'long', 'short' or 'net'")]
+    assert decoded.rejects == []
+    (row,) = decoded.rows.to_dicts()
+    assert (row["side"], row["position_side"]) == ("sell", None)  # not guessed from side
+    assert decoded.drift == [Drift("value", "data.details.posSide", "sideways", 1, 0)]
+
+
+def test_okx_decode_keeps_a_side_okx_does_not_send_as_drift_without_a_position(
+    okx_decoder, okx_batch
+):
+    payload = frame(element("ETH-USDT-SWAP", detail("hold", "net", "3010.5", "1")))
+
+    decoded = okx_decoder().decode(okx_batch([payload]))
+
+    assert decoded.rejects == []
+    (row,) = decoded.rows.to_dicts()
+    assert (row["side"], row["position_side"]) == ("hold", None)
+    assert decoded.drift == [Drift("value", "data.details.side", "hold", 1, 0)]
+
+
+def test_okx_every_key_of_the_documented_frames_is_read_or_known_and_no_value_drifts(
+    okx_frames, okx_decoder, okx_batch
+):
+    frames = okx_frames("swap_frames.jsonl") + okx_frames("futures_frames.jsonl")
+
+    decoded = okx_decoder().decode(okx_batch(frames))
+
+    assert decoded.reads is not None
+    assert unread(key_paths(frames), decoded.reads) == []
+    assert decoded.drift == []
 
 
 def test_okx_decode_leaves_a_size_too_large_for_a_decimal_unsized_instead_of_failing(
@@ -318,14 +349,3 @@ def test_okx_instrument_table_leaves_out_instruments_without_a_contract_value():
     }
 
     assert instrument_table(body).height == 0
-
-
-def test_okx_merged_instrument_list_keeps_an_instrument_that_left_it(okx_instrument_bodies):
-    futures = okx_instrument_bodies["FUTURES"]
-    known = instrument_table(futures)
-    expired = futures["data"].pop(0)  # delivered: no longer listed
-
-    merged = merge_instruments(known, instrument_table(futures))
-
-    assert expired["instId"] in merged["inst_id"].to_list()
-    assert merged.height == known.height

@@ -3,14 +3,57 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 import logging
 
+import polars as pl
+import pytest
 from lakeflow_okx_liquidations import LIQUIDATION, OkxLiquidationsSource
 
 SUBSCRIBE_BOTH = (
     '{"op":"subscribe","args":[{"channel":"liquidation-orders","instType":"SWAP"},'
     '{"channel":"liquidation-orders","instType":"FUTURES"}]}'
 )
+
+
+def with_key(frame: bytes, path: str, value: str) -> bytes:
+    """The frame with one more key (``"action"``; ``"data.details.lever"`` in each of its
+    details): what OKX might add one day."""
+    message = json.loads(frame)
+    if path.startswith("data.details."):
+        for element in message["data"]:
+            for detail in element["details"]:
+                detail[path.removeprefix("data.details.")] = value
+    else:
+        message[path] = value
+    return json.dumps(message, separators=(",", ":")).encode()
+
+
+def with_detail(frame: bytes, **values: str) -> bytes:
+    """The frame with ``values`` replacing keys of every detail (``posSide="both"``)."""
+    message = json.loads(frame)
+    for element in message["data"]:
+        for detail in element["details"]:
+            detail.update(values)
+    return json.dumps(message, separators=(",", ":")).encode()
+
+
+def drift_of(result) -> list[tuple]:
+    """The run's ``_drift`` rows as (kind, path, value, count), sorted."""
+    table = result.table("_drift")
+    if table.is_empty():
+        return []
+    return sorted(table.select("kind", "path", "value", "count").iter_rows())
+
+
+def warnings_saying(caplog, text: str) -> list[str]:
+    """The WARNING messages logged so far that contain ``text``."""
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.levelno == logging.WARNING and text in record.getMessage()
+    ]
 
 
 def pings(server) -> int:
@@ -280,3 +323,159 @@ def test_okx_instrument_listed_later_is_sized_after_the_next_refresh(
     listed = {**okx_listed, "NEWCOIN-USDT-SWAP": newcoin}
     assert okx_stored(result.rows) == okx_expected(frames, listed)
     assert result.rows["notional"].to_list() != [None]
+
+
+def test_okx_the_instrument_list_is_read_on_the_sources_schedule_whatever_the_connection_does(
+    okx_frames, okx_exchange, okx_collect, okx_rest, wait_until
+):
+    # Four connections, each dropped as soon as it has subscribed: none lives as long as
+    # one refresh_interval, and the list is still read every interval, and only then.
+    interval = 0.4
+    server = okx_exchange()
+    rest = okx_rest()
+    frame = okx_frames("swap_frames.jsonl")[0]
+
+    def reads() -> list[float]:
+        return [r.at for r in rest.requests if r.query.get("instType") == "SWAP"]
+
+    async def main():
+        run = asyncio.ensure_future(
+            okx_collect(server, {"refresh_interval": interval}, payloads=4 * 2 + 1, rest=rest)
+        )
+        for n in (1, 2, 3):
+            await wait_until(lambda n=n: len(server.subscribed) == 2 * n, f"connection {n}")
+            await asyncio.to_thread(server.drop)
+        await wait_until(lambda: len(server.subscribed) == 8, "connection 4")
+        await wait_until(lambda: len(reads()) >= 4, "three reads after the first")
+        await asyncio.to_thread(server.publish, "SWAP", frame)
+        return await run
+
+    result = asyncio.run(main())
+
+    assert len(server.connections) == 4
+    assert result.result.stats["source"].reconnects == 3
+    times = reads()
+    # Not on connecting (the second connection opened at once after the first drop), not
+    # per connection: one schedule, the source's.
+    assert all(later - earlier >= interval * 0.95 for earlier, later in itertools.pairwise(times))
+    asked = sorted(r.query["instType"] for r in rest.requests)
+    assert asked == sorted(["SWAP", "FUTURES"] * (len(asked) // 2))  # both types each time
+
+
+def test_okx_an_instrument_that_leaves_the_list_keeps_its_contract_value(
+    okx_frames,
+    okx_exchange,
+    okx_collect,
+    okx_expected,
+    okx_stored,
+    okx_listed,
+    okx_rest,
+    okx_instrument_bodies,
+    wait_until,
+):
+    bodies = okx_instrument_bodies
+    futures = bodies["FUTURES"]["data"]
+    rest = okx_rest(bodies)
+    server = okx_exchange()
+    frames = okx_frames("futures_frames.jsonl")  # BTC-USD-251226 and ETH-USDT-251226
+
+    def futures_reads_since(start: int) -> int:
+        return sum(r.query.get("instType") == "FUTURES" for r in rest.requests[start:])
+
+    async def main():
+        run = asyncio.ensure_future(
+            okx_collect(server, {"refresh_interval": 0.1}, payloads=2 + len(frames), rest=rest)
+        )
+        await wait_until(lambda: len(server.subscribed) == 2, "the subscription")
+        start = len(rest.requests)
+        futures.clear()  # delivered: OKX lists neither any more
+        # A second read without them began after the first one had ended and been kept.
+        await wait_until(lambda: futures_reads_since(start) >= 2, "two reads without them")
+        await asyncio.to_thread(server.publish, "FUTURES", *frames)
+        return await run
+
+    result = asyncio.run(main())
+
+    assert okx_stored(result.rows) == okx_expected(frames, okx_listed)  # sized as before
+    assert [row for row in drift_of(result) if row[0] == "instrument"] == []
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["action", "data.details.lever"],
+    ids=["frame", "detail"],
+)
+def test_okx_a_key_no_field_reads_appearing_mid_run_warns_once_is_recorded_and_rows_land(
+    path,
+    okx_frames,
+    okx_exchange,
+    okx_collect,
+    okx_expected,
+    okx_stored,
+    okx_listed,
+    monkeypatch,
+    caplog,
+):
+    # Every payload examined for keys (the default samples one in 64).
+    monkeypatch.setattr(OkxLiquidationsSource, "key_sample", 1)
+    first, *rest = okx_frames("swap_frames.jsonl")
+    frames = [first, *(with_key(frame, path, "10") for frame in rest)]
+    server = okx_exchange({"SWAP": frames})
+
+    result = asyncio.run(okx_collect(server, payloads=2 + len(frames)))
+
+    assert len(warnings_saying(caplog, f"a key no field reads: {path}")) == 1
+    assert drift_of(result) == [("key", path, "", len(rest))]
+    assert okx_stored(result.rows) == okx_expected(frames, okx_listed)
+    assert result.dead_letters.height == 0
+
+
+def test_okx_an_unlisted_instrument_is_read_for_early_once_then_recorded_as_drift(
+    okx_frames,
+    okx_exchange,
+    okx_collect,
+    okx_expected,
+    okx_stored,
+    okx_listed,
+    okx_rest,
+    caplog,
+    wait_until,
+):
+    unlisted = okx_frames("unlisted_frames.jsonl")  # NEWCOIN-USDT-SWAP, twice
+    listed = okx_frames("swap_frames.jsonl")[:1]
+    rest = okx_rest()
+    server = okx_exchange()
+    drift_said = "symbol 'NEWCOIN-USDT-SWAP', which no instrument list names"
+
+    async def main():
+        run = asyncio.ensure_future(
+            okx_collect(server, payloads=2 + 2 * len(unlisted) + len(listed), rest=rest)
+        )
+        await wait_until(lambda: len(server.subscribed) == 2, "the subscription")
+        await asyncio.to_thread(server.publish, "SWAP", *unlisted, *unlisted)
+        await wait_until(lambda: warnings_saying(caplog, drift_said), "the instrument drift")
+        await asyncio.to_thread(server.publish, "SWAP", *listed)
+        return await run
+
+    result = asyncio.run(main())
+
+    # Both types before the first decode, and both once early: not once per row.
+    assert sorted(r.query["instType"] for r in rest.requests) == ["FUTURES"] * 2 + ["SWAP"] * 2
+    assert len(warnings_saying(caplog, drift_said)) == 1
+    assert drift_of(result) == [("instrument", "symbol", "NEWCOIN-USDT-SWAP", 2)]
+    assert okx_stored(result.rows) == okx_expected(unlisted * 2 + listed, okx_listed)  # unsized
+
+
+def test_okx_a_pos_side_outside_its_domain_is_recorded_as_value_drift_and_the_row_lands(
+    okx_frames, okx_exchange, okx_collect
+):
+    first = okx_frames("swap_frames.jsonl")[0]
+    odd = with_detail(first, posSide="both", ts="1764000000999")
+    server = okx_exchange({"SWAP": [first, odd]})
+
+    result = asyncio.run(okx_collect(server, payloads=2 + 2))
+
+    assert drift_of(result) == [("value", "data.details.posSide", "both", 1)]
+    assert result.rows.height == 2 and result.dead_letters.height == 0
+    (row,) = result.rows.filter(pl.col("position_side").is_null()).to_dicts()
+    assert (row["side"], row["quantity"]) == ("sell", 12)  # as sent; no position guessed

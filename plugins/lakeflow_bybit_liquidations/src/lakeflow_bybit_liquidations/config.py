@@ -91,8 +91,9 @@ class BybitLiquidationsConfig(SourceConfig):
         default=300.0,
         gt=0,
         description=(
-            "Seconds between reads of the instrument list while connected: new listings "
-            "are subscribed (every-symbol mode) and get their quote coin."
+            "Seconds between reads of the instrument list, on the source's own schedule "
+            "(reconnects neither hasten nor delay it): new listings are subscribed "
+            "(every-symbol mode) and get their quote coin."
         ),
     )
 

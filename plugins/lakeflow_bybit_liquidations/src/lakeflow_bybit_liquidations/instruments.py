@@ -2,7 +2,7 @@
 
 The source needs it twice: every trading symbol of a category is one topic to subscribe
 (there is no all-market topic), and a linear symbol's ``quoteCoin`` is the currency of
-its notional.
+its notional. The source declares it as reference data; the core keeps it fresh.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ _KEYS = {
     "settle_coin": "settleCoin",
 }
 
-#: ``fetch(url, params)``: GET and parse JSON (``WebSocketSource.fetch_json``).
+#: ``fetch(url, params)``: GET and parse JSON; the core hands a Reference's ``load`` one
+#: that also honours its holds (a 403 ban) and retries.
 Fetch = Callable[[str, Mapping[str, str]], Awaitable[Any]]
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import time
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar
 
 import polars as pl
 from lakeflow_market_schemas import (
@@ -23,6 +22,7 @@ from lakeflow import (
     Batch,
     Decoded,
     Field,
+    Reference,
     RequestFailed,
     SourceConfig,
     WebSocketSource,
@@ -35,6 +35,7 @@ from lakeflow_bybit_liquidations.config import (
     BybitLiquidationsConfig,
 )
 from lakeflow_bybit_liquidations.instruments import (
+    Fetch,
     empty_instruments,
     fetch_instruments,
     trading_symbols,
@@ -45,17 +46,26 @@ if TYPE_CHECKING:
 
 #: Bybit's application ping; the server answers ``{"success":true,"ret_msg":"pong",...}``.
 PING = '{"op":"ping"}'
+#: The name of the category's instrument list among the source's reference data.
+INSTRUMENTS = "instruments"
+#: The values Bybit documents for ``S``, the side of the liquidated position.
+SIDES = ("Buy", "Sell")
 #: Where each column sits in an ``allLiquidation`` frame: the frame's own ``topic`` and
 #: ``ts``, and one event per element of its ``data`` array. ``topic`` is read to check it.
 FIELDS: dict[str, Field] = {
     "topic": Field("topic", pl.String()),
     "event_time": Field("ts", TIMESTAMP, epoch="ms"),
     "symbol": Field("data.s", pl.String()),
-    "side": Field("data.S", pl.String()),
+    # Outside Buy/Sell the row is kept as sent, its position_side null, and it is drift.
+    "side": Field("data.S", pl.String(), domain=SIDES),
     "quantity": Field("data.v", DECIMAL),
     "price": Field("data.p", DECIMAL),
     "trade_time": Field("data.T", TIMESTAMP, epoch="ms"),
 }
+#: Keys of a data frame that Bybit sends and the decoder leaves unread on purpose:
+#: ``type`` is always ``"snapshot"`` on this topic (each push is new events, never a
+#: delta to apply). Any other key is drift.
+KNOWN = ("type",)
 #: Top-level keys of Bybit's replies (acknowledgements, pongs, refusals).
 REPLY_KEYS = ("op", "success")
 #: The replies that are not data by design: acknowledged requests (subscribe, ping).
@@ -65,15 +75,12 @@ IS_ACK = pl.col("op").is_not_null() & (pl.col("success") == "true")
 #: Bybit's own words.
 REFUSED = "a request refused by Bybit"
 _TOPIC_SYMBOL = pl.col("data").struct.field("s")
-_SIDE = pl.col("data").struct.field("S")
 CHECKS: dict[str, pl.Expr] = {
     REFUSED: pl.col("success") == "false",
     f"topic is not {TOPIC}<symbol>": pl.col("topic").is_not_null()
     & ~pl.col("topic").str.starts_with(TOPIC),
     "the event's symbol 'data.s' is not the topic's": pl.col("topic").str.starts_with(TOPIC)
     & (pl.col("topic") != pl.lit(TOPIC) + _TOPIC_SYMBOL),
-    "side 'data.S' is neither 'Buy' nor 'Sell'": _SIDE.is_not_null()
-    & ~_SIDE.is_in(["Buy", "Sell"]),
 }
 DERIVE: dict[str, pl.Expr] = {
     "date": pl.col("trade_time").dt.date(),
@@ -85,13 +92,14 @@ DERIVE: dict[str, pl.Expr] = {
 class BybitLiquidationsSource(WebSocketSource):
     """Streams Bybit linear or inverse liquidations into the ``liquidation`` schema.
 
-    Bybit has one topic per symbol, so the source lists the category's instruments
-    (``prepare``, and ``on_open`` when that failed), subscribes to every trading symbol
-    ten topics per request after each connect, and re-reads the list every
-    ``refresh_interval`` to subscribe new listings. It sends Bybit's ``{"op":"ping"}``
-    every 20 s: Bybit drops a connection without it. Bybit keeps no public history of
-    liquidations, so what is not received live is gone: every disconnection is a row of
-    ``_gaps``.
+    Bybit has one topic per symbol, so the source declares the category's instrument
+    list as reference data: the core reads it before the first decode and every
+    ``refresh_interval``, whatever the connections do. The source subscribes to every
+    trading symbol ten topics per request after each connect (reading the list first if
+    the core has none yet), and subscribes new listings after each refresh. It sends
+    Bybit's ``{"op":"ping"}`` every 20 s: Bybit drops a connection without it. Bybit
+    keeps no public history of liquidations, so what is not received live is gone:
+    every disconnection is a row of ``_gaps``.
     """
 
     type = "bybit_liquidations"
@@ -102,6 +110,9 @@ class BybitLiquidationsSource(WebSocketSource):
     )
     Config = BybitLiquidationsConfig
     keepalive_interval: ClassVar[float | None] = 20.0
+    #: A row's symbol that the instrument list does not name is drift (after one early
+    #: re-read of the list, in case it is a new listing).
+    instrument_column: ClassVar[str | None] = "symbol"
     #: on_open may read the instrument list (a page or two) before it subscribes.
     open_timeout: ClassVar[float] = 30.0
     #: Seconds one read of the instrument list may take, all pages and retries together
@@ -112,6 +123,9 @@ class BybitLiquidationsSource(WebSocketSource):
     #: over its rate limit ("403, access too frequent"), lifted after at least 10
     #: minutes, and made permanent by asking again and again.
     ban_wait: ClassVar[float] = 600.0
+    #: Seconds after a 429 without ``Retry-After``, and after any other failed read
+    #: (``refresh_interval`` when that is shorter).
+    slow_down_wait: ClassVar[float] = 60.0
 
     config: BybitLiquidationsConfig
 
@@ -123,12 +137,7 @@ class BybitLiquidationsSource(WebSocketSource):
         super().__init__(name, config)
         self.silence_timeout = config.silence_timeout
         self._constants = {"exchange": "bybit", "market": config.category}
-        #: The category's instruments, None until read once; replaced whole by each
-        #: refresh (the decoder thread reads whichever frame is current).
-        self.instruments: pl.DataFrame | None = None
         self._req_ids = itertools.count(1)
-        #: time.monotonic() before which no instrument request may go (a 403 ban).
-        self._banned_until = 0.0
         #: Per open connection: the symbols subscribed on it, and the characters of
         #: topics that took (Bybit caps them per connection).
         self._subscribed: dict[WebSocket, set[str]] = {}
@@ -144,81 +153,66 @@ class BybitLiquidationsSource(WebSocketSource):
 
     # -- the instrument list -------------------------------------------------------------
 
-    async def prepare(self) -> None:
-        """Read the instrument list, so that even replayed rows get their quote coin."""
-        await self.refresh_instruments()
+    def reference_data(self) -> list[Reference]:
+        """The category's instruments-info, every page, every ``refresh_interval``.
 
-    async def refresh_instruments(self) -> pl.DataFrame:
-        """Read every page of the category's instruments-info and keep it."""
-        category = self.config.category
-        url = self.config.instruments_url()
-        wait = self._banned_until - time.monotonic()
-        if wait > 0:
-            raise RequestFailed(
-                f"Bybit answered HTTP 403 (an IP over its rate limit); no request to "
-                f"{self.config.instruments_url()} for another {wait:.0f}s, as Bybit asks",
-                status=403,
+        An HTTP 403 holds every request to it for ``ban_wait`` (10 minutes), whatever
+        the reconnects: asking during Bybit's ban prolongs it.
+        """
+        every = self.config.refresh_interval
+        return [
+            Reference(
+                INSTRUMENTS,
+                load=self._load_instruments,
+                every=every,
+                retry_every=min(self.slow_down_wait, every),
+                holds={403: self.ban_wait, 429: self.slow_down_wait},
+                within=self.page_within,
             )
+        ]
 
-        async def fetch(url: str, params: Mapping[str, str]) -> Any:
-            return await self.fetch_json(url, params, within=self.page_within)
-
+    async def _load_instruments(self, fetch: Fetch) -> pl.DataFrame:
+        url, category = self.config.instruments_url(), self.config.category
         try:
-            instruments = await asyncio.wait_for(
+            return await asyncio.wait_for(
                 fetch_instruments(fetch, url, category), self.instruments_within
             )
         except RequestFailed as exc:
-            if exc.status == 403:
-                self._banned_until = time.monotonic() + self.ban_wait
-                self.log.warning(
-                    "Bybit refused the instrument list with HTTP 403, its answer to an IP "
-                    "over the rate limit: asking again in %.0f minutes, not sooner",
-                    self.ban_wait / 60,
-                )
-            raise
-        self.instruments = instruments
-        self.log.info(
-            "instrument list read: %d %s instruments, %d trading",
-            instruments.height,
-            category,
-            len(trading_symbols(instruments)),
-        )
-        return instruments
+            if exc.status != 403:
+                raise
+            raise RequestFailed(
+                f"Bybit refused the instrument list with HTTP 403, its answer to an IP over "
+                f"the rate limit: no request for {self.ban_wait / 60:g} minutes ({exc})",
+                status=403,
+                retry_after=exc.retry_after,
+            ) from exc
 
-    async def _try_refresh(self) -> bool:
-        try:
-            await self.refresh_instruments()
-        except Exception as exc:  # the stream goes on with the list it has
-            self.log.warning(
-                "could not re-read the %s instrument list (%s); trying again in %gs",
-                self.config.category,
-                _said(exc),
-                self.config.refresh_interval,
-            )
-            return False
-        return True
+    @property
+    def instruments(self) -> pl.DataFrame | None:
+        """The category's instruments as last read (None: not read yet)."""
+        return self.reference(INSTRUMENTS)
 
     def wanted(self) -> list[str]:
         """The symbols to subscribe: the configured ones, or every trading one listed."""
         if self.config.symbols:
             return list(self.config.symbols)
-        listed = trading_symbols(
-            self.instruments if self.instruments is not None else empty_instruments()
-        )
-        return [symbol for symbol in listed if self.config.in_shard(symbol)]
+        listed = self.instruments
+        symbols = trading_symbols(listed if listed is not None else empty_instruments())
+        return [symbol for symbol in symbols if self.config.in_shard(symbol)]
 
     # -- the connection ------------------------------------------------------------------
 
     async def on_open(self, ws: WebSocket) -> None:
         """Subscribe to every wanted symbol, reading the instrument list first if need be.
 
-        Following every symbol needs the list: if it cannot be read, the connection
-        fails with a ConnectionError that says so, and the runtime reconnects (and so
-        tries again) with backoff. Named symbols are subscribed without it.
+        Following every symbol needs the list: if the core has none yet and it cannot
+        be read now (an error, or the hold after a 403), the connection fails with a
+        ConnectionError that says so, and the runtime reconnects (and so tries again)
+        with backoff. Named symbols are subscribed without it.
         """
         if self.config.all_symbols and self.instruments is None:
             try:
-                await self.refresh_instruments()
+                await self.refs.refresh(INSTRUMENTS)
             except Exception as exc:
                 raise ConnectionError(
                     f"cannot subscribe to every {self.config.category} symbol: the "
@@ -276,19 +270,22 @@ class BybitLiquidationsSource(WebSocketSource):
         return requests
 
     async def while_open(self, ws: WebSocket) -> None:
-        """Re-read the instrument list every ``refresh_interval``; subscribe new listings."""
-        if self.instruments is None:  # named symbols: subscribed without the list
-            await self._try_refresh()
+        """Subscribe the symbols listed since, after each refresh of the list by the core.
+
+        Named symbols need nothing here: the core keeps their quote coins fresh.
+        """
+        if not self.config.all_symbols:
+            return
         while True:
-            await asyncio.sleep(self.config.refresh_interval)
-            if not await self._try_refresh() or not self.config.all_symbols:
-                continue
+            # Checked before each wait too: a refresh that ended between on_open's
+            # subscription and this task's start is not missed.
             subscribed = self._subscribed.get(ws, set())
             new = [symbol for symbol in self.wanted() if symbol not in subscribed]
             if new:
                 await self.subscribe(ws, new)
                 shown = ", ".join(new[:10]) + (", ..." if len(new) > 10 else "")
                 self.log.info("subscribing to %d newly listed symbols: %s", len(new), shown)
+            await self.refs.updated(INSTRUMENTS)
 
     async def on_close(self, ws: WebSocket) -> None:
         """Forget what was subscribed on the connection: the next one subscribes anew."""
@@ -296,8 +293,9 @@ class BybitLiquidationsSource(WebSocketSource):
         self._args_used.pop(ws, None)
 
     def _warn_unlisted(self) -> None:
-        assert self.instruments is not None
-        listed = set(self.instruments["symbol"].to_list())
+        instruments = self.instruments
+        assert instruments is not None
+        listed = set(instruments["symbol"].to_list())
         unlisted = [s for s in self.config.symbols if s not in listed]
         if unlisted:
             self.log.warning(
@@ -314,9 +312,10 @@ class BybitLiquidationsSource(WebSocketSource):
 
         Acknowledgements and pongs are counted as ignored; a refused request, a frame of
         another topic and an undecodable frame are rejects (dead letters). ``side`` is
-        the liquidated *position*'s: ``Buy`` is a long. Linear sizes are in the base coin
-        (notional ``v * p`` in the symbol's quote coin); inverse sizes are contracts of
-        1 USD (notional ``v`` USD, base ``v / p``).
+        the liquidated *position*'s: ``Buy`` is a long; another value is kept as sent,
+        with a null ``position_side``, and reported as drift. Linear sizes are in the
+        base coin (notional ``v * p`` in the symbol's quote coin); inverse sizes are
+        contracts of 1 USD (notional ``v`` USD, base ``v / p``).
         """
         decoded = decode_json(
             batch,
@@ -325,6 +324,7 @@ class BybitLiquidationsSource(WebSocketSource):
             ignore=IS_ACK,
             ignore_keys=REPLY_KEYS,
             checks=CHECKS,
+            known=KNOWN,
             derive=DERIVE,
             explode="data",
         )

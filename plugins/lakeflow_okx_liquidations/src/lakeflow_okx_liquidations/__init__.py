@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     )
     from lakeflow_okx_liquidations.instruments import (
         NO_INSTRUMENTS,
+        fetch_instruments,
         instrument_table,
-        merge_instruments,
         sized,
     )
     from lakeflow_okx_liquidations.schema import LIQUIDATION
@@ -37,8 +37,8 @@ _EXPORTS = {
     "INST_TYPES": "config",
     "OkxLiquidationsConfig": "config",
     "NO_INSTRUMENTS": "instruments",
+    "fetch_instruments": "instruments",
     "instrument_table": "instruments",
-    "merge_instruments": "instruments",
     "sized": "instruments",
     "LIQUIDATION": "schema",
     "OkxLiquidationsSource": "source",
@@ -51,8 +51,8 @@ __all__ = [
     "NO_INSTRUMENTS",
     "OkxLiquidationsConfig",
     "OkxLiquidationsSource",
+    "fetch_instruments",
     "instrument_table",
-    "merge_instruments",
     "register_schemas",
     "register_sources",
     "sized",

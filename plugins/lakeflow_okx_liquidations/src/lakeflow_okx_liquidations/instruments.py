@@ -3,11 +3,15 @@
 ``sz`` is a number of contracts; ``GET /api/v5/public/instruments?instType=SWAP`` says
 what one contract is: ``ctVal`` units of ``ctValCcy``, and ``ctType`` says whether that is
 the base asset (linear: ``ETH-USDT-SWAP``, 0.1 ETH) or money (inverse: ``BTC-USD-SWAP``,
-100 USD). Both steps below run over whole columns, never per row.
+100 USD). Both steps below run over whole columns, never per row. The source declares
+the list as reference data: the core reads it, keeps it fresh and keeps the instruments
+that left it (an expired future keeps its contract value).
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import polars as pl
@@ -27,6 +31,9 @@ INSTRUMENT_SCHEMA = pl.Schema(
         "state": pl.String(),
     }
 )
+#: ``fetch(url, params)``: GET and parse JSON; the core hands a Reference's ``load`` one
+#: that also honours its holds (a 429's ``Retry-After``) and retries.
+Fetch = Callable[[str, Mapping[str, str]], Awaitable[Any]]
 #: An empty instrument table: what a source knows before its first fetch.
 NO_INSTRUMENTS = pl.DataFrame(schema=INSTRUMENT_SCHEMA)
 #: OKX's names of the columns above, as read from the REST body.
@@ -74,14 +81,30 @@ def _text(value: Any) -> str | None:
     return None if value is None or value == "" else str(value)
 
 
-def merge_instruments(known: pl.DataFrame, fresh: pl.DataFrame) -> pl.DataFrame:
-    """``fresh`` over ``known``: a re-read instrument replaces its row, none is dropped.
+async def fetch_instruments(fetch: Fetch, url: str, inst_types: Sequence[str]) -> pl.DataFrame:
+    """Every instrument of ``inst_types``: one request per type, all at once.
 
-    An instrument that left the list (an expired future, a delisting) keeps its contract
-    value, so that a late frame or a replayed spool is still sized: OKX does not change
-    an instrument's ``ctVal`` under the same ``instId``.
+    A type that fails fails the whole read, naming it, once the others are in: the core
+    then keeps the last good list of every type (and tries again soon).
     """
-    return pl.concat([fresh, known.join(fresh, on="inst_id", how="anti")], how="vertical")
+    answers = await asyncio.gather(
+        *(fetch(url, {"instType": inst_type}) for inst_type in inst_types),
+        return_exceptions=True,
+    )
+    tables, failed = [], []
+    for inst_type, answer in zip(inst_types, answers, strict=True):
+        if isinstance(answer, BaseException):
+            if not isinstance(answer, Exception):
+                raise answer  # a cancellation, not a failed read
+            failed.append(f"{inst_type} ({answer})")
+            continue
+        try:
+            tables.append(instrument_table(answer))
+        except ValueError as exc:
+            failed.append(f"{inst_type} ({exc})")
+    if failed:
+        raise RuntimeError("could not read the OKX instrument list of " + "; ".join(failed))
+    return pl.concat(tables, how="vertical")
 
 
 def sized(rows: pl.DataFrame, instruments: pl.DataFrame) -> pl.DataFrame:

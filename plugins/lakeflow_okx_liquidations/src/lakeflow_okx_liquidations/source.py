@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import TYPE_CHECKING, ClassVar
 
@@ -15,6 +14,7 @@ from lakeflow import (
     Batch,
     Decoded,
     Field,
+    Reference,
     SourceConfig,
     WebSocketSource,
     decode_json,
@@ -22,8 +22,8 @@ from lakeflow import (
 from lakeflow_okx_liquidations.config import CHANNEL, INST_TYPES, OkxLiquidationsConfig
 from lakeflow_okx_liquidations.instruments import (
     NO_INSTRUMENTS,
-    instrument_table,
-    merge_instruments,
+    Fetch,
+    fetch_instruments,
     sized,
 )
 
@@ -31,22 +31,41 @@ if TYPE_CHECKING:
     from lakeflow.sources.websocket import WebSocket
 
 EXCHANGE = "okx"
+#: The name of the instrument list among the source's reference data.
+INSTRUMENTS = "instruments"
 #: ``data[]`` holds one element per instrument, each one's ``details[]`` its events.
 EXPLODE = ("data", "data.details")
+#: The values OKX documents for each enumeration read. A value outside is kept as sent
+#: and reported as drift: the instrument types the channel carries (this source stores
+#: only SWAP and FUTURES, see CHECKS), the order's side, and the liquidated position's
+#: side (``""``, like ``net``, read as one-way mode: the side tells).
+DOCUMENTED_INST_TYPES = ("SWAP", "FUTURES", "MARGIN", "OPTION")
+SIDES = ("buy", "sell")
+POSITION_SIDES = ("long", "short", "net", "")
 #: Where each column sits in a frame, once both arrays are exploded. ``channel`` and
 #: ``inst_type`` are read to check them (``inst_type`` also gives ``market``).
 FIELDS: dict[str, Field] = {
     "channel": Field("arg.channel", pl.String()),
-    "inst_type": Field("data.instType", pl.String()),
+    "inst_type": Field("data.instType", pl.String(), domain=DOCUMENTED_INST_TYPES),
     "symbol": Field("data.instId", pl.String()),
-    "side": Field("data.details.side", pl.String()),
+    "side": Field("data.details.side", pl.String(), domain=SIDES),
     # The liquidated position; "net" in one-way mode, where `side` tells.
-    "pos_side": Field("data.details.posSide", pl.String(), required=False),
+    "pos_side": Field("data.details.posSide", pl.String(), required=False, domain=POSITION_SIDES),
     "quantity": Field("data.details.sz", DECIMAL),
     "price": Field("data.details.bkPx", DECIMAL),
     "trade_time": Field("data.details.ts", TIMESTAMP, epoch="ms"),
 }
-#: Replies to a subscription: not data, counted as ignored.
+#: Keys of a data frame that OKX sends and the decoder leaves unread on purpose: the
+#: subscription's ``instType`` (each element says its own), the instrument family and
+#: its older name ``uly`` (``instId`` names the instrument), and each event's
+#: bankruptcy loss and margin currency (not in the shared schema). Any other key is drift.
+KNOWN = (
+    "arg.instType",
+    "data.instFamily",
+    "data.uly",
+    "data.details.bkLoss",
+    "data.details.ccy",
+)
 #: Events that are not data and need no one's attention: the subscribe acknowledgement,
 #: and a notice (64008: "The connection will soon be closed for a service upgrade"),
 #: after which OKX closes the connection and the source reconnects as after any close.
@@ -58,27 +77,31 @@ PONG = b"pong"
 EVENT_REASON = "an OKX event, not a liquidation"
 
 _event = pl.col("event")
-_element, _detail = pl.col("data"), pl.col("data.details")
+_element = pl.col("data")
 CHECKS: dict[str, pl.Expr] = {
     EVENT_REASON: _event.is_not_null(),
     f"channel is not {CHANNEL!r}": FIELDS["channel"].expr() != CHANNEL,
+    # MARGIN and OPTION are OKX's too (no drift), but not sized by ctVal: not stored.
     f"instType is not {' or '.join(INST_TYPES)}": ~_element.struct.field("instType").is_in(
         INST_TYPES
-    ),
-    "side is not 'buy' or 'sell'": ~_detail.struct.field("side").is_in(["buy", "sell"]),
-    # An empty or absent posSide is read as one-way mode, like "net": the side tells.
-    "posSide is not 'long', 'short' or 'net'": ~_detail.struct.field("posSide").is_in(
-        ["long", "short", "net", ""]
     ),
 }
 IGNORE = _event.is_in(ACKS)
 
 
 def position_side() -> pl.Expr:
-    """``posSide`` when it names the position; in one-way mode (``net``) from the order's side."""
+    """``posSide`` when it names the position; in one-way mode (``net``) from the order's side.
+
+    A ``posSide`` OKX does not document (drift) gives no position: null, never a guess.
+    """
     pos = pl.col("pos_side")
     from_side = position_from_order_side(pl.col("side"))
-    return pl.when(pos.is_in(["long", "short"])).then(pos).otherwise(from_side)
+    return (
+        pl.when(pos.is_in(["long", "short"]))
+        .then(pos)
+        .when(pos.is_null() | pos.is_in(["net", ""]))
+        .then(from_side)
+    )
 
 
 class OkxLiquidationsSource(WebSocketSource):
@@ -87,8 +110,10 @@ class OkxLiquidationsSource(WebSocketSource):
     One connection, one subscription per instrument type, every instrument of it. OKX
     pushes at most one liquidation per instrument per second and keeps no history of
     them, so what is not received live is gone: the runtime records every disconnection
-    in ``_gaps``. Sizes come from the instrument list, read before the first decode and
-    every ``refresh_interval``; rows of an instrument it does not list stay unsized.
+    in ``_gaps``. Sizes come from the instrument list, declared as reference data: the
+    core reads it before the first decode and every ``refresh_interval``, whatever the
+    connection does, and early when a row names an instrument it does not list; rows
+    of an instrument it still does not list stay unsized (and are drift).
     """
 
     type = "okx_liquidations"
@@ -100,6 +125,8 @@ class OkxLiquidationsSource(WebSocketSource):
     Config = OkxLiquidationsConfig
     # OKX closes a connection on which nothing passed for 30 s: a text ping every 20 s.
     keepalive_interval: ClassVar[float | None] = 20.0
+    #: A row's instrument that the list does not name is drift (after one early re-read).
+    instrument_column: ClassVar[str | None] = "symbol"
     #: Seconds for all attempts at reading one type's instrument list.
     instruments_within: ClassVar[float] = 10.0
     #: Seconds before a failed instrument read is tried again (at most refresh_interval).
@@ -113,12 +140,6 @@ class OkxLiquidationsSource(WebSocketSource):
         super().__init__(name, config)
         self.silence_timeout = config.silence_timeout
         self._constants = {"exchange": EXCHANGE}
-        #: Contract values by instId; replaced whole by each refresh (the decoder thread
-        #: reads whichever table is current).
-        self.instruments = NO_INSTRUMENTS
-        #: Loop time of the next refresh; None: due now (the last attempt failed, or
-        #: none was made).
-        self._next_refresh: float | None = None
 
     def url(self) -> str:
         """The public WebSocket, ``wss://ws.okx.com:8443/ws/v5/public`` (or ``ws_url``'s)."""
@@ -132,68 +153,34 @@ class OkxLiquidationsSource(WebSocketSource):
         """OKX's application ping: the text ``ping``, answered by ``pong``."""
         return "ping"
 
-    async def prepare(self) -> None:
-        """Read the instrument list before the first decode, so replayed rows are sized too."""
-        await self.refresh_instruments()
+    def reference_data(self) -> list[Reference]:
+        """The instrument list of every configured type, every ``refresh_interval``.
 
-    async def refresh_instruments(self) -> None:
-        """Re-read every type's instrument list; what was read replaces what was known.
-
-        The types are read at once. One that fails keeps what was known of it, and the
-        call then raises, naming it, after the others are in.
+        Instruments that left the list keep their row (OKX never changes an
+        instrument's ``ctVal`` under the same ``instId``), so a late frame of an expired
+        future, or a replayed spool, is still sized.
         """
-        loop = asyncio.get_running_loop()
-        types = self.config.inst_types
-        url = self.config.instruments_url()
-        answers = await asyncio.gather(
-            *(self._read_instruments(url, inst_type) for inst_type in types),
-            return_exceptions=True,
-        )
-        fresh = [answer for answer in answers if isinstance(answer, pl.DataFrame)]
-        if fresh:
-            self.instruments = merge_instruments(self.instruments, pl.concat(fresh))
-        failed = [
-            (inst_type, answer)
-            for inst_type, answer in zip(types, answers, strict=True)
-            if isinstance(answer, BaseException)
-        ]
-        for _, answer in failed:
-            if not isinstance(answer, Exception):
-                raise answer  # a cancellation, not a failed read
-        if failed:
-            self._next_refresh = None
-            raise RuntimeError(
-                "could not read the OKX instrument list of "
-                + "; ".join(f"{inst_type} ({error})" for inst_type, error in failed)
+        every = self.config.refresh_interval
+        return [
+            Reference(
+                INSTRUMENTS,
+                load=self._load_instruments,
+                key="inst_id",
+                every=every,
+                retry_every=min(self.retry_failed_refresh, every),
+                within=self.instruments_within,
+                keep_delisted=True,
             )
-        self._next_refresh = loop.time() + self.config.refresh_interval
-        self.log.info(
-            "contract values of %d OKX instruments (%s) read",
-            self.instruments.height,
-            ", ".join(types),
-        )
+        ]
 
-    async def _read_instruments(self, url: str, inst_type: str) -> pl.DataFrame:
-        body = await self.fetch_json(url, {"instType": inst_type}, within=self.instruments_within)
-        return instrument_table(body)
+    async def _load_instruments(self, fetch: Fetch) -> pl.DataFrame:
+        return await fetch_instruments(fetch, self.config.instruments_url(), self.config.inst_types)
 
-    async def while_open(self, ws: WebSocket) -> None:
-        """Re-read the instrument list every ``refresh_interval``, across reconnects.
-
-        The schedule belongs to the source, not to the connection: a connection that
-        drops more often than the interval does not put the refresh off. A failure logs
-        a warning and is tried again sooner; the stream goes on meanwhile.
-        """
-        loop = asyncio.get_running_loop()
-        while True:
-            due = loop.time() if self._next_refresh is None else self._next_refresh
-            await asyncio.sleep(max(0.0, due - loop.time()))
-            try:
-                await self.refresh_instruments()
-            except Exception as exc:  # rows stay unsized until a read works
-                retry = min(self.retry_failed_refresh, self.config.refresh_interval)
-                self._next_refresh = loop.time() + retry
-                self.log.warning("%s; trying again in %gs", exc, retry)
+    @property
+    def instruments(self) -> pl.DataFrame:
+        """Contract values by ``inst_id`` as last read (empty before the first read)."""
+        listed = self.reference(INSTRUMENTS)
+        return NO_INSTRUMENTS if listed is None else listed
 
     def decode(self, batch: Batch) -> Decoded:
         """Decode a batch of frames in one vectorized pass; bad frames become rejects.
@@ -202,7 +189,8 @@ class OkxLiquidationsSource(WebSocketSource):
         liquidation order's (``sell`` closes a long); ``sz`` is in contracts, sized by
         the instrument list (see :func:`~lakeflow_okx_liquidations.instruments.sized`).
         Subscription acks and ``pong`` are ignored; an ``error`` (or any other) event is
-        a reject whose reason is OKX's code and message.
+        a reject whose reason is OKX's code and message. A ``side`` or ``posSide`` OKX
+        does not document is kept as sent, with a null ``position_side``, and is drift.
         """
         decoded = decode_json(
             batch,
@@ -218,6 +206,7 @@ class OkxLiquidationsSource(WebSocketSource):
             },
             explode=EXPLODE,
             ignore_payloads=(PONG,),
+            known=KNOWN,
         )
         if decoded.rejects:
             decoded.rejects = [
