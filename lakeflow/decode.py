@@ -216,11 +216,11 @@ def decode_json(
     ``pong``): they are counted as ignored before the parse.
 
     Drift: the result's ``reads`` holds every key path the fields read, with
-    ``ignore_keys``, the exploded arrays and ``known`` (paths sent but not needed, such
-    as a combined stream's ``"stream"``, or a whole subtree by its prefix): the runtime
-    reports any other key it finds in the payloads. A value outside a field's ``domain``
-    or ``window`` is listed in the result's ``drift`` (and rejects its payload when the
-    field says ``on_drift="reject"``).
+    ``ignore_keys`` and ``known`` (paths sent but not needed, such as a combined
+    stream's ``"stream"``, or a whole subtree by its prefix): the runtime reports any
+    other key it finds in the payloads, inside exploded arrays' elements too. A value
+    outside a field's ``domain`` or ``window`` is listed in the result's ``drift`` (and
+    rejects its payload when the field says ``on_drift="reject"``).
 
     The whole batch is one parse and two polars queries, whatever the number of fields
     and checks: each query costs a fixed ~0.5 ms, which would dominate small batches if
@@ -228,7 +228,9 @@ def decode_json(
     """
     arrays = (explode,) if isinstance(explode, str) else tuple(explode)
     schema = raw_schema(fields, ignore_keys, arrays)
-    reads = frozenset((*(spec.path for spec in fields.values()), *ignore_keys, *arrays, *known))
+    # Not the exploded arrays themselves: a path covers its subtree, and the keys inside
+    # an array's elements are news like any other.
+    reads = frozenset((*(spec.path for spec in fields.values()), *ignore_keys, *known))
     payloads: Sequence[bytes] = batch.payloads
     kept: pl.Series | None = None
     skipped = 0

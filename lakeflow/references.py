@@ -58,7 +58,8 @@ class Reference:
     instruments. ``budget`` (``(name, capacity per minute)``) and ``weight`` say what one
     request costs against a limit shared with other sources; ``holds`` maps an HTTP
     status to the seconds every request waits after it (``Retry-After`` wins);
-    ``within`` is the time one fetch, retries included, may take. ``keep_delisted``
+    ``within`` is the time one GET, its retries included, may take (a ``load`` that
+    makes several bounds the whole itself). ``keep_delisted``
     keeps rows that left the list, so a late or replayed event is still sized.
     """
 
@@ -139,8 +140,8 @@ class ReferenceData:
         self._session: aiohttp.ClientSession | None = None
         #: Called after each successful refresh with the instruments now known (the
         #: runtime's drift watch settles the unknown instruments it was waiting on).
-        self.on_refresh: Callable[[pl.Series], None] | None = None
-        self._known: pl.Series | None = None
+        self.on_refresh: Callable[[frozenset[str]], None] | None = None
+        self._known: frozenset[str] | None = None
 
     def __bool__(self) -> bool:
         return bool(self.declared)
@@ -161,7 +162,7 @@ class ReferenceData:
         """time.monotonic() of ``name``'s last successful fetch (0: never)."""
         return self._state[name].refreshed_at
 
-    def instruments(self) -> pl.Series | None:
+    def instruments(self) -> frozenset[str] | None:
         """Every instrument the lists with a ``key`` name, or None while none is read."""
         return self._known
 
@@ -171,7 +172,9 @@ class ReferenceData:
             for ref, state in ((self.declared[n], s) for n, s in self._state.items())
             if ref.key is not None and state.frame is not None and ref.key in state.frame.columns
         ]
-        self._known = pl.concat(columns).unique() if columns else None
+        # A set, made once per refresh: every batch's instruments are looked up in it.
+        known = pl.concat(columns).drop_nulls().unique().to_list() if columns else None
+        self._known = None if known is None else frozenset(known)
 
     # -- fetching ----------------------------------------------------------------------
 
@@ -187,7 +190,11 @@ class ReferenceData:
         self._bind()
         if not self.declared:
             return
-        await asyncio.gather(*(self._refresh_logged(name) for name in self.declared))
+        try:
+            await asyncio.gather(*(self._refresh_logged(name) for name in self.declared))
+        finally:
+            # run() opens its own when it starts; `lakeflow replay` never runs it.
+            await self.close()
 
     async def refresh(self, name: str) -> pl.DataFrame:
         """Fetch ``name`` now and keep it; raises when it cannot (the old copy stays)."""

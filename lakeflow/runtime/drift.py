@@ -4,8 +4,11 @@ Three kinds, per source:
 
 - ``key``: a key path in the payloads that no declared field reads (``o.st`` when
   Binance started to mark the product of each event). Found on a sample of payloads:
-  one in ``key_sample`` on average, spread at random so that a periodic feed cannot hide
-  a shape, parsed in one polars call per batch with the schema inferred.
+  one in ``key_sample``, at a phase that moves at random from batch to batch so that a
+  periodic feed cannot hide a shape, at most ``MAX_SAMPLE`` per batch; the sample is
+  gathered across batches and parsed in one polars call with the schema inferred once
+  ``MAX_SAMPLE`` wait or ``KEY_INTERVAL`` seconds passed (bench/drift.py: the call's
+  fixed cost is what a per-batch parse of a small batch would pay).
 - ``value``: a value outside a field's declared domain or plausible window, found by
   the decoder itself over every row (:class:`lakeflow.Field`).
 - ``instrument``: an instrument that no reference list names, after the lists were
@@ -18,9 +21,11 @@ entries that changed to ``_drift`` once per commit round, never a row per payloa
 
 from __future__ import annotations
 
+import io
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,6 +42,12 @@ logger = logging.getLogger(__name__)
 
 #: Bytes of a payload kept as a drift entry's example.
 EXAMPLE_BYTES = 600
+#: Payloads examined for keys per batch at most, and the sample size that is parsed.
+MAX_SAMPLE = 128
+#: Seconds a smaller sample waits before it is parsed anyway.
+KEY_INTERVAL = 10.0
+#: Rows up to which a batch's instruments are compared in Python rather than polars.
+SMALL_BATCH = 2000
 #: Entries one source keeps; past it new ones are counted under one overflow entry.
 MAX_ENTRIES = 500
 OVERFLOW = Drift("key", "(too many drift entries)", "")
@@ -67,19 +78,24 @@ def key_paths(payloads: Sequence[bytes]) -> set[str]:
         for p in (q.replace(b"\n", b" ").replace(b"\r", b" ") for q in payloads)
     ]
     try:
-        schema = pl.read_ndjson(b"\n".join(lines), infer_schema_length=None).schema
-        dtypes = list(schema.items())
+        dtypes = list(_inferred(b"\n".join(lines)).items())
     except Exception:
         dtypes = []
         for line in lines:
             try:
-                dtypes.extend(pl.read_ndjson(line).schema.items())
+                dtypes.extend(_inferred(line).items())
             except Exception:  # not JSON: the decoder's dead letter says so
                 continue
     found: set[str] = set()
     for name, dtype in dtypes:
         _walk(name, dtype, found)
     return found
+
+
+def _inferred(data: bytes) -> pl.Schema:
+    """The schema polars infers from every line of ``data``, without building columns
+    (a third of what a read costs; bench/drift.py)."""
+    return pl.scan_ndjson(io.BytesIO(data), infer_schema_length=None).collect_schema()
 
 
 def _walk(path: str, dtype: PolarsDataType, found: set[str]) -> None:
@@ -93,9 +109,17 @@ def _walk(path: str, dtype: PolarsDataType, found: set[str]) -> None:
 
 
 def unread(paths: Iterable[str], reads: frozenset[str]) -> list[str]:
-    """The paths no declared path covers, sorted; a declared path covers its subtree."""
+    """The paths no declared path covers, sorted.
+
+    A declared path covers its subtree (a field may read an object whole, ``known`` may
+    name one) and its ancestors (``data`` of ``data.instId``: an array that arrived
+    empty, or an object whose keys were all null, shows as a leaf of its own).
+    """
     prefixes = tuple(f"{r}." for r in reads)
-    return sorted(p for p in paths if p not in reads and not p.startswith(prefixes))
+    ancestors = {r.rsplit(".", i)[0] for r in reads for i in range(1, r.count(".") + 1)}
+    return sorted(
+        p for p in paths if p not in reads and p not in ancestors and not p.startswith(prefixes)
+    )
 
 
 @dataclass
@@ -140,6 +164,11 @@ class DriftWatch:
         self._random = random.Random(seed if seed is not None else source)
         #: Payloads to skip before the next one examined for keys (0: the next one).
         self._skip = 0
+        #: Payloads sampled for keys and not parsed yet, and the paths their decoder read.
+        self._sampled: list[bytes] = []
+        self._reads: frozenset[str] = frozenset()
+        #: time.monotonic() of the last parse of a sample (-inf: the first is parsed at once).
+        self._parsed_at = float("-inf")
         self.entries: dict[tuple[str, str, str], Entry] = {}
         #: Occurrences counted per kind, for the metrics.
         self.totals: dict[str, int] = {"key": 0, "value": 0, "instrument": 0}
@@ -154,42 +183,62 @@ class DriftWatch:
     # -- per batch (worker thread) -------------------------------------------------------
 
     def check(
-        self, batch: Batch, decoded: Decoded, instruments: pl.Series | None = None
+        self, batch: Batch, decoded: Decoded, instruments: frozenset[str] | None = None
     ) -> list[Drift]:
         """Record the drift of one decoded batch; returns what it found (for tests)."""
         found = list(decoded.drift)
-        if decoded.reads is not None and len(batch):
-            found.extend(self._keys(batch, decoded))
-        if self.instrument_column is not None and instruments is not None:
-            found.extend(self._instruments(batch, decoded.rows, instruments))
         if found:
             self.record(found, batch.payloads)
+        if decoded.reads is not None and len(batch):
+            self._gather(batch, decoded)
+            if self._sampled and (
+                self.key_sample == 1
+                or len(self._sampled) >= MAX_SAMPLE
+                or time.monotonic() - self._parsed_at >= KEY_INTERVAL
+            ):
+                found.extend(self.parse_sample())
+        if self.instrument_column is not None and instruments is not None:
+            unknown = self._instruments(batch, decoded.rows, instruments)
+            if unknown:
+                self.record(unknown, batch.payloads)
+                found.extend(unknown)
         return found
 
     def _sample(self, size: int) -> list[int]:
-        """Indices of the payloads of a batch of ``size`` to examine for keys."""
-        picked = []
-        at = self._skip
-        while at < size:
-            picked.append(at)
-            at += 1 + self._random.randrange(2 * self.key_sample - 1) if self.key_sample > 1 else 1
-        self._skip = at - size
+        """Indices of the payloads of a batch of ``size`` to examine for keys.
+
+        Every ``key_sample``-th (more apart in a batch past ``MAX_SAMPLE`` of them), from
+        where the last batch left off, the phase moved at random at each batch's end.
+        """
+        if self._skip >= size:
+            self._skip -= size
+            return []
+        stride = max(self.key_sample, -(-size // MAX_SAMPLE))
+        picked = list(range(self._skip, size, stride))
+        gap = 1 + self._random.randrange(2 * stride - 1) if stride > 1 else 1
+        # Past this batch's end: a gap that would land inside it starts the next one.
+        self._skip = max(0, picked[-1] + gap - size)
         return picked
 
-    def _keys(self, batch: Batch, decoded: Decoded) -> list[Drift]:
+    def _gather(self, batch: Batch, decoded: Decoded) -> None:
+        """Keep this batch's sampled data payloads for the next parse."""
         picked = self._sample(len(batch))
-        if not picked:
-            return []
-        if decoded.rejects or decoded.ignored_at:
+        if picked and (decoded.rejects or decoded.ignored_at):
             # Only data: a dead letter says why of itself, a control frame is not data.
             skip = {i for i, _ in decoded.rejects}.union(decoded.ignored_at)
             picked = [i for i in picked if i not in skip]
-            if not picked:
-                return []
-        reads = decoded.reads
-        assert reads is not None
-        sample = [batch.payloads[i] for i in picked]
-        new = unread(key_paths(sample), reads)
+        if picked:
+            assert decoded.reads is not None
+            self._reads = decoded.reads
+            self._sampled.extend(batch.payloads[i] for i in picked)
+
+    def parse_sample(self) -> list[Drift]:
+        """Parse the payloads sampled so far: their keys that no field reads are drift."""
+        sample, self._sampled = self._sampled, []
+        self._parsed_at = time.monotonic()
+        if not sample:
+            return []
+        new = unread(key_paths(sample), self._reads)
         if not new:
             return []
         # Rare: how many of the sample carry each key, and one that does.
@@ -199,20 +248,26 @@ class DriftWatch:
             leaf = path.rsplit(".", 1)[-1]
             hits = column.bin.contains(f'"{leaf}"'.encode())
             count = int(hits.sum())
-            example = picked[int(hits.arg_max() or 0)] if count else picked[0]
+            example = int(hits.arg_max() or 0) if count else 0
             drift.append(Drift("key", path, "", max(1, count), example))
+        self.record(drift, sample)
         return drift
 
-    def _instruments(self, batch: Batch, rows: pl.DataFrame, instruments: pl.Series) -> list[Drift]:
+    def _instruments(
+        self, batch: Batch, rows: pl.DataFrame, instruments: frozenset[str]
+    ) -> list[Drift]:
         column = self.instrument_column
         if column is None or column not in rows.columns or not rows.height:
             return []
-        names = rows[column].cast(pl.String)
-        unknown = names.filter(names.is_not_null() & ~names.is_in(instruments.implode()))
-        if unknown.is_empty():
+        names = rows[column]
+        # A set difference in Python beats a polars query's fixed cost up to a few
+        # thousand rows (bench/drift.py); past that, polars makes the names distinct first.
+        listed = names.to_list() if names.len() <= SMALL_BATCH else names.unique().to_list()
+        unknown = {name for name in listed if name is not None} - instruments
+        if not unknown:
             return []
-        counts = unknown.value_counts(sort=True).rows()
-        found = []
+        counts = (names.filter(names.is_in(list(unknown))).value_counts(sort=True)).rows()
+        found: list[Drift] = []
         waiting = []
         for name, count in counts:
             example = _find(batch.payloads, name)
@@ -232,13 +287,12 @@ class DriftWatch:
             self.request_refresh(f"{len(waiting)} instrument(s) no list names: {shown}")
         return found
 
-    def settle(self, instruments: pl.Series) -> None:
+    def settle(self, instruments: frozenset[str]) -> None:
         """After a refresh of the lists: what is still unknown is drift (any thread)."""
         with self._lock:
             if not self._unsettled:
                 return
-            names = pl.Series(list(self._unsettled), dtype=pl.String)
-            still = set(names.filter(~names.is_in(instruments.implode())).to_list())
+            still = set(self._unsettled) - instruments
             settled, self._unsettled = self._unsettled, {}
             self._confirmed |= still
         column = self.instrument_column or "instrument"

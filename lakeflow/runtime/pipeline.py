@@ -175,7 +175,7 @@ class Runtime:
             await asyncio.gather(watcher, return_exceptions=True)
             drift_writer.cancel()
             await asyncio.gather(drift_writer, return_exceptions=True)
-            await self._write_drift()
+            await self._write_drift(final=True)
             await self._publish()
             if self.metrics is not None:
                 await self.metrics.stop()
@@ -204,9 +204,15 @@ class Runtime:
             await asyncio.sleep(self.pipeline.sink.flush_interval)
             await self._write_drift()
 
-    async def _write_drift(self) -> None:
-        """One upsert of every source's new drift sightings; kept for the next on failure."""
+    async def _write_drift(self, *, final: bool = False) -> None:
+        """One upsert of every source's new drift sightings; kept for the next on failure.
+
+        ``final``: the run stops, so the payloads sampled for keys are parsed now.
+        """
         watches = [c.drift for c in self.committers.values()]
+        if final:
+            for watch in watches:
+                await asyncio.to_thread(watch.parse_sample)
         rows, taken = drift_rows(watches)
         if not rows.height:
             return

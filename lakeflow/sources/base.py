@@ -160,7 +160,7 @@ class Source(ABC):
     instrument_column: ClassVar[str | None] = None
     #: One payload in this many (on average, at random) is examined for keys that no
     #: declared field reads (drift). 1 examines every payload.
-    key_sample: ClassVar[int] = 32
+    key_sample: ClassVar[int] = 64
 
     def reference_data(self) -> list[Reference]:
         """The reference lists :meth:`decode` reads (instrument lists); default none.
