@@ -591,6 +591,8 @@ def write_pipeline(
         f"[sources.{SOURCE}]",
         'type = "binance_liquidations"',
         f"ws_url = {_toml(ws_url)}",
+        # The instrument list's host: a closed loopback port, nothing leaves the machine.
+        'usdm_rest_url = "http://127.0.0.1:9"',
     ]
     path = folder / "lakeflow.toml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

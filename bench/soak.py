@@ -98,6 +98,8 @@ def main() -> None:
     (folder / "lakeflow.toml").write_text(
         f'[sink]\nflush_interval = 5.0\n[sources.liquidations]\ntype = "binance_liquidations"\n'
         f'ws_url = "ws://127.0.0.1:{server.port}"\n'
+        # The instrument list's host: a closed loopback port, nothing leaves the machine.
+        'usdm_rest_url = "http://127.0.0.1:9"\n'
     )
     lakeflow = str(Path(sys.executable).parent / "lakeflow")
     log = open(folder / "run.log", "wb")  # noqa: SIM115 - lives as long as the collector

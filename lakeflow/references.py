@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from lakeflow.budgets import Budget
+from lakeflow.errors import LakeflowError
 
 if TYPE_CHECKING:
     import aiohttp
@@ -90,7 +91,7 @@ class Reference:
         return self.parse(await fetch(self.url, self.params))
 
 
-class ReferenceUnavailable(RuntimeError):
+class ReferenceUnavailable(LakeflowError, RuntimeError):
     """No request may go now: the server asked for a pause (or banned), and it is not over."""
 
 

@@ -37,7 +37,7 @@ from lakeflow.config import load_pipeline
 from lakeflow.plugins import load, make_manager
 from lakeflow.runtime import RunResult, Runtime
 from lakeflow.runtime.stats import SourceStats
-from lakeflow.testing.collect import read_table
+from lakeflow.testing import read_table
 from lakeflow.testing.standins import HttpStandIn, Request
 
 SOURCE = "quotes"

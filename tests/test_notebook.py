@@ -47,7 +47,7 @@ def force_orders(now_ms: int) -> list[bytes]:
         trade = now_ms + 60_000 - (EVENTS - 1 - i) * 3_000
         order = {"s": symbol, "S": rng.choice(["SELL", "BUY"]), "o": "LIMIT", "f": "IOC"}
         order |= {"q": quantity, "p": f"{price * 0.99:.2f}", "ap": f"{price:.2f}", "X": "FILLED"}
-        order |= {"l": quantity, "z": quantity, "T": trade, "ps": symbol, "st": 0}
+        order |= {"l": quantity, "z": quantity, "T": trade, "ps": symbol, "st": 1}
         frames.append(json.dumps({"e": "forceOrder", "E": trade + 3, "o": order}).encode())
     return frames
 
@@ -113,6 +113,7 @@ flush_interval = 0.2
 [sources.liquidations]
 type = "binance_liquidations"
 ws_url = "{stream.url}"
+usdm_rest_url = "http://127.0.0.1:9"
 routes = ["market"]
 
 [sources.prices]
