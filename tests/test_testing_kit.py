@@ -319,3 +319,15 @@ def test_readme_helpers_read_fenced_blocks_and_the_table_after_a_heading():
     assert table_after(text, "## Keys") == [["`a`", "one"]]
     with pytest.raises(ValueError, match="no '## Schema'"):
         table_after(text, "## Schema")
+
+
+def test_collect_is_the_function_whichever_export_of_its_module_came_first():
+    # A fresh interpreter: read_table's import binds lakeflow.testing.collect first.
+    code = (
+        "from lakeflow.testing import read_table\n"
+        "from lakeflow.testing import collect\n"
+        "assert callable(collect), collect\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+
+    assert done.returncode == 0, done.stderr

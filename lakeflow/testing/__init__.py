@@ -129,8 +129,14 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'lakeflow.testing' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    imported = importlib.import_module(module)
+    value = getattr(imported, name)
     globals()[name] = value
+    # Importing ``lakeflow.testing.collect`` binds the package's attribute ``collect`` to
+    # the submodule, hiding the function of that name whichever export was asked for.
+    short = module.rsplit(".", 1)[-1]
+    if _EXPORTS.get(short) == module:
+        globals()[short] = getattr(imported, short)
     return value
 
 
