@@ -36,8 +36,9 @@ EVENT_TYPE = "markPriceUpdate"
 
 #: ``st``: the product of an update of the merged stream.
 SYMBOL_TYPES = {"1": "usdm", "2": "coinm"}
-#: A COIN-M symbol, for an update without ``st`` (``BTCUSD_PERP``, ``ETHUSD_260327``).
-COINM_SYMBOL = r"^[A-Z0-9]+USD_(PERP|\d{6})$"
+#: What marks a COIN-M symbol, for an update without ``st`` (``BTCUSD_PERP``); USD-M's
+#: delivery contracts carry ``USDT_``.
+COINM_MARK = "USD_"
 #: Keys Binance sends that the table does not store: ``ap``, a moving average of the mark
 #: price (since 2026-03-16).
 KNOWN = ("ap",)
@@ -151,7 +152,7 @@ def decode_frames(
     market = (
         pl.when(marked.is_in(list(SYMBOL_TYPES)))
         .then(marked.replace_strict(SYMBOL_TYPES, default=None))
-        .when(marked.is_null() & pl.col("symbol").str.contains(COINM_SYMBOL))
+        .when(marked.is_null() & pl.col("symbol").str.contains(COINM_MARK, literal=True))
         .then(pl.lit("coinm"))
         .when(marked.is_null())
         .then(pl.lit("usdm"))
