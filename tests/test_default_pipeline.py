@@ -317,12 +317,9 @@ def binance_expected(order: dict) -> tuple:
     return ("coinm", position, base, notional, "USD")
 
 
-def test_binance_rows_are_each_sized_by_their_own_product(default_run):
-    folder, _, frames = default_run
+def assert_sized_by_product(rows: pl.DataFrame, frames: list[str]) -> None:
+    """Every row's market, position and sizes are those of its order's product."""
     sent = {json.loads(f)["o"]["T"]: json.loads(f)["o"] for f in frames}
-
-    rows = liquidations(folder, "binance")
-
     for row in rows.iter_rows(named=True):
         order = sent[int(row["trade_time"].timestamp() * 1000)]
         got = (
@@ -334,6 +331,14 @@ def test_binance_rows_are_each_sized_by_their_own_product(default_run):
         )
         assert got == binance_expected(order), row
         assert row["pair"] == order["ps"]
+
+
+def test_binance_rows_are_each_sized_by_their_own_product(default_run):
+    folder, _, frames = default_run
+
+    rows = liquidations(folder, "binance")
+
+    assert_sized_by_product(rows, frames)
     assert rows.filter(pl.col("market") == "coinm").height == sum(map(is_coinm, range(800)))
 
 
@@ -599,23 +604,13 @@ def split_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, HostnameR
 
 def test_one_source_per_product_stores_every_event_once_sized_by_its_product(split_run):
     folder, result, frames = split_run
-    sent = {json.loads(f)["o"]["T"]: json.loads(f)["o"] for f in frames}
 
     rows = liquidations(folder, "binance")
 
     assert result.served[f"wss://fstream.binance.com{MARKET}"].frames == len(frames)
     assert result.served[f"wss://dstream.binance.com{DSTREAM}"].frames == len(frames)
     assert rows.height == len(frames)  # both hosts sent every event: each kept once
-    for row in rows.iter_rows(named=True):
-        order = sent[int(row["trade_time"].timestamp() * 1000)]
-        got = (
-            row["market"],
-            row["position_side"],
-            row["base_quantity"],
-            row["notional"],
-            row["notional_currency"],
-        )
-        assert got == binance_expected(order), row
+    assert_sized_by_product(rows, frames)
 
 
 def test_one_source_per_product_connects_coinm_to_its_documented_path(split_run):
