@@ -21,7 +21,7 @@ from lakeflow.plugins import Registry, load, make_manager
 from lakeflow.runtime import RunResult, Runtime
 from lakeflow.schema import TableSchema
 from lakeflow.sources import Source
-from lakeflow.system_tables import DEAD_LETTERS, GAPS
+from lakeflow.system_tables import DEAD_LETTERS, DRIFT, GAPS
 
 
 class Watched(Protocol):
@@ -50,6 +50,14 @@ class Collected:
     def table(self, name: str) -> pl.DataFrame:
         """Any table of the sink folder by name (an empty frame if it was never written)."""
         return read_table(self.tables / name)
+
+    @property
+    def drift(self) -> list[tuple[str, str, str, int]]:
+        """The run's ``_drift`` entries as ``(kind, path, value, count)``, sorted."""
+        table = self.table(DRIFT.table)
+        if table.is_empty():
+            return []
+        return sorted(table.select("kind", "path", "value", "count").iter_rows())
 
 
 def read_table(path: Path) -> pl.DataFrame:

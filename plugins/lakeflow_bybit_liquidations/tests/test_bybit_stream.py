@@ -67,14 +67,6 @@ def with_key(frame: bytes | str, path: str, value: str) -> str:
     return json.dumps(message, separators=(",", ":"))
 
 
-def drift_of(result) -> list[tuple]:
-    """The run's ``_drift`` rows as (kind, path, value, count), sorted."""
-    table = result.table("_drift")
-    if table.is_empty():
-        return []
-    return sorted(table.select("kind", "path", "value", "count").iter_rows())
-
-
 def warnings_saying(caplog, text: str) -> list[str]:
     """The WARNING messages logged so far that contain ``text``."""
     return [
@@ -435,7 +427,7 @@ def test_a_key_no_field_reads_appearing_mid_run_warns_once_is_recorded_and_every
     result = collect(ws, rest, {"symbols": ["ETHUSDT"]}, payloads=1 + 1 + len(later))
 
     assert len(warnings_saying(caplog, f"a key no field reads: {path}")) == 1
-    assert drift_of(result) == [("key", path, "", 2)]
+    assert result.drift == [("key", path, "", 2)]
     want = [row for frame in [eth, *later] for row in expected(frame, "linear", quote_coins)]
     assert stored(result.rows) == ordered(want)
     assert result.dead_letters.height == 0
@@ -477,7 +469,7 @@ def test_a_symbol_the_list_does_not_name_is_read_for_early_once_then_recorded_as
 
     assert len(rest.requests) == 2  # before the first decode, and once early: not per row
     assert len(warnings_saying(caplog, drift_said)) == 1
-    assert drift_of(result) == [("instrument", "symbol", "NEWCOINUSDT", 2)]
+    assert result.drift == [("instrument", "symbol", "NEWCOINUSDT", 2)]
     want = [
         *(row for frame in new for row in expected(frame, "linear")),  # no quote coin known
         *expected(eth, "linear", quote_coins),
@@ -495,7 +487,7 @@ def test_a_side_outside_buy_and_sell_is_recorded_as_value_drift_and_the_row_land
 
     result = collect(ws, rest, {"symbols": ["ETHUSDT"]}, payloads=1 + 2)
 
-    assert drift_of(result) == [("value", "data.S", "Long", 1)]
+    assert result.drift == [("value", "data.S", "Long", 1)]
     assert result.rows.height == 3 and result.dead_letters.height == 0
     (row,) = result.rows.filter(side="Long").to_dicts()
     assert row["position_side"] is None  # kept as sent, never guessed

@@ -39,14 +39,6 @@ def with_detail(frame: bytes, **values: str) -> bytes:
     return json.dumps(message, separators=(",", ":")).encode()
 
 
-def drift_of(result) -> list[tuple]:
-    """The run's ``_drift`` rows as (kind, path, value, count), sorted."""
-    table = result.table("_drift")
-    if table.is_empty():
-        return []
-    return sorted(table.select("kind", "path", "value", "count").iter_rows())
-
-
 def warnings_saying(caplog, text: str) -> list[str]:
     """The WARNING messages logged so far that contain ``text``."""
     return [
@@ -397,7 +389,7 @@ def test_okx_an_instrument_that_leaves_the_list_keeps_its_contract_value(
     result = asyncio.run(main())
 
     assert okx_stored(result.rows) == okx_expected(frames, okx_listed)  # sized as before
-    assert [row for row in drift_of(result) if row[0] == "instrument"] == []
+    assert [row for row in result.drift if row[0] == "instrument"] == []
 
 
 @pytest.mark.parametrize(
@@ -425,7 +417,7 @@ def test_okx_a_key_no_field_reads_appearing_mid_run_warns_once_is_recorded_and_r
     result = asyncio.run(okx_collect(server, payloads=2 + len(frames)))
 
     assert len(warnings_saying(caplog, f"a key no field reads: {path}")) == 1
-    assert drift_of(result) == [("key", path, "", len(rest))]
+    assert result.drift == [("key", path, "", len(rest))]
     assert okx_stored(result.rows) == okx_expected(frames, okx_listed)
     assert result.dead_letters.height == 0
 
@@ -462,7 +454,7 @@ def test_okx_an_unlisted_instrument_is_read_for_early_once_then_recorded_as_drif
     # Both types before the first decode, and both once early: not once per row.
     assert sorted(r.query["instType"] for r in rest.requests) == ["FUTURES"] * 2 + ["SWAP"] * 2
     assert len(warnings_saying(caplog, drift_said)) == 1
-    assert drift_of(result) == [("instrument", "symbol", "NEWCOIN-USDT-SWAP", 2)]
+    assert result.drift == [("instrument", "symbol", "NEWCOIN-USDT-SWAP", 2)]
     assert okx_stored(result.rows) == okx_expected(unlisted * 2 + listed, okx_listed)  # unsized
 
 
@@ -475,7 +467,7 @@ def test_okx_a_pos_side_outside_its_domain_is_recorded_as_value_drift_and_the_ro
 
     result = asyncio.run(okx_collect(server, payloads=2 + 2))
 
-    assert drift_of(result) == [("value", "data.details.posSide", "both", 1)]
+    assert result.drift == [("value", "data.details.posSide", "both", 1)]
     assert result.rows.height == 2 and result.dead_letters.height == 0
     (row,) = result.rows.filter(pl.col("position_side").is_null()).to_dicts()
     assert (row["side"], row["quantity"]) == ("sell", 12)  # as sent; no position guessed
