@@ -31,6 +31,10 @@ FRAMES = (HERE / "fixtures" / "usdm_markPrice_arr.jsonl").read_bytes().splitline
 README = (HERE.parent / "README.md").read_text(encoding="utf-8")
 ALL_MARKET = "/market/ws/!markPrice@arr@1s"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: When a test's batch arrives: after every time of its frames (the latest, the merged
+#: stream's, are of 2026-12-05), for a time more than 2 days after its receipt is
+#: implausible and a dead letter (``lakeflow.decode.PLAUSIBLE``).
+RECEIVED = datetime(2026, 12, 6, tzinfo=UTC)
 
 
 def expected_rows(frames: list[bytes]) -> list[dict[str, Any]]:
@@ -62,9 +66,14 @@ def stored(rows: pl.DataFrame) -> list[dict[str, Any]]:
     return rows.drop("received_at").sort("event_time", "symbol").to_dicts()
 
 
+def received_at(count: int) -> pl.Series:
+    """The receipt times of a batch of ``count`` frames: ``RECEIVED``, then 1 µs apart."""
+    first = (RECEIVED - EPOCH) // timedelta(microseconds=1)
+    return pl.Series(range(first, first + count), dtype=pl.Int64).cast(TIMESTAMP)
+
+
 def decode(frames: list[bytes], symbols: list[str] | None = None):
-    received_at = pl.Series(range(len(frames)), dtype=pl.Int64).cast(TIMESTAMP)
-    return decode_frames(Batch(payloads=frames, received_at=received_at), symbols)
+    return decode_frames(Batch(payloads=frames, received_at=received_at(len(frames))), symbols)
 
 
 def test_every_update_of_every_frame_becomes_a_row():
@@ -80,7 +89,7 @@ def test_each_row_keeps_the_receipt_time_of_its_frame():
 
     by_symbol = rows.group_by("event_time").agg(pl.col("received_at").n_unique())
     assert by_symbol["received_at"].to_list() == [1] * by_symbol.height
-    assert sorted(rows["received_at"].dt.epoch("us").unique()) == [0, 1]
+    assert sorted(rows["received_at"].unique()) == received_at(2).to_list()
 
 
 def test_a_delivery_contract_has_no_funding():
@@ -210,9 +219,8 @@ def merged_frame() -> bytes:
 )
 def test_the_merged_stream_is_routed_by_each_updates_product(market, kept):
     source = BinanceMarkPriceSource("test", MarkPriceConfig(market=market))
-    received = pl.Series([0], dtype=pl.Int64).cast(TIMESTAMP)
 
-    decoded = source.decode(Batch([merged_frame()], received))
+    decoded = source.decode(Batch([merged_frame()], received_at(1)))
 
     assert decoded.rows.select("symbol", "market").rows() == kept
     assert decoded.rejects == []

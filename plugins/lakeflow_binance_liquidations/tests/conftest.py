@@ -14,13 +14,19 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 
+from lakeflow import TIMESTAMP
 from lakeflow.testing import Collected, Collector, WebSocketStandIn
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SOURCE_TYPE = "binance_liquidations"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: When a test's batch arrives: after every time of the fixture frames (the latest, the
+#: merged stream's, are of 2026-12-05), for a time more than 2 days after its receipt is
+#: implausible and a dead letter (``lakeflow.decode.PLAUSIBLE``).
+RECEIVED = datetime(2026, 12, 6, tzinfo=UTC)
 #: Seconds a run may take before collect_async gives up (a hang, not a slow machine).
 COLLECT_TIMEOUT = 20.0
 
@@ -28,6 +34,12 @@ COLLECT_TIMEOUT = 20.0
 def read_frames(name: str) -> list[bytes]:
     """The frames of a fixture file, one per line, byte for byte."""
     return (FIXTURES / name).read_bytes().splitlines()
+
+
+def receipts(count: int) -> pl.Series:
+    """The receipt times of a batch of ``count`` payloads: ``RECEIVED``, then 1 µs apart."""
+    first = (RECEIVED - EPOCH) // timedelta(microseconds=1)
+    return pl.Series("received_at", range(first, first + count), dtype=pl.Int64).cast(TIMESTAMP)
 
 
 def utc_ms(ms: int) -> datetime:
@@ -98,6 +110,16 @@ def expected_row(
 def frames() -> Callable[[str], list[bytes]]:
     """``frames(name)``: the frames of a file in ``tests/fixtures``."""
     return read_frames
+
+
+@pytest.fixture(scope="session")
+def received_at() -> Callable[[int], pl.Series]:
+    """``received_at(n)``: the receipt times of a batch of n payloads, 1 µs apart.
+
+    They follow every fixture frame's times, as a real receipt would (a time more than 2
+    days after its receipt is a dead letter). Session-scoped, for property tests too.
+    """
+    return receipts
 
 
 @pytest.fixture

@@ -7,12 +7,11 @@ import json
 import tempfile
 
 import lakeflow_binance_liquidations
-import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lakeflow_binance_liquidations import LIQUIDATION, BinanceLiquidationsSource, LiquidationsConfig
 
-from lakeflow import TIMESTAMP, Batch
+from lakeflow import Batch
 from lakeflow.config import load_pipeline
 from lakeflow.errors import ConfigError
 from lakeflow.plugins import load, make_manager
@@ -67,10 +66,9 @@ payloads = st.lists(
 
 @SETTINGS
 @given(payloads)
-def test_liquidation_decoder_accounts_for_every_payload(items):
+def test_liquidation_decoder_accounts_for_every_payload(received_at, items):
     source = BinanceLiquidationsSource("fuzz", LiquidationsConfig())
-    times = pl.Series(range(len(items)), dtype=pl.Int64).cast(TIMESTAMP)
-    decoded = source.decode(Batch(payloads=items, received_at=times))
+    decoded = source.decode(Batch(payloads=items, received_at=received_at(len(items))))
     indices = [i for i, _ in decoded.rejects]
     assert len(set(indices)) == len(indices)
     assert all(0 <= i < len(items) for i in indices)

@@ -26,6 +26,10 @@ from lakeflow.testing import Collected, Collector, ExchangeStandIn, HttpStandIn,
 FIXTURES = Path(__file__).parent / "fixtures"
 SOURCE_TYPE = "bybit_liquidations"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: When a test's batch arrives: after every time of the fixture frames (the latest are of
+#: 2025-11-25 00:00:00.250), for a time more than 2 days after its receipt is implausible
+#: and a dead letter (``lakeflow.decode.PLAUSIBLE``).
+RECEIVED = datetime(2025, 11, 25, 1, tzinfo=UTC)
 INSTRUMENTS_PATH = "/v5/market/instruments-info"
 #: Seconds a run may take before collect gives up (a hang, not a slow machine).
 COLLECT_TIMEOUT = 20.0
@@ -43,6 +47,12 @@ def read_frames(name: str) -> list[bytes]:
 def read_instruments(category: str) -> list[dict[str, Any]]:
     """The instruments-info entries of ``fixtures/instruments_<category>.json``."""
     return json.loads((FIXTURES / f"instruments_{category}.json").read_text())
+
+
+def receipts(count: int) -> pl.Series:
+    """The receipt times of a batch of ``count`` payloads: ``RECEIVED``, then 1 µs apart."""
+    first = (RECEIVED - EPOCH) // timedelta(microseconds=1)
+    return pl.Series("received_at", range(first, first + count), dtype=pl.Int64).cast(TIMESTAMP)
 
 
 def utc_ms(ms: int) -> datetime:
@@ -253,12 +263,21 @@ def ordered() -> Callable[[Iterable[dict[str, Any]]], list[dict[str, Any]]]:
     return in_order
 
 
+@pytest.fixture(scope="session")
+def received_at() -> Callable[[int], pl.Series]:
+    """``received_at(n)``: the receipt times ``decode`` gives a batch of n payloads.
+
+    ``RECEIVED`` (after every fixture frame's times, as a real receipt), then 1 µs apart.
+    """
+    return receipts
+
+
 @pytest.fixture
 def decode() -> Callable[..., Decoded]:
     """``decode(payloads, instruments=None, **config)``: the source's decode alone.
 
-    No server, no runtime: a batch with received_at 0, 1, 2 ... µs, decoded by a source
-    that knows ``instruments`` (a list of instruments-info entries; None: not read).
+    No server, no runtime: a batch received at ``received_at(len(payloads))``, decoded by
+    a source that knows ``instruments`` (a list of instruments-info entries; None: not read).
     """
     from lakeflow_bybit_liquidations import instrument_frame
     from lakeflow_bybit_liquidations.source import INSTRUMENTS
@@ -270,8 +289,7 @@ def decode() -> Callable[..., Decoded]:
         if instruments is not None:
             # As if the core had read it: decode reads the core's current copy.
             source.refs.put(INSTRUMENTS, instrument_frame(instruments))
-        received_at = pl.Series("received_at", range(len(payloads)), dtype=pl.Int64)
-        return source.decode(Batch(payloads=payloads, received_at=received_at.cast(TIMESTAMP)))
+        return source.decode(Batch(payloads=payloads, received_at=receipts(len(payloads))))
 
     return run
 

@@ -211,7 +211,9 @@ def test_okx_decode_reads_an_empty_pos_side_as_one_way_mode(okx_decoder, okx_bat
             {
                 "instId": "ETH-USDT-SWAP",
                 "instType": "SWAP",
-                "details": [{"side": "buy", "posSide": "", "bkPx": "3000", "sz": "1", "ts": "1"}],
+                "details": [
+                    {"side": "buy", "posSide": "", "bkPx": "3000", "sz": "1", "ts": "1764000000777"}
+                ],
             }
         ],
     }
