@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import gzip
+import logging
+import os
+import stat
+import time
+import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
@@ -78,6 +85,26 @@ def test_second_process_on_the_same_spool_is_refused(tmp_path):
     Spool(tmp_path).lock()
 
 
+def test_a_spool_adopting_a_lock_this_process_holds_repairs_as_the_owner(tmp_path):
+    spool = Spool(tmp_path)
+    spool.append(1, payloads(1, 3), [0] * 3)
+    spool.close()
+    segment = spool.segments()[0]
+    whole = segment.stat().st_size
+    with open(segment, "ab") as handle:
+        handle.write(encode_block(4, payloads(4, 3), [0] * 3)[:-5])
+    held = os.open(tmp_path / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what the runtime's source lock does
+    adopted = Spool(tmp_path)
+    adopted.adopt_lock(held)
+    assert [b.last for b in adopted.read()] == [3]
+    assert segment.stat().st_size == whole
+    adopted.close()
+    with pytest.raises(SpoolLocked):  # closing the spool let go of its copy only
+        Spool(tmp_path).lock()
+    os.close(held)
+
+
 def test_disk_refusing_a_write_leaves_the_segment_clean(tmp_path, monkeypatch):
     spool = Spool(tmp_path)
     assert spool.append(1, payloads(1, 2), [0, 0])
@@ -110,11 +137,124 @@ def test_spooled_payloads_not_in_the_table_are_committed_on_start(tmp_path: Path
 
 def test_restart_after_replay_does_not_commit_the_spool_twice(tmp_path: Path):
     spool = Spool(tmp_path / "state" / "source")
-    spool.append(1, payloads(1, 40), [0] * 40)
+    # Received now: a receipt in 1970 would be refused as an implausible partition date.
+    spool.append(1, payloads(1, 40), [time.time_ns()] * 40)
     spool.close()
     collect("test_sequence", {"count": 5}, tmp_path, payloads=5)
     result = collect("test_sequence", {"count": 5}, tmp_path, payloads=5)
     assert result.rows.height == 50
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """The common umask, under which files are created readable by everyone by default."""
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_the_spool_folder_its_segments_and_its_lock_are_private(tmp_path, umask_022):
+    folder = tmp_path / "state" / "source"
+    spool = Spool(folder)
+    spool.lock()
+    spool.append(1, payloads(1, 3), [0] * 3)
+    spool.close()
+    assert mode(folder) == 0o700
+    assert mode(spool.segments()[0]) == 0o600
+    assert mode(folder / "lock") == 0o600
+
+
+def test_compressed_segments_are_private(tmp_path, umask_022):
+    spool = Spool(tmp_path / "source", segment_bytes=1, keep_raw=True)
+    for first in (1, 11):
+        spool.append(first, payloads(first, 10), [0] * 10)
+    assert spool.segments()[0].name.endswith(".gz")
+    assert mode(spool.segments()[0]) == 0o600
+
+
+def test_a_spool_folder_open_to_others_is_made_private(tmp_path, umask_022):
+    folder = tmp_path / "source"
+    folder.mkdir(mode=0o755)
+    (folder / "lock").touch(mode=0o644)  # as an older lakeflow left them
+    Spool(folder).lock()
+    assert mode(folder) == 0o700
+    assert mode(folder / "lock") == 0o600
+
+
+def strays(folder: Path) -> None:
+    """A spool of two segments, and two files in its folder that are not segments."""
+    spool = Spool(folder, segment_bytes=1)
+    for first in (1, 11):
+        spool.append(first, payloads(first, 10), [first * 1000] * 10)
+    spool.close()
+    (folder / "notanumber.spool").write_bytes(b"not a segment")
+    (folder / "foo.txt").write_text("notes")
+
+
+def test_files_that_are_not_segments_are_skipped_with_one_warning_each(tmp_path, caplog):
+    strays(tmp_path)
+    spool = Spool(tmp_path)
+    for _ in range(3):
+        assert [p.name for p in spool.segments()] == [f"{1:020d}.spool", f"{11:020d}.spool"]
+    warnings = sorted(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert warnings == [
+        f"spool {tmp_path}: foo.txt is not a spool segment; skipped",
+        f"spool {tmp_path}: notanumber.spool is not a spool segment; skipped",
+    ]
+
+
+def test_files_that_are_not_segments_stop_nothing(tmp_path):
+    strays(tmp_path)
+    spool = Spool(tmp_path)
+    spool.lock()
+    assert sum(len(b.payloads) for b in spool.read()) == 20
+    assert spool.last_sequence() == 20
+    assert spool.last_received() == 11_000
+    assert spool.trim(committed=20) == 1
+    assert spool.damage == []
+    assert (tmp_path / "notanumber.spool").exists()
+    assert (tmp_path / "foo.txt").exists()
+
+
+def test_a_segment_and_its_compressed_copy_are_read_once(tmp_path):
+    # A kill between writing the .gz and deleting the original leaves both.
+    spool = Spool(tmp_path)
+    spool.append(1, payloads(1, 10), [0] * 10)
+    spool.close()
+    segment = spool.segments()[0]
+    segment.with_name(segment.name + ".gz").write_bytes(gzip.compress(segment.read_bytes()))
+    assert [b.first for b in Spool(tmp_path).read()] == [1]
+
+
+def test_files_half_written_by_a_crash_are_removed_when_the_lock_is_taken(tmp_path):
+    spool = Spool(tmp_path)
+    spool.append(1, payloads(1, 10), [0] * 10)
+    spool.close()
+    partial = tmp_path / f"{1:020d}.spool.gz.partial"
+    partial.write_bytes(b"half a gzip stream")
+    Spool(tmp_path).lock()
+    assert not partial.exists()
+
+
+def test_reading_a_200_mb_spool_holds_about_one_block_in_memory(tmp_path):
+    spool = Spool(tmp_path)  # 64 MiB segments: the reader once held a whole one, twice
+    payload = b"x" * 1000
+    for block in range(200):  # blocks of 1 MB
+        spool.append(block * 1000 + 1, [payload] * 1000, [0] * 1000)
+    spool.close()
+    tracemalloc.start()
+    try:
+        baseline = tracemalloc.get_traced_memory()[0]
+        read = sum(len(block.payloads) for block in Spool(tmp_path).read())
+        peak = tracemalloc.get_traced_memory()[1] - baseline
+    finally:
+        tracemalloc.stop()
+    assert read == 200_000
+    assert peak < 32 << 20, f"{peak >> 20} MiB"
 
 
 def test_replay_into_a_new_table_re_decodes_the_capture(tmp_path, cli):
