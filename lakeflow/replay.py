@@ -19,8 +19,9 @@ from lakeflow.config.models import Pipeline, check_table_name
 from lakeflow.errors import ConfigError
 from lakeflow.plugins import Registry
 from lakeflow.runtime.committer import Committer
+from lakeflow.runtime.lock import SourceLock, SourceLocked
 from lakeflow.runtime.pipeline import prepare
-from lakeflow.runtime.spool import Spool, SpoolLocked
+from lakeflow.runtime.spool import Spool
 from lakeflow.runtime.stats import SourceStats
 
 
@@ -57,20 +58,27 @@ async def replay(
     if not folder.is_dir():
         raise ConfigError(f"no spool for source {source} at {folder}: nothing was captured")
     spool = Spool(folder)
-    if spec.name == source:
-        # Writing the source's own sequences: a running collector must not do so too.
-        try:
-            spool.lock()
-        except SpoolLocked as exc:
-            raise ConfigError(f"{exc}; stop it first, or replay into another --table") from None
-    sink = registry.sinks[pipeline.sink.type](pipeline.sink)
-    stats = SourceStats()
-    decoder = spec.cls(spec.name, spec.config)
-    committer = Committer(spec, decoder, sink, pipeline.sink, stats, spool, pipeline.runtime)
+    lock = SourceLock(folder, source)
     try:
-        await prepare(decoder, logging.getLogger(__name__))
-        committed = await asyncio.to_thread(committer.committed)
-        await committer.replay(committed, _ns(since), _ns(until))
+        if spec.name == source:
+            # Writing the source's own sequences: a running collector must not do so too.
+            # The lock `lakeflow run` takes, held through it by the spool as a run's is.
+            try:
+                lock.acquire()
+            except SourceLocked as exc:
+                raise ConfigError(f"{exc}, or replay into another --table") from None
+            assert lock.fd is not None
+            spool.adopt_lock(lock.fd)
+        sink = registry.sinks[pipeline.sink.type](pipeline.sink)
+        stats = SourceStats()
+        decoder = spec.cls(spec.name, spec.config)
+        committer = Committer(spec, decoder, sink, pipeline.sink, stats, spool, pipeline.runtime)
+        try:
+            await prepare(decoder, logging.getLogger(__name__))
+            committed = await asyncio.to_thread(committer.committed)
+            await committer.replay(committed, _ns(since), _ns(until))
+        finally:
+            spool.close()
     finally:
-        spool.close()
+        lock.release()
     return stats

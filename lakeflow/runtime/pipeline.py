@@ -17,12 +17,19 @@ from lakeflow.plugins import Registry
 from lakeflow.runtime.backoff import Backoff
 from lakeflow.runtime.committer import CommitAbandoned, Committer
 from lakeflow.runtime.drift import drift_rows
+from lakeflow.runtime.lock import SourceLock, SourceLocked
 from lakeflow.runtime.maintenance import maintain_periodically
 from lakeflow.runtime.metrics import MetricsServer
 from lakeflow.runtime.polling import run_polls
-from lakeflow.runtime.spool import Spool, SpoolLocked
+from lakeflow.runtime.spool import Spool
 from lakeflow.runtime.stats import SourceState, SourceStats
-from lakeflow.runtime.status import StatusTracker, read_status, status_dir, write_status
+from lakeflow.runtime.status import (
+    SourceStatus,
+    StatusTracker,
+    read_status,
+    status_dir,
+    write_status,
+)
 from lakeflow.runtime.streaming import supervise_stream
 from lakeflow.secrets import mask_uri
 from lakeflow.sinks import Sink
@@ -90,7 +97,13 @@ class Runtime:
         self.stats: dict[str, SourceStats] = {s.name: SourceStats() for s in specs}
         self.committers: dict[str, Committer] = {}
         self.tracker = StatusTracker(specs, self.stats)
-        #: When each source's previous run stopped covering its feed (its last status).
+        #: The sources whose lock this run holds: it writes the status files of these only
+        #: (another run's source, refused here, keeps the file that run writes).
+        self.owned: set[str] = set()
+        #: The status write under way: writes are chained, so that none lands out of order.
+        self._status_write: asyncio.Future[None] | None = None
+        #: When each source's previous run stopped covering its feed (its last status),
+        #: read once the source's lock is taken.
         self.covered_until: dict[str, float] = {}
         self.metrics: MetricsServer | None = None
         if pipeline.metrics.listen:
@@ -142,13 +155,6 @@ class Runtime:
                     f"metrics.listen: cannot listen on {self.pipeline.metrics.listen}: "
                     f"{exc.strerror or exc}"
                 ) from exc
-        # Before the first publish overwrites them: where the previous run's coverage ended.
-        previous = await asyncio.to_thread(
-            read_status, status_dir(self.pipeline.runtime.state_dir), list(self.stats)
-        )
-        self.covered_until = {
-            s.source: s.covered_until for s in previous if s.covered_until is not None
-        }
         started = time.monotonic()
         workers = [
             asyncio.create_task(self._source(spec, result), name=spec.name) for spec in self.specs
@@ -176,7 +182,7 @@ class Runtime:
             drift_writer.cancel()
             await asyncio.gather(drift_writer, return_exceptions=True)
             await self._write_drift(final=True)
-            await self._publish()
+            # Each source wrote its last status itself, before it let go of its lock.
             if self.metrics is not None:
                 await self.metrics.stop()
             if maintainer is not None:
@@ -184,7 +190,7 @@ class Runtime:
                 await asyncio.gather(maintainer, return_exceptions=True)
         elapsed = time.monotonic() - started
         for name, stats in self.stats.items():
-            table = self.committers[name].spec.table if name in self.committers else "?"
+            table = self.tracker.specs[name].table
             logger.info(
                 "%d rows in %d commits to %s, %d dead letters, %d ignored, %d gaps in %.1fs",
                 stats.rows,
@@ -225,15 +231,33 @@ class Runtime:
                 "could not write %d drift row(s) to %s: %s", rows.height, DRIFT.table, exc
             )
 
-    async def _publish(self) -> list:
-        """Write every source's status file; returns the snapshots."""
+    async def _publish(self) -> list[SourceStatus]:
+        """Write the status file of every source this run holds; returns every snapshot."""
         statuses = self.tracker.snapshot()
-        folder = status_dir(self.pipeline.runtime.state_dir)
-        try:
-            await asyncio.to_thread(write_status, folder, statuses)
-        except OSError as exc:
-            logger.debug("cannot write status files to %s: %s", folder, exc)
+        await self._write_status([s for s in statuses if s.source in self.owned])
         return statuses
+
+    async def _write_status(self, statuses: list[SourceStatus]) -> None:
+        """Write ``statuses`` after every write asked for before, even if cancelled.
+
+        A write runs in a thread, which a cancelled caller (the watcher, at stop) would
+        leave running: its older snapshot could then land after a source's last status,
+        or after that source's lock passed on to another run. Chained and shielded, the
+        writes land in the order their snapshots were taken.
+        """
+        folder = status_dir(self.pipeline.runtime.state_dir)
+        previous = self._status_write
+
+        async def write() -> None:
+            if previous is not None:
+                await asyncio.gather(previous, return_exceptions=True)
+            try:
+                await asyncio.to_thread(write_status, folder, statuses)
+            except OSError as exc:
+                logger.debug("cannot write status files to %s: %s", folder, exc)
+
+        self._status_write = task = asyncio.ensure_future(write())
+        await asyncio.shield(task)
 
     async def _watch(self) -> None:
         """Once a second: status files, the live view; a status line every status_interval."""
@@ -277,8 +301,77 @@ class Runtime:
                 view.stop()
 
     async def _source(self, spec: SourceSpec, result: RunResult) -> None:
-        """One source instance: open, read until stopped, close, commit the rest."""
+        """One source instance, under its lock: open, read until stopped, close, commit."""
         log = logging.LoggerAdapter(logger, {"source": spec.name})
+        stats = self.stats[spec.name]
+        # Before anything else: a second collector of this source would commit under the
+        # same name (every commit refused, then lost) and overwrite the status file of the
+        # one that works. Spool or not. A few syscalls: taken on the loop, so that no
+        # cancellation can leave a lock taken in a thread behind.
+        lock = SourceLock(self.pipeline.spool_dir(spec.name), spec.name)
+        try:
+            lock.acquire()
+        except SourceLocked as exc:
+            refused: str | None = str(exc)
+        except OSError as exc:
+            refused = f"cannot lock {lock.path}: {exc.strerror or exc} (is state_dir writable?)"
+        else:
+            refused = None
+        if refused is not None:
+            log.error("cannot start: %s", refused)
+            stats.state = SourceState.FAILED
+            result.failed.append(spec.name)
+            return
+        try:
+            await self._read_coverage(spec.name, log)
+            self.owned.add(spec.name)
+            await self._collect(spec, lock, result, log)
+        finally:
+            # No periodic write of it from now on: the last status is written below, and
+            # once the lock is released the file is the next owner's.
+            self.owned.discard(spec.name)
+            try:
+                await self._write_last_status(spec.name)
+            finally:
+                lock.release()
+
+    async def _read_coverage(self, name: str, log: logging.LoggerAdapter) -> None:
+        """Where the previous run's coverage of ``name`` ended, from its last status.
+
+        Read under the lock, before this run's first publish overwrites the file: a run
+        that just let go of the source has written its last status by then.
+        """
+        folder = status_dir(self.pipeline.runtime.state_dir)
+        try:
+            previous = await asyncio.to_thread(read_status, folder, [name])
+        except OSError as exc:
+            log.warning("cannot read the previous status in %s: %s", folder, exc)
+            return
+        for status in previous:
+            if status.covered_until is not None:
+                self.covered_until[name] = status.covered_until
+                # Until the committer's start records the "lakeflow was not running" gap
+                # from there, that end stands: a run stopped (or failed) before then
+                # leaves the whole stretch to the next one.
+                self.stats[name].uncovered_since = status.covered_until
+
+    async def _write_last_status(self, name: str) -> None:
+        """This source's final status (stopped or failed, and where its coverage ended)."""
+        committer = self.committers.get(name)
+        if committer is not None:
+            # What the run's final drift write would parse, now: the status shows it too.
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(committer.drift.parse_sample)
+        await self._write_status(self.tracker.snapshot(only={name}))
+
+    async def _collect(
+        self,
+        spec: SourceSpec,
+        lock: SourceLock,
+        result: RunResult,
+        log: logging.LoggerAdapter,
+    ) -> None:
+        """Check the table, open the spool in the locked folder, then serve the source."""
         stats = self.stats[spec.name]
         source: Source = spec.cls(spec.name, spec.config)
         runtime = self.pipeline.runtime
@@ -300,10 +393,15 @@ class Runtime:
                 segment_bytes=runtime.segment_bytes,
                 keep_raw=runtime.keep_raw,
             )
+            # The folder is ours through the source lock: the spool must not flock the same
+            # file itself (a second open file description of it would conflict with ours).
+            # It holds the folder through the lock's descriptor (a duplicate, closed by
+            # its close(); the lock lasts until lock.release()), and may repair it.
+            assert lock.fd is not None
             try:
-                spool.lock()
-            except (SpoolLocked, OSError) as exc:
-                log.error("cannot start: %s", exc)
+                spool.adopt_lock(lock.fd)
+            except OSError as exc:
+                log.error("cannot start: cannot open the spool in %s: %s", spool.folder, exc)
                 stats.state = SourceState.FAILED
                 result.failed.append(spec.name)
                 return
@@ -328,6 +426,8 @@ class Runtime:
         if not await self._start(spec, committer, result, log):
             stats.state = SourceState.FAILED if spec.name in result.failed else SourceState.STOPPED
             return
+        # Recorded up to now; a stream's supervisor says from here on what it covers.
+        stats.uncovered_since = None
         log.info("%s source %s -> table %s", spec.cls.kind, spec.cls.type, spec.table)
         # The flusher outlives the reader: it stops when this source is done *and*
         # (unless the run is a one-off) the whole run is stopping.

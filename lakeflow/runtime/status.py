@@ -21,7 +21,9 @@ if TYPE_CHECKING:
     from lakeflow.config.models import SourceSpec
     from lakeflow.runtime.stats import SourceStats
 
+from lakeflow.runtime.lock import private_dir, write_private
 from lakeflow.runtime.stats import COUNTERS
+from lakeflow.secrets import redact
 
 #: A status file not refreshed for this long belongs to a process that hung or died.
 STALE_AFTER = 15.0
@@ -133,12 +135,14 @@ class StatusTracker:
         self.stats = stats
         self._history: dict[str, deque[tuple[float, int]]] = {name: deque() for name in stats}
 
-    def snapshot(self) -> list[SourceStatus]:
-        """The status of every source now."""
+    def snapshot(self, only: set[str] | None = None) -> list[SourceStatus]:
+        """The status of every source now (of those in ``only``, if given)."""
         now = time.time()
         pid = os.getpid()
         out = []
         for name, stats in self.stats.items():
+            if only is not None and name not in only:
+                continue
             spec = self.specs[name]
             history = self._history[name]
             history.append((now, stats.rows))
@@ -181,13 +185,16 @@ def status_dir(state_dir: str | Path) -> Path:
 
 
 def write_status(folder: Path, statuses: list[SourceStatus]) -> None:
-    """Write each snapshot to ``folder/<source>.json``, atomically (write, then rename)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write each snapshot to ``folder/<source>.json``, atomically (write, then rename).
+
+    The folder is 0700 and the files 0600: a status names the endpoints a source uses,
+    and its text is masked like the logs (a ``${VAR}`` secret in a URL stays out).
+    """
+    if not statuses:
+        return
+    private_dir(folder)
     for status in statuses:
-        target = folder / f"{status.source}.json"
-        temporary = target.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_text(status.to_json(), encoding="utf-8")
-        os.replace(temporary, target)
+        write_private(folder / f"{status.source}.json", redact(status.to_json()))
 
 
 def _alive(pid: int) -> bool:
@@ -240,8 +247,7 @@ def read_seen(state_dir: str | Path) -> set[tuple[str, str, str, str]]:
 def mark_seen(state_dir: str | Path, entries: set[tuple[str, str, str, str]]) -> None:
     """Add ``entries`` to the seen list, atomically."""
     target = seen_path(state_dir)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    # The state folder itself may be a folder the user shares: made private only when new.
+    private_dir(target.parent, tighten=False)
     merged = sorted(read_seen(state_dir) | entries)
-    temporary = target.with_suffix(f".{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(merged, indent=1), encoding="utf-8")
-    os.replace(temporary, target)
+    write_private(target, json.dumps(merged, indent=1))

@@ -3,6 +3,12 @@
 Gaps in ``_gaps`` tile the time a source did not cover, without overlaps:
 
 - a disconnection, from the drop to the next connection (reason: how it ended);
+- a run whose first connection attempt fails, from the start of the stream to the first
+  connection (reason: ``not connected yet: `` and how the attempt failed);
+- whatever is open when the run stops (in a handshake, in the backoff before a
+  reconnect), until the stop, with the reason it began; a first attempt the stop
+  interrupts says what it was doing (``not connected yet: waiting for ...``). The
+  next run's "lakeflow was not running" gap then starts at the stop;
 - a *silent* stretch: connected, but no data for longer than the source's
   ``silence_timeout``. It starts at the last payload (or at the connection, if that is
   later: the stream may have stopped forwarding right after it) and ends when the
@@ -38,7 +44,13 @@ class StreamSilent(LakeflowError):
 
 
 class StreamFeed:
-    """What a streaming source talks to. ``emit`` is the buffer's own method, for speed."""
+    """What a streaming source talks to. ``emit`` is the buffer's own method, for speed.
+
+    It also keeps the source's coverage: from its creation (the supervisor's start) the
+    source covers nothing until a connection is up, and ``gap_since`` is where the open
+    gap began. The run's first attempt that connects closes it without a gap (the moment
+    a handshake takes is not an outage); one that fails makes it a gap from the start.
+    """
 
     def __init__(self, committer: Committer) -> None:
         self._committer = committer
@@ -47,21 +59,35 @@ class StreamFeed:
         self.writable = buffer.writable
         self._buffer = buffer
         self.connected_at: float | None = None
-        self.gap_since: float | None = None
+        #: Start of the stretch the source does not cover; None while connected.
+        self.gap_since: float | None = time.time()
+        #: Why: how the outage began. Empty while the run's first attempt is under way.
         self.gap_reason = ""
+        #: What the connection attempt under way is doing (``connecting``), for a stop.
+        self.attempt = ""
         #: Epoch seconds of the last payload when the current silence was noticed.
         self.silent_after: float | None = None
+        committer.stats.uncovered_since = self.gap_since
 
     @property
     def backlogged(self) -> bool:
         return self._buffer.backlogged
 
+    def connecting(self, what: str) -> None:
+        """Say what the connection attempt is doing ("waiting for the handshake's answer").
+
+        Optional for a source: should the run stop before the first connection is up,
+        the gap's reason says what the attempt was doing then.
+        """
+        self.attempt = what
+
     def connected(self, detail: str = "") -> None:
         now = time.time()
         stats = self._committer.stats
-        if self.gap_since is not None:
+        if self.gap_since is not None and self.gap_reason:
             self._committer.add_gap(self.gap_since, now, self.gap_reason)
-            self.gap_since = None
+        self.gap_since = None
+        self.gap_reason = self.attempt = ""
         if self.silent_after is not None:
             # Still silent since the last payload: this connection has to prove itself.
             stats.state = SourceState.SILENT
@@ -82,12 +108,47 @@ class StreamFeed:
         if self.gap_since is None:
             self.gap_since = now
             self.gap_reason = reason
+        elif not self.gap_reason:
+            # The run's first attempt failed: uncovered since the start, for this reason.
+            self.gap_reason = f"not connected yet: {reason}"
         self.connected_at = None
         stats = self._committer.stats
         stats.state = SourceState.DISCONNECTED
         stats.connected_since = None
         if stats.uncovered_since is None:
             stats.uncovered_since = now
+
+    def stopped(self) -> None:
+        """The supervisor ends (a stop, a failure): record what was not covered, until now.
+
+        Wherever the stop finds the source: in a handshake, in the backoff before a
+        reconnect, on a silent connection. The source covers nothing after now either,
+        so the status's ``covered_until`` becomes now: the next run's "lakeflow was not
+        running" gap starts where this one's last gap ended.
+        """
+        now = time.time()
+        committer = self._committer
+        quiet_since = self.quiet_since()
+        if self.silent_after is not None and quiet_since is not None:
+            # A connection that was still silent was not covering.
+            committer.add_gap(
+                quiet_since,
+                now,
+                f"silent: connected to {committer.stats.url or 'the stream'} but no data "
+                f"for {now - quiet_since:.0f}s, until the stop",
+            )
+        elif self.gap_since is not None:
+            reason = self.gap_reason or (
+                f"not connected yet: {self.attempt or 'connecting'}, until the stop"
+            )
+            committer.add_gap(self.gap_since, max(self.gap_since, now), reason)
+        self.gap_since = self.connected_at = None
+        self.gap_reason = self.attempt = ""
+        stats = committer.stats
+        stats.uncovered_since = now
+        stats.connected_since = None
+        if stats.state in (SourceState.CONNECTED, SourceState.SILENT):
+            stats.state = SourceState.DISCONNECTED
 
     def quiet_since(self) -> float | None:
         """Since when the current connection has carried no data (None: not connected).
@@ -115,40 +176,37 @@ async def supervise_stream(
     log = committer.log
     stats = committer.stats
     stats.silence_timeout = silence_timeout
-    while not stopping.is_set():
-        try:
-            await _connection(source, feed, committer, silence_timeout)
-            reason = "connection closed"
-        except SourceError as exc:
-            log.error("stopped: %s", exc)
-            feed.disconnected(f"source stopped: {exc}")
-            stats.state = SourceState.FAILED
-            raise
-        except asyncio.CancelledError:
-            _close_silent_stretch(feed, committer)
-            feed.disconnected("stopped")
-            raise
-        except StreamSilent as exc:
-            reason = str(exc)
-            backoff.reset()  # the connection itself was fine: no reason to wait long
-        except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        lived = time.time() - feed.connected_at if feed.connected_at else 0.0
-        feed.disconnected(reason)
-        if stopping.is_set():
-            break
-        if lived >= HEALTHY_AFTER:
-            backoff.reset()
-        delay = backoff.next()
-        stats.reconnects += 1
-        log.warning("disconnected (%s); reconnecting in %.1fs", reason, delay)
-        if delay:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), timeout=delay)
-    # Still disconnected at stop: the uncovered time so far is a gap too.
-    if feed.gap_since is not None and feed.gap_reason != "stopped":
-        committer.add_gap(feed.gap_since, time.time(), feed.gap_reason)
-        feed.gap_since = None
+    try:
+        while not stopping.is_set():
+            try:
+                await _connection(source, feed, committer, silence_timeout)
+                reason = "connection closed"
+            except SourceError as exc:
+                log.error("stopped: %s", exc)
+                feed.disconnected(f"source stopped: {exc}")
+                stats.state = SourceState.FAILED
+                raise
+            except StreamSilent as exc:
+                reason = str(exc)
+                backoff.reset()  # the connection itself was fine: no reason to wait long
+            except Exception as exc:
+                reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            lived = time.time() - feed.connected_at if feed.connected_at else 0.0
+            feed.disconnected(reason)
+            if stopping.is_set():
+                break
+            if lived >= HEALTHY_AFTER:
+                backoff.reset()
+            delay = backoff.next()
+            stats.reconnects += 1
+            log.warning("disconnected (%s); reconnecting in %.1fs", reason, delay)
+            if delay:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), timeout=delay)
+    finally:
+        # A stop cancels this task wherever it waits (a handshake, the backoff's sleep):
+        # the open gap is recorded here, with the reason it began, whatever ended it.
+        feed.stopped()
 
 
 async def _connection(
@@ -221,20 +279,3 @@ def _watch(
         f" to the next known endpoint, {following}" if following else "",
     )
     raise StreamSilent(f"silent for {quiet:.0f}s")
-
-
-def _close_silent_stretch(feed: StreamFeed, committer: Committer) -> None:
-    """At stop, a connection that was still silent was not covering: record it."""
-    quiet_since = feed.quiet_since()
-    if feed.silent_after is None or quiet_since is None:
-        return
-    now = time.time()
-    committer.add_gap(
-        quiet_since,
-        now,
-        f"silent: connected to {committer.stats.url or 'the stream'} but no data "
-        f"for {now - quiet_since:.0f}s, until the stop",
-    )
-    # Recorded up to now: the next run's "not running" gap starts at the stop, not again
-    # at this connection's start.
-    committer.stats.uncovered_since = None
