@@ -32,6 +32,7 @@ import polars as pl
 
 from lakeflow.budgets import Budget
 from lakeflow.errors import LakeflowError
+from lakeflow.sources.http import MAX_BODY
 
 if TYPE_CHECKING:
     import aiohttp
@@ -62,6 +63,10 @@ class Reference:
     ``within`` is the time one GET, its retries included, may take (a ``load`` that
     makes several bounds the whole itself). ``keep_delisted``
     keeps rows that left the list, so a late or replayed event is still sized.
+    ``max_body`` is the largest answer accepted, in bytes (64 MiB): a larger one is
+    refused while it streams, never read whole, and the fetch fails like a refused one
+    (the last good copy stays; tried again after ``retry_every``). Raise it for a list
+    known to be larger.
     """
 
     name: str
@@ -78,6 +83,7 @@ class Reference:
     holds: Mapping[int, float] = field(default_factory=lambda: dict(DEFAULT_HOLDS))
     within: float = 20.0
     keep_delisted: bool = False
+    max_body: int = MAX_BODY
 
     def __post_init__(self) -> None:
         if (self.load is None) == (self.url is None or self.parse is None):
@@ -275,6 +281,7 @@ class ReferenceData:
                 within=reference.within,
                 log=self.log,
                 on_refusal=refused,
+                max_body=reference.max_body,
             )
 
         return fetch

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
 _TABLE_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 
+#: ``[sink] max_buffered_bytes`` by default: 64 MiB of payloads per source.
+DEFAULT_BUFFERED_BYTES = 64 << 20
+
 
 def check_table_name(name: str) -> str:
     """Validate a table name: letters, digits and ``_`` only, so it stays inside the sink."""
@@ -64,9 +67,20 @@ class SinkConfig(_Strict):
         gt=0,
         description="Payloads held per source before backpressure (default: flush_rows).",
     )
+    max_buffered_bytes: int = Field(
+        # A payload count alone bounds nothing when frames are large: 25,000 frames of
+        # 1 MiB are 25 GB. Half of this is also the most one commit decodes at once.
+        default=DEFAULT_BUFFERED_BYTES,
+        ge=1 << 20,
+        description=(
+            "Bytes of payloads held per source before backpressure; a flush starts at "
+            "half of it, and one commit takes at most half (bytes, or a size like '64MiB')."
+        ),
+    )
     storage_options: dict[str, str] = Field(default_factory=dict)
 
     _check_uri = field_validator("uri")(lambda value: _path_like(value))
+    _sizes = field_validator("max_buffered_bytes", mode="before")(lambda value: parse_size(value))
 
     @property
     def buffer_limit(self) -> int:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 from array import array
+from bisect import bisect_right
+from itertools import accumulate, islice
 
 import polars as pl
 
+from lakeflow.config.models import DEFAULT_BUFFERED_BYTES
 from lakeflow.runtime.spool import RETRY_SECONDS, Spool
 from lakeflow.schema import TIMESTAMP
 from lakeflow.sources import Batch
@@ -16,16 +19,35 @@ from lakeflow.sources import Batch
 class PayloadBuffer:
     """Raw payloads and their receipt times, waiting for the next flush.
 
-    :meth:`emit` is called once per message, so it only appends (and, the first time in
-    an event-loop tick, schedules the spool write for the end of that tick). The flusher
-    wakes when ``ready`` is set (``flush_rows`` payloads wait) or on its timer. Past
-    ``limit`` payloads the buffer reports ``backlogged`` and readers await
-    :meth:`writable`. Payload ``i`` of the buffer has sequence ``first + i``.
+    :meth:`emit` is called once per message, so it only appends and adds the payload's
+    length to :attr:`nbytes` (and, the first time in an event-loop tick, schedules the
+    spool write for the end of that tick). The flusher wakes when ``ready`` is set
+    (``flush_rows`` payloads or ``flush_bytes`` bytes wait) or on its timer. Past
+    ``limit`` payloads or ``limit_bytes`` bytes, whichever comes first, the buffer
+    reports ``backlogged`` and readers await :meth:`writable`. Payload ``i`` of the
+    buffer has sequence ``first + i``.
+
+    Both limits are needed: a count bounds nothing when frames are large (25,000 frames
+    of 1 MiB are 25 GB), and bytes alone would let a stream of tiny messages build
+    batches far larger than ``flush_rows``.
     """
 
-    def __init__(self, flush_rows: int, limit: int, spool: Spool | None = None) -> None:
+    def __init__(
+        self,
+        flush_rows: int,
+        limit: int,
+        spool: Spool | None = None,
+        *,
+        limit_bytes: int = DEFAULT_BUFFERED_BYTES,
+    ) -> None:
         self.flush_rows = flush_rows
         self.limit = max(limit, flush_rows)
+        self.limit_bytes = max(1, limit_bytes)
+        #: Bytes that wake the flusher early, and the most one :meth:`take` returns by
+        #: default: half the limit, so that a batch commits while the other half fills.
+        self.flush_bytes = max(1, self.limit_bytes // 2)
+        #: Bytes of the payloads held (their lengths summed).
+        self.nbytes = 0
         self.payloads: list[bytes] = []
         self.times = array("q")
         self.ready = asyncio.Event()
@@ -48,18 +70,21 @@ class PayloadBuffer:
         """Append one payload (called per message: keep it this small)."""
         self.payloads.append(payload)
         self.times.append(time.time_ns())
-        if len(self.payloads) >= self.flush_rows:
+        # The sum kept in a local: one attribute read fewer, on the hottest line there is.
+        self.nbytes = nbytes = self.nbytes + len(payload)
+        if nbytes >= self.flush_bytes or len(self.payloads) >= self.flush_rows:
             self._full()
 
     def _emit_spooled(self, payload: bytes) -> None:
         self.payloads.append(payload)
         self.times.append(time.time_ns())
+        self.nbytes = nbytes = self.nbytes + len(payload)
         if not self._scheduled:
             # Once per tick, not per message: everything that arrived in this tick goes
             # to the spool in one write when the tick ends.
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self.write_spool)
-        if len(self.payloads) >= self.flush_rows:
+        if nbytes >= self.flush_bytes or len(self.payloads) >= self.flush_rows:
             self._full()
 
     def extend(self, payloads: list[bytes], received_ns: int) -> None:
@@ -67,16 +92,29 @@ class PayloadBuffer:
         for payload in payloads:
             self.payloads.append(payload)
             self.times.append(received_ns)
+        self.nbytes += sum(map(len, payloads))
         if self.spool is not None and not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self.write_spool)
-        if len(self.payloads) >= self.flush_rows:
+        if len(self.payloads) >= self.flush_rows or self.nbytes >= self.flush_bytes:
             self._full()
 
     def _full(self) -> None:
+        """A flush is due: wake the flusher, and hold the readers back at either limit."""
         self.ready.set()
-        if len(self.payloads) >= self.limit:
+        if len(self.payloads) >= self.limit or self.nbytes >= self.limit_bytes:
             self._room.clear()
+
+    @property
+    def due(self) -> bool:
+        """True while enough waits for a flush now (``flush_rows`` payloads or ``flush_bytes``).
+
+        For the flusher: after a flush, ``ready`` may be cleared only while this is False.
+        Payloads that arrived during the commit may already be due, and a reader held back
+        at the limit emits nothing that would set ``ready`` again: cleared anyway, the
+        next flush waits for ``flush_interval`` with the reader stopped.
+        """
+        return len(self.payloads) >= self.flush_rows or self.nbytes >= self.flush_bytes
 
     def write_spool(self) -> None:
         """Append the payloads not yet spooled to the spool, as one block.
@@ -114,7 +152,7 @@ class PayloadBuffer:
 
     @property
     def backlogged(self) -> bool:
-        """True while the buffer is at its limit."""
+        """True while the buffer is at its limit: ``limit`` payloads or ``limit_bytes``."""
         return not self._room.is_set()
 
     async def writable(self) -> None:
@@ -133,28 +171,54 @@ class PayloadBuffer:
         """
         return self.times[-1] if self.times else self._last_taken
 
-    def take(self, limit: int | None = None) -> tuple[int, Batch]:
-        """Remove up to ``limit`` payloads (all by default), oldest first.
+    def take(self, limit: int | None = None, max_bytes: int | None = None) -> tuple[int, Batch]:
+        """Remove up to ``limit`` payloads (all by default), oldest first, within ``max_bytes``.
 
-        Returns the sequence of the first one and the batch.
+        ``max_bytes`` (default ``flush_bytes``, half the byte limit) bounds the batch by
+        size too, so that one commit never decodes more than that at once: the payloads
+        that fit in it are taken, always at least one (a single payload larger than it
+        still goes). The caller takes again for the rest. Returns the sequence of the
+        first one and the batch.
         """
         self.write_spool()
         count = len(self.payloads) if limit is None else min(limit, len(self.payloads))
+        budget = self.flush_bytes if max_bytes is None else max_bytes
+        if count == len(self.payloads):
+            # All of it (the usual case): the running total is the size, no counting.
+            size = self.nbytes
+            if size > budget:
+                count, size = _fitting(self.payloads, count, budget)
+        else:
+            # Part of it: sized in C (map/accumulate), never a Python loop per payload.
+            count, size = _fitting(self.payloads, count, budget)
         payloads, times, first = self.payloads[:count], self.times[:count], self.first
         if count:
             self._last_taken = times[-1]
         del self.payloads[:count]
         del self.times[:count]
+        self.nbytes -= size
         self.first += count
         self.taken += count
         # Those taken before the disk (full) took them are committed without a spool copy.
         self.taken_unspooled = max(0, count - self._spooled) if self.spool is not None else 0
         self._spooled = max(0, self._spooled - count)
-        if len(self.payloads) < self.flush_rows:
+        if not self.due:
             self.ready.clear()
-        if len(self.payloads) < self.limit:
+        if len(self.payloads) < self.limit and self.nbytes < self.limit_bytes:
             self._room.set()
         return first, make_batch(payloads, times)
+
+
+def _fitting(payloads: list[bytes], count: int, budget: int) -> tuple[int, int]:
+    """How many of the first ``count`` payloads fit in ``budget`` bytes (at least one if
+    any), and their total size."""
+    if not count:
+        return 0, 0
+    ends = list(accumulate(map(len, islice(payloads, count))))
+    if ends[-1] <= budget:
+        return count, ends[-1]
+    fit = max(1, bisect_right(ends, budget))
+    return fit, ends[fit - 1]
 
 
 def make_batch(payloads: list[bytes], times: array) -> Batch:

@@ -33,7 +33,9 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from lakeflow.errors import LakeflowError, RequestFailed, SourceError
+from lakeflow.secrets import mask_uri
 from lakeflow.sources.base import PollingSource, SourceConfig
+from lakeflow.units import format_size
 
 if TYPE_CHECKING:
     # Imported where a request is made: `lakeflow validate` and `list-sources` load the
@@ -42,6 +44,14 @@ if TYPE_CHECKING:
 
 #: HTTP 451: the server refuses this client's location.
 REFUSED_LOCATION = 451
+#: The largest answer body read by default (64 MiB): a poll's answer, a reference list.
+#: A larger one is refused while it streams, never read whole (a 500 MB answer read
+#: whole peaked at 3.1 GB); a plugin whose service answers more raises its own limit.
+MAX_BODY = 64 << 20
+#: Error bodies are only quoted (their first 200 characters): more than this is cut.
+ERROR_BODY_LIMIT = 64 << 10
+#: Bytes read from the socket per step while a body streams.
+READ_CHUNK = 1 << 16
 
 try:
     _USER_AGENT = f"lakeflow/{version('lakeflow-core')}"
@@ -80,10 +90,11 @@ class HttpPollingSource(PollingSource):
     retry_cap: ClassVar[float] = 8.0
     #: Attempts per request before the poll is given up.
     max_attempts: ClassVar[int] = 6
-    #: Largest response body accepted, in bytes; a larger one fails the poll.
-    max_body: ClassVar[int] = 64 * 1024 * 1024
+    #: Largest response body accepted, in bytes; a larger one fails the poll, refused
+    #: from its Content-Length or, without one, as soon as the body passes it.
+    max_body: ClassVar[int] = MAX_BODY
     #: Error bodies are small; more than this is cut, not read.
-    error_body_limit: ClassVar[int] = 64 * 1024
+    error_body_limit: ClassVar[int] = ERROR_BODY_LIMIT
     #: Seconds to wait after a 429 that carries no ``Retry-After``.
     default_retry_after: ClassVar[float] = 60.0
     #: The exception a failed poll raises; a plugin may name a subclass of its own.
@@ -213,8 +224,8 @@ class HttpPollingSource(PollingSource):
             async with self._session.get(url, params=params, timeout=timeout) as response:
                 self.on_response(response)
                 if response.status == 200:
-                    return await self._read(response, self.max_body)
-                body = await self._read(response, self.error_body_limit, truncate=True)
+                    return await self._read(response, self.max_body, url)
+                body = await self._read(response, self.error_body_limit, url, truncate=True)
                 self.check_answer(response, body, params)
                 self._refuse(response, body, url)
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -226,25 +237,17 @@ class HttpPollingSource(PollingSource):
         raise AssertionError("unreachable: _refuse always raises")
 
     async def _read(
-        self, response: aiohttp.ClientResponse, limit: int, *, truncate: bool = False
+        self, response: aiohttp.ClientResponse, limit: int, url: str, *, truncate: bool = False
     ) -> bytes:
         """Read the body, refusing (or, for error bodies, cutting) one past ``limit`` bytes."""
-        declared = response.content_length
-        if declared is not None and declared > limit and not truncate:
-            raise self.request_error(
-                f"response body of {declared} bytes exceeds the {limit}-byte limit",
-                status=response.status,
-            )
-        body = bytearray()
-        async for chunk in response.content.iter_chunked(1 << 16):
-            body += chunk
-            if len(body) > limit:
-                if truncate:
-                    return bytes(body[:limit])
-                raise self.request_error(
-                    f"response body exceeds the {limit}-byte limit", status=response.status
-                )
-        return bytes(body)
+        return await read_body(
+            response,
+            limit,
+            url,
+            truncate=truncate,
+            error=self.request_error,
+            remedy="raise the source's max_body to accept it",
+        )
 
     def _refuse(self, response: aiohttp.ClientResponse, body: bytes, url: str) -> None:
         """The generic rules for a non-200 answer: always raises."""
@@ -285,6 +288,50 @@ class HttpPollingSource(PollingSource):
         await asyncio.sleep(wait)
 
 
+async def read_body(
+    response: aiohttp.ClientResponse,
+    limit: int,
+    url: str,
+    *,
+    truncate: bool = False,
+    error: type[RequestFailed] = RequestFailed,
+    remedy: str = "",
+) -> bytes:
+    """The body of ``response``, never more than ``limit`` bytes of it read.
+
+    A declared Content-Length past ``limit`` is refused before a byte of the body is
+    read; without one (a chunked answer, or one that sends more than it declared), the
+    body is read in chunks and refused at the first chunk past ``limit``, so what is
+    held stays within ``limit`` plus one chunk. The refusal is ``error`` (a
+    :class:`lakeflow.RequestFailed`) naming ``url`` (masked), the limit and what was
+    received, then ``remedy`` (how to allow more). With ``truncate`` (error bodies,
+    only quoted), the first ``limit`` bytes are returned instead.
+    """
+    declared = response.content_length
+    if declared is not None and declared > limit and not truncate:
+        raise error(
+            f"answer from {mask_uri(url)} is larger than {format_size(limit)}; refused "
+            f"(its Content-Length of {declared} bytes exceeds the {limit}-byte limit"
+            + (f"; {remedy})" if remedy else ")"),
+            status=response.status,
+        )
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(READ_CHUNK):
+        body += chunk
+        if len(body) > limit:
+            if truncate:
+                return bytes(body[:limit])
+            # Leaving the response unread closes its connection (aiohttp does not reuse
+            # one with a body pending), so the rest is never read.
+            raise error(
+                f"answer from {mask_uri(url)} is larger than {format_size(limit)}; refused "
+                f"(reading stopped at {len(body)} bytes, which exceeds the {limit}-byte "
+                "limit" + (f"; {remedy})" if remedy else ")"),
+                status=response.status,
+            )
+    return bytes(body)
+
+
 def retry_after(response: aiohttp.ClientResponse, default: float) -> float:
     """The ``Retry-After`` header in seconds, else ``default``.
 
@@ -319,6 +366,7 @@ async def fetch_json(
     retry_base: float = 0.5,
     log: logging.Logger | logging.LoggerAdapter | None = None,
     on_refusal: Callable[[int, float | None], None] | None = None,
+    max_body: int = MAX_BODY,
 ) -> Any:
     """GET ``url`` and return its JSON body parsed; for reference data, not for the feed.
 
@@ -330,6 +378,11 @@ async def fetch_json(
     ``session`` reuses an open ``aiohttp`` session; without one, a session is made for
     the call. ``on_refusal(status, retry_after)`` sees every non-200 answer first (a
     shared budget is held there, before a 429 is waited out here).
+
+    An answer past ``max_body`` bytes (64 MiB by default; raise it for a list known to
+    be larger) is refused at once, not retried: from its Content-Length, or while it
+    streams, never read whole. The :class:`lakeflow.RequestFailed` names the URL, the
+    limit and what was received.
     """
     import json
 
@@ -352,15 +405,20 @@ async def fetch_json(
             try:
                 limit = aiohttp.ClientTimeout(total=left)
                 async with session.get(url, params=params, timeout=limit) as response:
-                    body = await response.read()
                     status = response.status
                     if status == 200:
+                        # Refused like a 4xx (raised, not retried): the same list would
+                        # come back as large.
+                        body = await read_body(
+                            response, max_body, url, remedy="raise max_body to accept it"
+                        )
                         try:
                             return json.loads(body)
                         except ValueError as exc:
                             raise RequestFailed(
                                 f"GET {_path(url)}: the answer is not JSON ({exc})", status=200
                             ) from None
+                    body = await read_body(response, ERROR_BODY_LIMIT, url, truncate=True)
                     detail = body[:200].decode("utf-8", "replace").strip()
                     last = f"HTTP {status}" + (f" body {detail!r}" if detail else "")
                     asked = retry_after(response, -1.0)

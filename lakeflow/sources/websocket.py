@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 
-from lakeflow.errors import SourceError
+from lakeflow.errors import LakeflowError, SourceError
 from lakeflow.secrets import mask_uri
 from lakeflow.sources import Feed, StreamingSource
 
@@ -38,6 +38,16 @@ WRONG_ENDPOINT = frozenset({400, 403, 404, 410})
 #: 451 Unavailable For Legal Reasons: the server refuses the client's location.
 #: Retrying, or another endpoint of the same service, cannot fix that.
 REFUSED_LOCATION = 451
+#: Seconds a closing handshake may take as a whole before the socket is dropped.
+CLOSE_TIMEOUT = 5.0
+
+
+class OpenTimeout(LakeflowError, TimeoutError):
+    """A connection did not open within ``open_timeout``; the message says which step hung.
+
+    A server that accepts the TCP connection and never answers the handshake (overloaded,
+    or a proxy in the way), or an ``on_open`` that waits for a reply that does not come.
+    """
 
 
 class WebSocketSource(StreamingSource):
@@ -51,7 +61,9 @@ class WebSocketSource(StreamingSource):
     :class:`~lakeflow.SourceError`: retrying cannot fix it.
 
     ``max_age`` (seconds) rolls to a new connection before the server's cut;
-    ``max_size`` caps one frame (a larger one drops the connection, not the process).
+    ``max_size`` caps one frame (a larger one drops the connection, not the process);
+    ``open_timeout`` (seconds) bounds the handshake and :meth:`on_open` together, and a
+    connection that does not open within it is an :class:`OpenTimeout` saying which hung.
     A subclass that overrides :meth:`open` or :meth:`close` calls ``super()``.
     """
 
@@ -166,24 +178,50 @@ class WebSocketSource(StreamingSource):
             await self._session.close()
             self._session = None
 
-    async def _connect(self) -> WebSocket:
+    async def _connect(self, step: Callable[[str], None] | None = None) -> WebSocket:
+        """Open a connection and run :meth:`on_open`, both within ``open_timeout``.
+
+        ``step`` is told what the attempt is doing, as it goes. A timeout raises
+        :class:`OpenTimeout` naming the step that hung and the endpoint (masked).
+        """
         import aiohttp
 
         if self._session is None:
             await self.open()
         assert self._session is not None
-        ws = await self._session.ws_connect(
-            self.current_url(),
-            timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
-            autoping=True,
-            heartbeat=self.ping_interval,
-            max_msg_size=self.max_size,
-            decode_text=False,
-        )
+        url = self.describe_url()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.open_timeout
+        if step is not None:
+            step(f"waiting for the answer to the WebSocket handshake with {url}")
         try:
-            await self.on_open(ws)
-        except BaseException:
+            async with asyncio.timeout_at(deadline) as limit:
+                ws = await self._session.ws_connect(
+                    self.current_url(),
+                    timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
+                    autoping=True,
+                    heartbeat=self.ping_interval,
+                    max_msg_size=self.max_size,
+                    decode_text=False,
+                )
+        except TimeoutError:
+            if not limit.expired():
+                raise  # aiohttp's own (a socket timeout): its message says it
+            raise OpenTimeout(
+                f"no answer to the handshake within {self.open_timeout:g} s from {url}"
+            ) from None
+        if step is not None:
+            step(f"connected to {url}, waiting for on_open (the subscription) to finish")
+        try:
+            async with asyncio.timeout_at(deadline) as limit:
+                await self.on_open(ws)
+        except BaseException as exc:
             await ws.close()
+            if isinstance(exc, TimeoutError) and limit.expired():
+                raise OpenTimeout(
+                    f"connected to {url}, but on_open (the subscription) did not finish "
+                    f"within {self.open_timeout:g} s of the connection attempt"
+                ) from None
             raise
         if self._companions is None:
             self._companions = {}
@@ -229,13 +267,24 @@ class WebSocketSource(StreamingSource):
         try:
             await self.on_close(ws)
         finally:
-            await ws.close()
+            # aiohttp's close reads until the server answers it, its timeout applying to
+            # each read: a server that keeps sending and never answers would hold a stop
+            # forever. The whole close gets CLOSE_TIMEOUT, then the socket is dropped.
+            try:
+                await asyncio.wait_for(ws.close(), CLOSE_TIMEOUT)
+            except TimeoutError:
+                transport = ws.get_extra_info("transport")
+                if transport is not None:
+                    transport.abort()
 
     async def stream(self, feed: Feed) -> None:
         import aiohttp
 
+        # Not part of the Feed protocol: the runtime's feed keeps it for a stop that
+        # comes before the first connection is up (the gap's reason says what hung).
+        step = getattr(feed, "connecting", None)
         try:
-            ws = await asyncio.wait_for(self._connect(), self.open_timeout)
+            ws = await self._connect(step)
         except aiohttp.WSServerHandshakeError as exc:
             raise self._refused(exc) from None
         feed.connected(self.describe_url())
@@ -327,7 +376,7 @@ class WebSocketSource(StreamingSource):
     async def _roll_over(self, old: WebSocket) -> None:
         """Open the next connection, keep reading the old one ``overlap`` s, then close it."""
         try:
-            new = await asyncio.wait_for(self._connect(), self.open_timeout)
+            new = await self._connect()
         except Exception as exc:
             self.log.warning(
                 "could not open the next connection before the cut (%s); "
