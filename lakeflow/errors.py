@@ -67,6 +67,17 @@ class SinkError(LakeflowError):
         self.config = config
 
 
+class RowsRefused(LakeflowError):
+    """The sink cannot store some rows of a commit: the data is at fault, not the store.
+
+    A value its writer rejects (out of the column type's range, a partition value it
+    cannot write), a panic inside the writer. Retrying the same rows fails the same way,
+    so the runtime splits the batch to find the payloads responsible, commits the rest
+    and puts those in ``_dead_letters`` with this error's message. A sink raises it from
+    ``commit``; so does the runtime's own check of the rows before a commit.
+    """
+
+
 class TableNotFound(LakeflowError, LookupError):
     """A table that does not exist (yet) in the pipeline's sink; the message lists those that do."""
 

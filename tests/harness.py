@@ -86,11 +86,11 @@ def run_until(
     *,
     env: Mapping[str, str] | None = None,
     timeout: float = 60.0,
-) -> None:
+) -> str:
     """Run the real ``lakeflow run`` in ``folder`` until ``done()``, then stop it (SIGTERM).
 
     Fails with the run's stderr if it exits early, if ``done()`` does not hold within
-    ``timeout`` seconds, or if it does not exit 0 when stopped.
+    ``timeout`` seconds, or if it does not exit 0 when stopped. Returns its stderr (the log).
     """
     process = subprocess.Popen(
         [LAKEFLOW, "run"],
@@ -108,7 +108,9 @@ def run_until(
             assert time.monotonic() < deadline, f"not done in {timeout:g}s"
             time.sleep(0.1)
         process.terminate()
-        assert process.wait(60) == 0, process.communicate()[1]
+        log = process.communicate(timeout=60)[1]
+        assert process.returncode == 0, log
+        return log
     finally:
         if process.poll() is None:
             process.kill()

@@ -649,7 +649,7 @@ def test_stop_while_the_disk_is_full_loses_only_what_never_reached_the_spool(
     _, kept, _ = stopped_while_full.counts
     numbers = pl.read_delta(str(stopped_while_full.table))["n"].sort().to_list()
     assert numbers == list(range(1, stopped_while_full.committed_before + kept + 1))
-    assert f"replaying {kept} spooled payloads" in stopped_while_full.restart_log
+    assert f"replayed {kept} spooled payloads" in stopped_while_full.restart_log
     assert stopped_while_full.restart_exit_code == 0, stopped_while_full.restart_log[-3000:]
 
 

@@ -16,21 +16,23 @@ import asyncio
 import logging
 import time
 from array import array
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from typing import Literal
 
 import polars as pl
 
 from lakeflow.config.models import RuntimeConfig, SinkConfig, SourceSpec
-from lakeflow.errors import CommitRefused, LakeflowError, SchemaMismatch, SinkError
+from lakeflow.errors import CommitRefused, LakeflowError, RowsRefused, SchemaMismatch, SinkError
 from lakeflow.runtime.backoff import Backoff
 from lakeflow.runtime.buffer import PayloadBuffer, make_batch
 from lakeflow.runtime.decoding import decode_batch
 from lakeflow.runtime.drift import DriftWatch
-from lakeflow.runtime.spool import Block, Spool
+from lakeflow.runtime.spool import Block, Damage, Spool
 from lakeflow.runtime.stats import SourceStats
 from lakeflow.runtime.system_rows import Gap, dead_letter_rows, gap_key, gap_rows
 from lakeflow.schema import TableSchema
-from lakeflow.secrets import mask_uri
+from lakeflow.secrets import mask_uri, redact
 from lakeflow.sinks import Sink
 from lakeflow.sources import Batch, Decoded, Source
 from lakeflow.system_tables import DEAD_LETTERS, GAPS
@@ -46,6 +48,38 @@ class SourceNameTaken(LakeflowError, RuntimeError):
     """
 
 
+Failure = Literal["refused", "transient", "rows", "unknown"]
+
+#: Unclassified failures of one batch whose rows the sink says it can store, before
+#: the batch is given up to ``_dead_letters`` (a store that fails on these payloads only).
+UNKNOWN_ATTEMPTS = 5
+#: The earliest time a partition column may hold: no exchange lakeflow reads is older.
+PLAUSIBLE_SINCE = date(2009, 1, 1)
+#: How far past now a partition column may reach (clocks differ; nothing is from later).
+PLAUSIBLE_AHEAD = timedelta(days=2)
+
+
+def failure_kind(exc: BaseException) -> Failure:
+    """What a failed commit calls for, by the error's kind (never by its text).
+
+    ``refused``: a person must act (a schema the table cannot take, refused permissions,
+    a sink's ``config`` error): the source stops, the spool keeps the payloads.
+    ``transient``: the store is away or busy (a full disk, an outage, a lost race):
+    retried until it passes. ``rows``: the rows are at fault (:class:`RowsRefused`):
+    the payloads responsible are found and go to ``_dead_letters``. ``unknown``:
+    anything else, a panic in the writer included: the sink's ``check_rows`` decides.
+    """
+    if isinstance(exc, RowsRefused):
+        return "rows"
+    if isinstance(exc, SchemaMismatch | PermissionError):
+        return "refused"
+    if isinstance(exc, SinkError):
+        return "refused" if exc.config else "transient"
+    if isinstance(exc, OSError | SourceNameTaken):
+        return "transient"
+    return "unknown"
+
+
 def refused(exc: BaseException) -> bool:
     """True when a commit error needs a person: retrying would fail the same way forever.
 
@@ -53,15 +87,56 @@ def refused(exc: BaseException) -> bool:
     A full disk, an unreachable store, a conflict with another writer are not: those
     pass, and are retried.
     """
-    from lakeflow.sinks.store import writes_refused
+    return failure_kind(exc) == "refused"
 
-    if isinstance(exc, SchemaMismatch | PermissionError):
-        return True
-    if isinstance(exc, SinkError):
-        return exc.config
-    # deltalake raises its own DeltaError as well as OSError for a refused write: the
-    # operating system's words are the same in both.
-    return writes_refused(str(exc))
+
+def _caught(exc: BaseException) -> bool:
+    """Errors a commit handles: every Exception, and a Rust panic (a BaseException)."""
+    return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"
+
+
+def check_plausible(table: str, schema: TableSchema, rows: pl.DataFrame) -> None:
+    """Raise :class:`RowsRefused` if a date or time partition column leaves the plausible
+    window (``PLAUSIBLE_SINCE`` to now + ``PLAUSIBLE_AHEAD``).
+
+    A partition is a folder per value: one row from year 10000 (or 287,000, where
+    deltalake panics) would create a partition no reader can open. Decoders built on
+    ``decode_json`` refuse such times field by field; this guards every other decoder.
+    Two comparisons per column, on the batch's minimum and maximum.
+    """
+    if not rows.height:
+        return
+    latest = datetime.now(UTC) + PLAUSIBLE_AHEAD
+    for column in schema.partition_by:
+        if column not in rows.columns:
+            continue
+        values = rows.get_column(column)
+        if values.dtype == pl.Date:
+            low, high = PLAUSIBLE_SINCE, latest.date()
+        elif isinstance(values.dtype, pl.Datetime):
+            low = datetime(2009, 1, 1, tzinfo=UTC)
+            high = latest
+            if values.dtype.time_zone is None:
+                low, high = low.replace(tzinfo=None), high.replace(tzinfo=None)
+        else:
+            continue
+        outside = values.filter((values < low) | (values > high))
+        if outside.len():
+            raise RowsRefused(
+                f"column {column!r} of table {table!r} = {_shown(outside)} is not a plausible "
+                f"time (before {PLAUSIBLE_SINCE} or more than 2 days from now); no partition "
+                "is created for it"
+            )
+
+
+def _shown(values: pl.Series) -> str:
+    """The first value of a series as text; a value polars cannot show stays a number."""
+    try:
+        return str(values[0])
+    except BaseException as exc:  # a date beyond what polars prints panics
+        if not _caught(exc):
+            raise
+        return f"{values.to_physical()[0]} (physical)"
 
 
 class CommitAbandoned(LakeflowError, RuntimeError):
@@ -114,7 +189,12 @@ class Committer:
         self.flush_rows = sink_config.flush_rows
         self.spool = spool
         self.fsync_interval = runtime_config.fsync_interval if runtime_config else 1.0
-        self.buffer = PayloadBuffer(sink_config.flush_rows, sink_config.buffer_limit, spool)
+        self.buffer = PayloadBuffer(
+            sink_config.flush_rows,
+            sink_config.buffer_limit,
+            spool,
+            limit_bytes=sink_config.max_buffered_bytes,
+        )
         self.stats = stats
         stats.buffer = self.buffer
         self.gaps: list[Gap] = []
@@ -206,33 +286,76 @@ class Committer:
 
         ``since_ns``/``until_ns`` keep only payloads received in ``[since, until)``.
         Returns the highest sequence in the spool (``committed`` if it holds nothing newer).
+        The spool is read a block at a time and committed a batch at a time (at most
+        ``flush_rows`` payloads or the buffer's byte limit), so a replay of gigabytes
+        holds one batch in memory, not the spool.
         """
         spool = self.spool
         assert spool is not None
-        blocks = await asyncio.to_thread(lambda: list(spool.read(after=committed)))
-        if since_ns is not None or until_ns is not None:
-            blocks = [b for b in (window(b, since_ns, until_ns) for b in blocks) if b.payloads]
-        if not blocks:
-            return committed
-        total = sum(len(b.payloads) for b in blocks)
-        self.log.info(
-            "replaying %d spooled payloads (sequences %d..%d) not yet in the tables",
-            total,
-            blocks[0].first,
-            blocks[-1].last,
-        )
+        blocks = iter(spool.read(after=committed))
+        byte_limit = self.buffer.limit_bytes
         payloads: list[bytes] = []
         times = array("q")
-        first = blocks[0].first
-        for index, block in enumerate(blocks):
-            payloads.extend(block.payloads)
-            times.extend(block.times)
-            if len(payloads) >= self.flush_rows or index == len(blocks) - 1:
-                await self._commit_with_retry(first, block.last, make_batch(payloads, times), [])
-                payloads, times = [], array("q")
-                if index + 1 < len(blocks):
-                    first = blocks[index + 1].first
-        return blocks[-1].last
+        size = 0
+        first = highest = committed
+        total = 0
+        damaged = len(spool.damage)
+        previous_ns: int | None = None  # receipt of the last payload read before damage
+        while True:
+            block = await asyncio.to_thread(next, blocks, None)
+            if len(spool.damage) > damaged:
+                # Found before this block: the loss lies between the payloads around it.
+                after_ns = block.times[0] if block is not None and block.times else None
+                for damage in spool.damage[damaged:]:
+                    self._damaged(damage, committed, previous_ns, after_ns)
+                damaged = len(spool.damage)
+            if block is not None and block.times:
+                previous_ns = block.times[-1]
+            if block is not None:
+                highest = max(highest, block.last)
+                if since_ns is not None or until_ns is not None:
+                    block = window(block, since_ns, until_ns)
+                if not block.payloads:
+                    continue
+                if not payloads:
+                    first = block.first
+                    if not total:
+                        self.log.info(
+                            "replaying spooled payloads from sequence %d, not yet in the tables",
+                            first,
+                        )
+                payloads.extend(block.payloads)
+                times.extend(block.times)
+                size += sum(map(len, block.payloads))
+                last = block.last
+                if len(payloads) < self.flush_rows and size < byte_limit // 2:
+                    continue
+            if payloads:
+                total += len(payloads)
+                await self._commit_with_retry(first, last, make_batch(payloads, times), [])
+                payloads, times, size = [], array("q"), 0
+            if block is None:
+                break
+        if total:
+            self.log.info("replayed %d spooled payloads (up to sequence %d)", total, highest)
+        return highest
+
+    def _damaged(
+        self, damage: Damage, committed: int, before_ns: int | None, after_ns: int | None
+    ) -> None:
+        """Record a damaged stretch of the spool as a gap, unless its payloads had landed.
+
+        The time is what the receipts around it bound: from the last payload read before
+        the damage to the first after it (a point when only one side is known).
+        """
+        if damage.payloads == 0:
+            return
+        if damage.last_sequence is not None and damage.last_sequence <= committed:
+            return  # committed before the bytes went bad: nothing lost
+        now = time.time_ns()
+        start = before_ns if before_ns is not None else after_ns if after_ns is not None else now
+        end = after_ns if after_ns is not None else start
+        self.add_gap(start / 1e9, max(start, end) / 1e9, damage.reason)
 
     def add_gap(self, start: float, end: float, reason: str) -> None:
         """Record that the source covered nothing from ``start`` to ``end`` (epoch seconds)."""
@@ -304,34 +427,86 @@ class Committer:
                     await self._commit_with_retry(first, first + len(batch) - 1, batch, gaps)
                 finally:
                     self.stats.in_flight = 0
-            if len(self.buffer) < self.flush_rows:
-                # A wake-up (a disconnect) with nothing more to commit must not spin the loop.
+            if not self.buffer.due:
+                # A wake-up (a disconnect) with nothing more to commit must not spin the loop;
+                # a buffer still holding a flush's worth (in payloads or bytes) goes again.
                 self.buffer.ready.clear()
 
     async def _commit_with_retry(
         self, first: int, last: int, batch: Batch, gaps: list[Gap]
     ) -> None:
+        """Commit one batch; retry what may pass, and never let bad rows block the rest.
+
+        A failure is handled by its kind (:func:`failure_kind`). When the rows may be at
+        fault, the payloads whose rows the sink cannot store are found by halving the
+        batch against ``check_rows`` (which writes nothing), and the batch is committed
+        again without them, still as one commit under ``last``: those payloads go to
+        ``_dead_letters`` with the writer's reason. A replay of the batch after a
+        restart does the same.
+        """
         backoff = Backoff(base=1.0, cap=30.0)
         landed: set[str] = set()  # tables this batch reached, kept across retries
+        #: Batch index -> why the sink cannot store that payload's rows.
+        poison: dict[int, str] = {}
+        checked = False  # whether the rows were checked for this batch's unknown failure
+        unknown = 0
         while True:
             try:
-                await asyncio.to_thread(self._commit, batch, first, last, gaps, landed)
-            except Exception as exc:
-                if refused(exc):
+                await asyncio.to_thread(self._commit, batch, first, last, gaps, landed, poison)
+            except BaseException as exc:
+                if not _caught(exc):
+                    raise
+                kind = failure_kind(exc)
+                if kind == "refused":
                     # The gaps of this batch are not lost: they go again with the next try.
                     self.gaps[:0] = gaps
                     kept = "kept in the spool" if self.spool is not None else "NOT spooled"
                     raise CommitRefused(
                         f"commit to table {self.spec.table} refused, and retrying cannot fix "
-                        f"it: {exc}. The source stops; payloads {first}..{last} and those "
-                        f"after them are {kept}, and land at the next `lakeflow run` (or "
-                        "`lakeflow replay`) once this is fixed."
+                        f"it: {redact(str(exc))}. The source stops; payloads {first}..{last} "
+                        f"and those after them are {kept}, and land at the next `lakeflow "
+                        "run` (or `lakeflow replay`) once this is fixed."
                     ) from exc
+                if kind in ("rows", "unknown") and self.spec.table not in landed:
+                    if kind == "rows" or not checked:
+                        checked = True
+                        found = await asyncio.to_thread(self._isolate, batch, poison)
+                        if found:
+                            self.log.error(
+                                "%d payload(s) of %d..%d hold rows table %s cannot store "
+                                "(first: %s); the rest commits, they go to %s",
+                                found,
+                                first,
+                                last,
+                                self.spec.table,
+                                redact(next(reversed(poison.values()))),
+                                DEAD_LETTERS.table,
+                            )
+                            continue
+                    if kind == "unknown":
+                        unknown += 1
+                    given_up = len(poison) == len(batch)
+                    if not given_up and (kind == "rows" or unknown >= UNKNOWN_ATTEMPTS):
+                        # Refused while no payload alone is: keep them all, as dead letters.
+                        reason = f"the sink refused this batch's rows: {exc}"
+                        for index in range(len(batch)):
+                            poison.setdefault(index, reason)
+                        self.log.error(
+                            "table %s keeps refusing payloads %d..%d (%s), though no payload "
+                            "alone is refused; they go to %s",
+                            self.spec.table,
+                            first,
+                            last,
+                            redact(str(exc)),
+                            DEAD_LETTERS.table,
+                        )
+                        continue
                 delay = backoff.next() or 0.2
                 give_up = self.give_up_at
                 if give_up is not None and asyncio.get_running_loop().time() + delay > give_up:
                     raise CommitAbandoned(
-                        f"commit to table {self.spec.table} still failing at stop: {exc}",
+                        f"commit to table {self.spec.table} still failing at stop: "
+                        f"{redact(str(exc))}",
                         len(batch),
                     ) from exc
                 # Retried too: the spool keeps the batch until a person fixes the names.
@@ -351,23 +526,77 @@ class Committer:
                 await asyncio.to_thread(self.spool.trim, last)
             return
 
+    def _isolate(self, batch: Batch, poison: dict[int, str]) -> int:
+        """Add to ``poison`` the payloads whose rows the sink cannot store; how many.
+
+        Halves the batch until each failing part is one payload, decoding each part and
+        asking ``check_plausible`` and the sink's ``check_rows``; nothing is written.
+        A batch with one bad payload among 25,000 costs about 30 checks.
+        """
+        found = 0
+        parts = [[i for i in range(len(batch)) if i not in poison]]
+        while parts:
+            part = parts.pop()
+            if not part:
+                continue
+            try:
+                rows = self._decode(_subset(batch, part)).rows
+                if rows.height:
+                    check_plausible(self.spec.table, self.spec.schema, rows)
+                    self.sink.check_rows(self.spec.table, self.spec.schema, rows)
+            except BaseException as exc:
+                if not _caught(exc):
+                    raise
+                if len(part) == 1:
+                    poison[part[0]] = redact(str(exc))
+                    found += 1
+                else:
+                    middle = len(part) // 2
+                    # Last in, first out: the first half is checked first.
+                    parts.extend((part[middle:], part[:middle]))
+        return found
+
     def _decode(self, batch: Batch) -> Decoded:
         return decode_batch(self.source, self.spec.schema, batch, self.log)
 
+    def _decode_without(self, batch: Batch, poison: dict[int, str]) -> Decoded:
+        """Decode ``batch`` but the ``poison`` payloads, which become rejects; indices kept."""
+        keep = [i for i in range(len(batch)) if i not in poison]
+        decoded = self._decode(_subset(batch, keep))
+        decoded.rejects = sorted(
+            [(keep[i], reason) for i, reason in decoded.rejects]
+            + [(i, reason) for i, reason in poison.items()]
+        )
+        decoded.ignored_at = [keep[i] for i in decoded.ignored_at]
+        decoded.drift = [
+            replace(d, example=None if d.example is None else keep[d.example])
+            for d in decoded.drift
+        ]
+        return decoded
+
     def _commit(
-        self, batch: Batch, first: int, last: int, gaps: list[Gap], landed: set[str]
+        self,
+        batch: Batch,
+        first: int,
+        last: int,
+        gaps: list[Gap],
+        landed: set[str],
+        poison: dict[int, str] | None = None,
     ) -> None:
         """Decode and commit one batch; ``landed`` names the tables already done.
 
         The sink skips a table that already holds ``last`` for this source, so a retry
-        after a failure that struck after the commit writes nothing twice.
+        after a failure that struck after the commit writes nothing twice. ``poison``
+        names payloads whose rows the sink cannot store: they are not decoded again and
+        go to ``_dead_letters`` with the reason given.
         """
         name, table = self.spec.name, self.spec.table
         started = time.perf_counter()
         rows = 0
         if len(batch):
-            decoded = self._decode(batch)
+            decoded = self._decode_without(batch, poison) if poison else self._decode(batch)
             if decoded.rows.height and table not in landed:
+                check_plausible(table, self.spec.schema, decoded.rows)
                 self._commit_table(table, self.spec.schema, decoded.rows, last)
                 landed.add(table)
                 rows = decoded.rows.height
@@ -379,15 +608,16 @@ class Committer:
                     # for a silence measured in minutes, and no per-payload work.
                     self.stats.last_data = newest.timestamp()  # type: ignore[union-attr]
             if decoded.rejects and DEAD_LETTERS.table not in landed:
-                dead = dead_letter_rows(name, table, batch, decoded.rejects)
+                rejects = [(i, redact(reason)) for i, reason in decoded.rejects]
+                dead = dead_letter_rows(name, table, batch, rejects)
                 self._commit_table(DEAD_LETTERS.table, DEAD_LETTERS, dead, last)
                 landed.add(DEAD_LETTERS.table)
                 self.stats.dead_letters += dead.height
                 self.log.warning(
-                    "%d payload(s) could not be decoded and went to %s (first: %s)",
+                    "%d payload(s) could not be decoded or stored and went to %s (first: %s)",
                     dead.height,
                     DEAD_LETTERS.table,
-                    decoded.rejects[0][1],
+                    rejects[0][1],
                 )
             if "ignored" not in landed:
                 landed.add("ignored")
@@ -411,3 +641,11 @@ class Committer:
             table,
             time.perf_counter() - started,
         )
+
+
+def _subset(batch: Batch, indices: list[int]) -> Batch:
+    """The payloads of ``batch`` at ``indices``, with their receipt times."""
+    return Batch(
+        payloads=[batch.payloads[i] for i in indices],
+        received_at=batch.received_at.gather(indices),
+    )

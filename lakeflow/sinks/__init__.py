@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import polars as pl
 
+from lakeflow.errors import RowsRefused
 from lakeflow.schema import TableSchema
 
 if TYPE_CHECKING:
@@ -73,6 +74,20 @@ class Sink(ABC):
         writing when the table already holds ``sequence`` for ``app_id`` (a retry of a
         batch that did land), True when it wrote.
         """
+
+    def check_rows(self, table: str, schema: TableSchema, rows: pl.DataFrame) -> None:
+        """Raise :class:`~lakeflow.RowsRefused` if ``commit`` would refuse ``rows``; write nothing.
+
+        The runtime calls it only after a commit failed in a way it cannot classify, and
+        then on halves of the batch, to find the payloads whose rows the sink cannot
+        store: those go to ``_dead_letters`` and the rest commits. A sink whose ``commit``
+        raises ``RowsRefused`` should implement it (DeltaSink writes the rows to an
+        in-memory table). The default checks that the rows take the schema's types.
+        """
+        try:
+            schema.conform(rows)
+        except Exception as exc:
+            raise RowsRefused(f"table {table!r} cannot take the rows: {exc}") from exc
 
     def upsert(
         self, table: str, schema: TableSchema, rows: pl.DataFrame, keys: tuple[str, ...]

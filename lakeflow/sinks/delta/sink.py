@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,15 +44,21 @@ from deltalake import (
     Transaction,
     write_deltalake,
 )
-from deltalake.exceptions import SchemaMismatchError, TableNotFoundError
+from deltalake.exceptions import (
+    CommitFailedError,
+    DeltaError,
+    DeltaProtocolError,
+    SchemaMismatchError,
+    TableNotFoundError,
+)
 from deltalake.schema import PrimitiveType
 
 from lakeflow.config.models import MaintenanceConfig, SinkConfig, check_table_name
-from lakeflow.errors import SchemaMismatch
+from lakeflow.errors import RowsRefused, SchemaMismatch, SinkError
 from lakeflow.schema import TableSchema
 from lakeflow.secrets import mask_uri
 from lakeflow.sinks import Sink, TableInfo
-from lakeflow.sinks.store import check_options, explain, is_remote
+from lakeflow.sinks.store import StoreError, check_options, explain, is_remote
 
 if TYPE_CHECKING:
     from lakeflow.sinks.delta.maintain import MaintainReport
@@ -289,7 +296,24 @@ class DeltaSink(Sink):
     def commit(
         self, table: str, schema: TableSchema, rows: pl.DataFrame, app_id: str, sequence: int
     ) -> bool:
-        frame = schema.conform(rows)
+        """Append ``rows`` in one commit tagged ``(app_id, sequence)``; see the module.
+
+        Errors come out as lakeflow's kinds, so the committer never reads their text:
+        :class:`RowsRefused` when the rows cannot take the schema's types,
+        :class:`SchemaMismatch`, a :class:`~lakeflow.sinks.store.StoreError` for the store
+        (``config`` when a person must act; not for an outage or a lost race). Any other
+        deltalake error passes as it is: :meth:`check_rows` then tells whether the rows
+        are at fault.
+        """
+        try:
+            frame = schema.conform(rows)
+        except Exception as exc:  # polars says InvalidOperationError, ComputeError, ...
+            raise RowsRefused(f"table {table!r} cannot take the rows: {_first_line(exc)}") from exc
+        except BaseException as exc:
+            # A Rust panic in polars (pyo3's PanicException is a BaseException).
+            if type(exc).__name__ != "PanicException":
+                raise
+            raise RowsRefused(f"table {table!r} cannot take the rows: {exc}") from exc
         with self._lock(table):
             handle = self._open(table)
             added: list[str] = []
@@ -334,12 +358,57 @@ class DeltaSink(Sink):
                 ) from exc
             except OSError as exc:
                 raise explain(self.table_uri(table), exc) from exc
+            except CommitFailedError as exc:
+                # A race lost even after deltalake's own retries: the next attempt may win.
+                raise StoreError(
+                    f"table {table!r}: another writer kept winning the commit race: "
+                    f"{_first_line(exc)}",
+                    config=False,
+                ) from exc
+            except DeltaProtocolError as exc:
+                raise SinkError(
+                    f"table {table!r} ({mask_uri(self.table_uri(table))}) uses Delta "
+                    f"features this deltalake cannot write: {_first_line(exc)}",
+                    config=True,
+                ) from exc
+            except DeltaError as exc:
+                # deltalake reports a refused write of the filesystem in words only.
+                refused = explain(self.table_uri(table), exc)
+                if refused.config:
+                    raise refused from exc
+                # Otherwise it cannot be told here whether the rows or the store are at
+                # fault (a panic on a partition value, a store answering garbage): the
+                # committer asks check_rows, which writes the rows nowhere.
+                raise
             if added:
                 # deltalake moves this handle past its own commit, but the schema change
                 # is rare enough to pay one fresh open for, so that no later commit or
                 # scan of this sink can compare against the schema from before it.
                 self._tables.pop(table, None)
             return True
+
+    def check_rows(self, table: str, schema: TableSchema, rows: pl.DataFrame) -> None:
+        """Write ``rows`` as ``table`` would, into a throwaway in-memory table.
+
+        deltalake fails (or panics) on some values only while writing them, a partition
+        value out of its calendar for one: the same write into ``memory://`` fails the
+        same way, with nothing stored anywhere, so the committer can find which payloads
+        are at fault. Raises :class:`RowsRefused` with the writer's reason.
+        """
+        try:
+            frame = portable(schema.conform(rows))
+            write_deltalake(
+                f"memory:///lakeflow-check-{uuid.uuid4().hex}",
+                frame,
+                mode="append",
+                partition_by=list(schema.partition_by) or None,
+            )
+        except Exception as exc:
+            raise RowsRefused(f"table {table!r} cannot store the rows: {_first_line(exc)}") from exc
+        except BaseException as exc:
+            if type(exc).__name__ != "PanicException":
+                raise
+            raise RowsRefused(f"table {table!r} cannot store the rows: {exc}") from exc
 
     def upsert(
         self, table: str, schema: TableSchema, rows: pl.DataFrame, keys: tuple[str, ...]
@@ -512,6 +581,12 @@ def _interval(value: str | None) -> int:
     except ValueError:
         return DEFAULT_CHECKPOINT_INTERVAL
     return every if every > 0 else DEFAULT_CHECKPOINT_INTERVAL
+
+
+def _first_line(exc: BaseException) -> str:
+    """An error's first line: deltalake's and polars' messages run on for pages."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _named(kind: object) -> str:
