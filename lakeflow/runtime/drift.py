@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
+from lakeflow.secrets import redact
 from lakeflow.sources import Batch, Decoded, Drift
 
 if TYPE_CHECKING:  # polars' own alias: a dtype class or instance
@@ -422,8 +423,8 @@ def drift_rows(
             "source": watch.source,
             "table": watch.table,
             "kind": e.kind,
-            "path": e.path,
-            "value": e.value,
+            "path": redact(e.path),
+            "value": redact(e.value),
             "first_seen": e.first_seen,
             "last_seen": e.last_seen,
             "count": e.count,

@@ -24,6 +24,7 @@ from prometheus_client.registry import Collector
 
 from lakeflow.runtime.stats import COUNTERS, Histogram, SourceStats
 from lakeflow.runtime.status import StatusTracker
+from lakeflow.secrets import redact
 
 logger = logging.getLogger(__name__)
 
@@ -169,7 +170,8 @@ class MetricsServer:
             self._runner = None
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        body = generate_latest(self.registry)
+        # Labels carry names and URLs: masked like the logs (a scrape is rare, the text small).
+        body = redact(generate_latest(self.registry).decode()).encode()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _healthz(self, request: web.Request) -> web.Response:
@@ -185,7 +187,7 @@ class MetricsServer:
         if problems:
             body["reason"] = "; ".join(problems)
         return web.Response(
-            text=json.dumps(body) + "\n",
+            text=redact(json.dumps(body)) + "\n",
             status=503 if problems else 200,
             content_type="application/json",
         )

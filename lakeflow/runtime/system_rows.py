@@ -1,4 +1,9 @@
-"""The rows a source's commit adds to the system tables: ``_dead_letters`` and ``_gaps``."""
+"""The rows a source's commit adds to the system tables: ``_dead_letters`` and ``_gaps``.
+
+Every text lakeflow writes there goes through :func:`lakeflow.secrets.redact`, the
+logs' masking: a reason quotes URLs and errors, and a ``${VAR}`` secret in a URL must not
+outlive the run in a table that is shared, backed up and queried by others.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from datetime import datetime
 
 import polars as pl
 
+from lakeflow.secrets import redact
 from lakeflow.sources import Batch
 
 
@@ -29,7 +35,7 @@ def dead_letter_rows(
             "source": source,
             "table": table,
             "received_at": batch.received_at.gather(index),
-            "error": [reason for _, reason in rejects],
+            "error": [redact(reason) for _, reason in rejects],
             "payload": pl.Series([batch.payloads[i] for i in index], dtype=pl.Binary),
         }
     )
@@ -44,11 +50,15 @@ def gap_rows(source: str, table: str, gaps: list[Gap]) -> pl.DataFrame:
             "gap_start": [g.start for g in gaps],
             "gap_end": [g.end for g in gaps],
             "seconds": [(g.end - g.start).total_seconds() for g in gaps],
-            "reason": [g.reason for g in gaps],
+            "reason": [redact(g.reason) for g in gaps],
         }
     )
 
 
 def gap_key(gaps: list[Gap]) -> int:
-    """The transaction key of a ``_gaps`` commit: the last gap's end in µs, which only grows."""
-    return int(gaps[-1].end.timestamp() * 1_000_000)
+    """The transaction key of a ``_gaps`` commit: the latest gap end in µs, which only grows.
+
+    The latest, not the last listed: a gap found in the spool at start (damage) ends
+    before the "not running" gap recorded ahead of it.
+    """
+    return int(max(g.end for g in gaps).timestamp() * 1_000_000)
