@@ -202,6 +202,10 @@ def exchange_info(product: str) -> dict:
     return {"timezone": "UTC", "rateLimits": limits, "symbols": listed}
 
 
+#: Frames a second on each stream: several flushes' worth in a few seconds.
+RATE = 160.0
+
+
 def exchanges(
     frames: list[str],
     bybit: list[str] = (),
@@ -216,18 +220,18 @@ def exchanges(
     usdm = (PRICES_FIXTURES / "usdm_ticker_24hr.json").read_bytes()
     return HostnameStandIn(
         [
-            WebSocketRoute("fstream.binance.com", MARKET, frames=frames, rate=40.0),
+            WebSocketRoute("fstream.binance.com", MARKET, frames=frames, rate=RATE),
             WebSocketRoute("fstream.binance.com", LEGACY),
             WebSocketRoute("fstream.binance.com", "/ws"),
             WebSocketRoute("dstream.binance.com", MARKET),
-            WebSocketRoute("dstream.binance.com", DSTREAM, frames=list(dstream), rate=40.0),
+            WebSocketRoute("dstream.binance.com", DSTREAM, frames=list(dstream), rate=RATE),
             HttpRoute("api.binance.com", "/api/v3/ticker/24hr", body=spot),
             HttpRoute("fapi.binance.com", "/fapi/v1/ticker/24hr", body=usdm),
             HttpRoute("fapi.binance.com", "/fapi/v1/exchangeInfo", body=exchange_info("usdm")),
             HttpRoute("dapi.binance.com", "/dapi/v1/exchangeInfo", body=exchange_info("coinm")),
-            WebSocketRoute("stream.bybit.com", BYBIT_STREAM, frames=list(bybit), rate=40.0),
+            WebSocketRoute("stream.bybit.com", BYBIT_STREAM, frames=list(bybit), rate=RATE),
             HttpRoute("api.bybit.com", "/v5/market/instruments-info", body=bybit_instruments()),
-            WebSocketRoute("ws.okx.com", OKX_STREAM, port=8443, frames=list(okx), rate=40.0),
+            WebSocketRoute("ws.okx.com", OKX_STREAM, port=8443, frames=list(okx), rate=RATE),
             HttpRoute(
                 "www.okx.com",
                 "/api/v5/public/instruments?instType=SWAP",
@@ -258,7 +262,7 @@ def lakeflow(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, HostnameRun, list[str]]:
     """``lakeflow run`` in a folder holding only the shipped ``lakeflow.toml``: 800 events
-    at 40 a second on the current endpoint, then SIGINT."""
+    at RATE a second on the current endpoint, then SIGINT."""
     require_hostnames()
     folder = tmp_path_factory.mktemp("default")
     path = shipped(folder)

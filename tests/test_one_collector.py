@@ -12,6 +12,7 @@ import json
 import signal
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -55,62 +56,98 @@ def connected(folder: Path) -> bool:
         return False
 
 
+def start_first(folder: Path, spool: bool) -> subprocess.Popen[bytes]:
+    """A `lakeflow run` collecting the source ``stream``, once it is connected."""
+    (folder / "lakeflow.toml").write_text(PIPELINE.format(spool=str(spool).lower()))
+    log = folder / "first.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [LAKEFLOW, "run"], cwd=folder, stdin=subprocess.DEVNULL, stdout=output, stderr=output
+        )
+    wait_for(lambda: connected(folder), what="the first run connected", log=log)
+    return process
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGCONT)  # should a test have left it frozen
+        process.terminate()
+    process.wait(30)
+
+
 @pytest.fixture(params=[False, True], ids=["without-spool", "with-spool"])
 def first(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     """A `lakeflow run` collecting the source ``stream`` (connected), stopped at the end."""
-    (tmp_path / "lakeflow.toml").write_text(PIPELINE.format(spool=str(request.param).lower()))
-    log = tmp_path / "first.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [LAKEFLOW, "run"], cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=output, stderr=output
-        )
+    process = start_first(tmp_path, request.param)
     try:
-        wait_for(lambda: connected(tmp_path), what="the first run connected", log=log)
         yield process
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGCONT)  # should a test have left it frozen
-            process.terminate()
-        process.wait(30)
+        stop(process)
 
 
-def test_a_second_run_of_a_collected_source_is_refused_naming_the_pid_that_has_it(first, tmp_path):
-    second = lakeflow(tmp_path, "run")
+@dataclass
+class Refused:
+    """A second `lakeflow run` tried beside a first that collects the source."""
 
-    assert f"source 'stream' is already collected by pid {first.pid}" in second.stderr
-    assert "stop that one first" in second.stderr
+    first_pid: int
+    second: subprocess.CompletedProcess[str]
+    status_before: bytes
+    status_after: bytes
+    status_json: subprocess.CompletedProcess[str]
 
 
-def test_a_second_run_that_could_start_no_source_exits_non_zero(first, tmp_path):
-    second = lakeflow(tmp_path, "run")
+@pytest.fixture(scope="module", params=[False, True], ids=["without-spool", "with-spool"])
+def refused(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Refused]:
+    """One first run, one refused second run (the first frozen meanwhile), then status.
 
-    assert second.returncode != 0
+    Shared by the tests that each check one consequence: one pair of runs per spool
+    setting instead of one per test.
+    """
+    folder = tmp_path_factory.mktemp("refused")
+    process = start_first(folder, request.param)
+    try:
+        # Frozen, the first run cannot refresh its status file: any change is the second's.
+        process.send_signal(signal.SIGSTOP)
+        try:
+            before = status_file(folder).read_bytes()
+            second = lakeflow(folder, "run")
+            after = status_file(folder).read_bytes()
+        finally:
+            process.send_signal(signal.SIGCONT)
+        status = lakeflow(folder, "status", "--json")
+        yield Refused(process.pid, second, before, after, status)
+    finally:
+        stop(process)
+
+
+def test_a_second_run_of_a_collected_source_is_refused_naming_the_pid_that_has_it(refused):
+    assert f"source 'stream' is already collected by pid {refused.first_pid}" in (
+        refused.second.stderr
+    )
+    assert "stop that one first" in refused.second.stderr
+
+
+def test_a_second_run_that_could_start_no_source_exits_non_zero(refused):
+    assert refused.second.returncode != 0
 
 
 def test_a_refused_run_leaves_the_status_file_of_the_run_that_has_the_source_as_it_was(
-    first, tmp_path
+    refused,
 ):
-    # Frozen, the first run cannot refresh its status file: any change is the second's.
-    first.send_signal(signal.SIGSTOP)
-    try:
-        before = status_file(tmp_path).read_bytes()
-        lakeflow(tmp_path, "run")
-        after = status_file(tmp_path).read_bytes()
-    finally:
-        first.send_signal(signal.SIGCONT)
-
-    assert after == before
-    assert json.loads(after)["pid"] == first.pid
+    assert refused.status_after == refused.status_before
+    assert json.loads(refused.status_after)["pid"] == refused.first_pid
 
 
-def test_status_still_shows_the_first_run_healthy_after_a_refused_second(first, tmp_path):
-    lakeflow(tmp_path, "run")
-
-    status = lakeflow(tmp_path, "status", "--json")
-
-    assert status.returncode == 0, status.stdout
-    [shown] = json.loads(status.stdout)
-    assert (shown["pid"], shown["state"], shown["problem"]) == (first.pid, "connected", None)
+def test_status_still_shows_the_first_run_healthy_after_a_refused_second(refused):
+    assert refused.status_json.returncode == 0, refused.status_json.stdout
+    [shown] = json.loads(refused.status_json.stdout)
+    assert (shown["pid"], shown["state"], shown["problem"]) == (
+        refused.first_pid,
+        "connected",
+        None,
+    )
 
 
 def test_the_source_runs_again_once_the_run_that_had_it_stopped(first, tmp_path):
