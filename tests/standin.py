@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Self
 
 from websockets.asyncio.server import ServerConnection, serve
 
@@ -116,14 +117,14 @@ class StreamStandIn:
             return
 
 
-class SilentServer:
-    """Completes the WebSocket handshake, sends one event, then never reads again.
+class LoopbackServer:
+    """A TCP server on 127.0.0.1 in a thread of its own; subclasses write ``_serve``.
 
-    A peer that stops answering pings: only the client's keepalive can notice.
+    Sockets put in ``_held`` are closed with the server, so that a client left hanging
+    sees its connection end when the test does.
     """
 
     def __init__(self) -> None:
-        self.accepted = 0
         self._socket = socket.create_server(("127.0.0.1", 0))
         self.port = self._socket.getsockname()[1]
         self._held: list[socket.socket] = []
@@ -133,7 +134,7 @@ class SilentServer:
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> SilentServer:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -143,20 +144,39 @@ class SilentServer:
             held.close()
 
     def _serve(self) -> None:
+        raise NotImplementedError
+
+
+def accept_websocket(client: socket.socket) -> None:
+    """Read a client's WebSocket handshake request and answer it (101), by hand."""
+    request = b""
+    while b"\r\n\r\n" not in request:
+        request += client.recv(4096)
+    key = re.search(rb"Sec-WebSocket-Key: *(\S+)", request, re.IGNORECASE).group(1)
+    accept = base64.b64encode(hashlib.sha1(key + WS_GUID).digest())
+    client.sendall(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+    )
+
+
+class SilentServer(LoopbackServer):
+    """Completes the WebSocket handshake, sends one event, then never reads again.
+
+    A peer that stops answering pings: only the client's keepalive can notice.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.accepted = 0
+
+    def _serve(self) -> None:
         while True:
             try:
                 client, _ = self._socket.accept()
             except OSError:
                 return
-            request = b""
-            while b"\r\n\r\n" not in request:
-                request += client.recv(4096)
-            key = re.search(rb"Sec-WebSocket-Key: *(\S+)", request, re.IGNORECASE).group(1)
-            accept = base64.b64encode(hashlib.sha1(key + WS_GUID).digest())
-            client.sendall(
-                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
-            )
+            accept_websocket(client)
             payload = event(self.accepted).encode()
             client.sendall(bytes([0x81, 126]) + len(payload).to_bytes(2, "big") + payload)
             self.accepted += 1

@@ -8,14 +8,9 @@ run's "lakeflow was not running" gap then starts at the stop, so the two tile th
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
-import re
 import signal
-import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,34 +23,18 @@ from lakeflow_testsource import SequenceSource, WebSocketTestSource
 
 from harness import LAKEFLOW, Plugin, free_port, run, wait_for
 from lakeflow.sinks.delta import DeltaSink
-from standin import WS_GUID, event
+from standin import LoopbackServer, accept_websocket, event
 
 NOT_RUNNING = "lakeflow was not running"
 
 
-class SlowLoris:
+class SlowLoris(LoopbackServer):
     """Accepts TCP connections and never answers: a WebSocket handshake waits forever."""
 
     def __init__(self) -> None:
-        self._socket = socket.create_server(("127.0.0.1", 0))
-        self.port = self._socket.getsockname()[1]
+        super().__init__()
         #: Epoch seconds of every connection accepted.
         self.accepted: list[float] = []
-        self._held: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> SlowLoris:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._socket.close()
-        for held in self._held:
-            held.close()
 
     def _serve(self) -> None:
         while True:
@@ -190,41 +169,17 @@ def test_a_stop_in_the_backoff_before_a_reconnect_records_the_gap_with_the_failu
     assert gap["reason"].startswith("not connected yet: ClientConnectorError")
 
 
-class GoneAfterAFewEvents:
+class GoneAfterAFewEvents(LoopbackServer):
     """Answers one WebSocket handshake, sends a few events, closes (1001) and goes away.
 
     The connection ends with a reason, and every reconnect after it is refused.
     """
 
-    def __init__(self) -> None:
-        self._socket = socket.create_server(("127.0.0.1", 0))
-        self.port = self._socket.getsockname()[1]
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> GoneAfterAFewEvents:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._socket.close()
-
     def _serve(self) -> None:
         client, _ = self._socket.accept()
         self._socket.close()  # from now on, connections are refused
         with client:
-            request = b""
-            while b"\r\n\r\n" not in request:
-                request += client.recv(4096)
-            key = re.search(rb"Sec-WebSocket-Key: *(\S+)", request, re.IGNORECASE).group(1)
-            accept = base64.b64encode(hashlib.sha1(key + WS_GUID).digest())
-            client.sendall(
-                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
-            )
+            accept_websocket(client)
             for k in range(5):
                 payload = event(k).encode()
                 client.sendall(bytes([0x81, len(payload)]) + payload)
