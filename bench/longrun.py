@@ -52,14 +52,16 @@ BLOCK = 1000
 
 
 def defaults() -> dict[str, float]:
-    """``[maintenance]``'s defaults (interval, vacuum, log retention), as lakeflow has them."""
+    """The maintenance defaults (``[maintenance]``'s interval, the delta sink's vacuum and
+    log retention), as lakeflow has them."""
     from lakeflow.config import MaintenanceConfig
+    from lakeflow.sinks.delta import DeltaSettings
 
-    fields = MaintenanceConfig.model_fields
+    sink = DeltaSettings.model_fields
     return {
-        "interval": fields["interval"].default,
-        "vacuum_retention": fields["vacuum_retention"].default,
-        "log_retention": fields["log_retention"].default,
+        "interval": MaintenanceConfig.model_fields["interval"].default,
+        "vacuum_retention": sink["vacuum_retention"].default,
+        "log_retention": sink["log_retention"].default,
     }
 
 
@@ -77,12 +79,12 @@ def write_pipeline(folder: Path, args: dict[str, Any], maintenance: bool) -> Pat
         "[sink]",
         'uri = "tables"',
         f"flush_interval = {args['flush_interval']!r}",
+        f"vacuum_retention = {args['vacuum_retention']!r}",
+        f"log_retention = {args['log_retention']!r}",
         "",
         "[maintenance]",
         f"enabled = {'true' if maintenance else 'false'}",
         f"interval = {args['maintenance_every']!r}",
-        f"vacuum_retention = {args['vacuum_retention']!r}",
-        f"log_retention = {args['log_retention']!r}",
         "",
         f"[sources.{SOURCE}]",
         'type = "test_sequence"',
@@ -297,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--log-retention",
         default=None,
-        help="log_retention before compression, e.g. 1h (default: [maintenance]'s, 1h)",
+        help="log_retention before compression, e.g. 1h (default: the delta sink's, 1h)",
     )
     parser.add_argument("--only", default="on,off", help="maintenance modes to run: on, off")
     parser.add_argument(

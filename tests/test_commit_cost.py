@@ -21,8 +21,8 @@ from deltalake import DeltaTable, write_deltalake
 
 import lakeflow.sinks.delta.sink as delta
 from lakeflow import TableSchema
-from lakeflow.config import MaintenanceConfig, SinkConfig
-from lakeflow.sinks.delta import DeltaSink
+from lakeflow.config import SinkConfig
+from lakeflow.sinks.delta import DeltaSettings, DeltaSink
 
 TABLE = "events"
 APP = "src"
@@ -67,7 +67,7 @@ def test_a_new_table_keeps_an_hour_of_log(sink: DeltaSink) -> None:
 
 def test_the_sinks_log_retention_is_the_maintenance_default(sink: DeltaSink) -> None:
     # Scheduled maintenance would otherwise rewrite the property on its first round.
-    default = MaintenanceConfig().log_retention
+    default = DeltaSettings().log_retention
     assert delta.retention_interval(default) == delta.retention_interval(
         delta.LOG_RETENTION_SECONDS
     )

@@ -1,4 +1,5 @@
-"""Table maintenance: `lakeflow maintain`, the [maintenance] section, and the schedule in `run`."""
+"""Table maintenance: `lakeflow maintain`, the Delta sink's maintenance settings in [sink],
+the [maintenance] schedule, and the schedule in `run`."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from harness import LAKEFLOW, Plugin, committed, run
 from lakeflow.config import MaintenanceConfig, SinkConfig, load_pipeline
 from lakeflow.errors import ConfigError
 from lakeflow.plugins import load
-from lakeflow.sinks.delta import DeltaSink
+from lakeflow.sinks import SinkSettings
+from lakeflow.sinks.delta import DeltaSettings, DeltaSink
 from lakeflow.sinks.delta.maintain import exclusive
 
 COLLECT = """
@@ -37,13 +39,16 @@ rate = {rate}
 """
 
 
-CLOCK = '[sink]\nuri = "tables"\n[maintenance]\n{}\n[sources.clock]\ntype = "test_clock"\n'
+CLOCK = (
+    '[sink]\nuri = "tables"\n{sink}\n[maintenance]\n{maintenance}\n'
+    '[sources.clock]\ntype = "test_clock"\n'
+)
 
 
 @pytest.fixture
 def table(tmp_path: Path, write_toml) -> Path:
     """A `test_records` table of 30 one-row commits through the real sink."""
-    write_toml(CLOCK.format(""))
+    write_toml(CLOCK.format(sink="", maintenance=""))
     sink = DeltaSink(SinkConfig(uri=str(tmp_path / "tables")))
     now = datetime.now(UTC)
     for n in range(1, 31):
@@ -58,8 +63,8 @@ def files_on_disk(table: Path) -> int:
     return sum(1 for _ in table.rglob("*.parquet") if "_delta_log" not in _.parts)
 
 
-def configure(write_toml, maintenance: str) -> None:
-    write_toml(CLOCK.format(maintenance))
+def configure(write_toml, maintenance: str = "", sink: str = "") -> None:
+    write_toml(CLOCK.format(sink=sink, maintenance=maintenance))
 
 
 def test_maintain_prints_files_bytes_versions_before_and_after_and_seconds(table, cli):
@@ -78,7 +83,7 @@ def test_maintain_keeps_every_row(table, cli):
 
 
 def test_z_order_columns_a_table_lacks_are_skipped(table, cli, write_toml):
-    configure(write_toml, 'z_order = ["symbol", "n"]')
+    configure(write_toml, sink='z_order = ["symbol", "n"]')
     done = cli("maintain")
     assert done.returncode == 0, done.stderr
     assert "Z-ordered by n;" in done.stdout.replace(", vacuumed", ";")
@@ -109,7 +114,7 @@ def test_dry_run_reports_the_plan_and_changes_nothing(table, cli):
 
 
 def test_vacuum_deletes_rewritten_files_past_the_retention(table, cli, write_toml):
-    configure(write_toml, "vacuum_retention = 0")
+    configure(write_toml, sink="vacuum_retention = 0")
     done = cli("maintain")
     assert "vacuumed 30 files" in done.stdout
     assert files_on_disk(table) == 1
@@ -121,14 +126,14 @@ def test_vacuum_keeps_rewritten_files_younger_than_the_retention(table, cli):
 
 
 def test_log_retention_becomes_the_tables_log_retention_duration(table, cli, write_toml):
-    configure(write_toml, 'log_retention = "2d"')
+    configure(write_toml, sink='log_retention = "2d"')
     cli("maintain")
     config = DeltaTable(str(table)).metadata().configuration
     assert config["delta.logRetentionDuration"] == "interval 172800 seconds"
 
 
 def test_vacuum_retention_becomes_the_tables_tombstone_retention(table, cli, write_toml):
-    configure(write_toml, 'vacuum_retention = "2d"')
+    configure(write_toml, sink='vacuum_retention = "2d"')
     cli("maintain")
     config = DeltaTable(str(table)).metadata().configuration
     assert config["delta.deletedFileRetentionDuration"] == "interval 172800 seconds"
@@ -170,31 +175,104 @@ def test_maintain_of_a_missing_table_says_so(table, cli):
 )
 def test_durations_are_seconds_or_a_number_with_a_unit(value, seconds):
     assert MaintenanceConfig(interval=value).interval == seconds
+    assert DeltaSettings(vacuum_retention=value).vacuum_retention == seconds
+    assert DeltaSettings(log_retention=value).log_retention == seconds
 
 
 @pytest.mark.parametrize(
     ("value", "size"), [(2 << 20, 2 << 20), ("128MiB", 128 << 20), ("64MB", 64_000_000)]
 )
 def test_target_file_size_is_bytes_or_a_number_with_a_unit(value, size):
-    assert MaintenanceConfig(target_file_size=value).target_file_size == size
+    assert DeltaSettings(target_file_size=value).target_file_size == size
 
 
-def load_errors(write_toml, maintenance: str) -> str:
-    path = write_toml(f"[maintenance]\n{maintenance}\n")
+def load_errors(write_toml, maintenance: str, sink: str = "") -> str:
+    path = write_toml(f"[sink]\n{sink}\n[maintenance]\n{maintenance}\n")
     with pytest.raises(ConfigError) as error:
         load_pipeline(path, load())
     return str(error.value)
 
 
 def test_an_unknown_maintenance_key_is_an_error_with_a_suggestion(write_toml):
-    message = load_errors(write_toml, 'vacum_retention = "7d"')
-    assert "maintenance.vacum_retention: unknown key; did you mean 'vacuum_retention'?" in message
+    message = load_errors(write_toml, "intervall = 60")
+    assert "maintenance.intervall: unknown key; did you mean 'interval'?" in message
+
+
+def test_an_unknown_sink_setting_is_an_error_with_a_suggestion(write_toml):
+    message = load_errors(write_toml, "", sink='z_orderr = ["n"]')
+    assert "lakeflow.toml: sink.z_orderr: unknown key; did you mean 'z_order'?" in message
 
 
 def test_a_malformed_duration_is_an_error_naming_the_key(write_toml):
     message = load_errors(write_toml, 'interval = "6 hours"')
     assert "maintenance.interval:" in message
     assert "is not a duration" in message
+
+
+def test_a_malformed_sink_setting_is_an_error_naming_the_key(write_toml):
+    message = load_errors(write_toml, "", sink='target_file_size = "huge"')
+    assert "sink.target_file_size:" in message
+    assert "is not a size" in message
+
+
+def test_the_sinks_maintenance_settings_reach_the_sink(write_toml):
+    path = write_toml(CLOCK.format(sink='z_order = ["n"]\nvacuum_retention = "2d"', maintenance=""))
+    settings = DeltaSink(load_pipeline(path, load()).sink).settings
+    assert settings.z_order == ["n"]
+    assert settings.vacuum_retention == 172_800.0
+    assert settings.target_file_size == DeltaSettings().target_file_size
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "read"),
+    [
+        ("target_file_size", '"64MiB"', 64 << 20),
+        ("z_order", '["n"]', ["n"]),
+        ("vacuum_retention", '"2d"', 172_800.0),
+        ("log_retention", '"2h"', 7_200.0),
+    ],
+)
+def test_a_moved_maintenance_key_still_applies_with_a_warning_naming_its_new_place(
+    write_toml, caplog, key, value, read
+):
+    caplog.set_level(logging.WARNING)
+    path = write_toml(CLOCK.format(sink="", maintenance=f"{key} = {value}"))
+    pipeline = load_pipeline(path, load())
+    assert getattr(DeltaSink(pipeline.sink).settings, key) == read
+    assert (
+        f"[maintenance] {key} is deprecated: it is a setting of the delta sink now; "
+        f"move it to [sink] {key}"
+    ) in caplog.text
+    assert pipeline.maintenance.moved() == {}
+
+
+def test_a_bad_value_of_a_moved_key_is_named_where_it_was_written(write_toml):
+    message = load_errors(write_toml, 'vacuum_retention = "a while"')
+    assert "lakeflow.toml: maintenance.vacuum_retention:" in message
+    assert "is not a duration" in message
+
+
+def test_a_moved_key_set_in_both_places_is_refused(write_toml):
+    message = load_errors(write_toml, 'z_order = ["n"]', sink='z_order = ["symbol"]')
+    assert "maintenance.z_order: also set as sink.z_order" in message
+
+
+class KeylessSink(DeltaSink):
+    """A sink type whose settings lack the Delta sink's maintenance keys."""
+
+    type = "keyless"
+    Config = SinkSettings
+
+
+def test_a_moved_key_the_sink_type_does_not_have_is_refused(pm, write_toml):
+    pm.register(Plugin(SequenceSource, sinks=[KeylessSink]), name="t")
+    path = write_toml('[sink]\ntype = "keyless"\n[maintenance]\nz_order = ["n"]\n')
+    with pytest.raises(ConfigError) as error:
+        load_pipeline(path, load(pm, entry_points=False))
+    assert (
+        "maintenance.z_order: no longer a [maintenance] key (it was a setting of the delta "
+        "sink), and sink type 'keyless' has no such setting; remove it"
+    ) in str(error.value)
 
 
 def test_interval_zero_turns_the_schedule_off():
@@ -313,11 +391,23 @@ def test_a_table_whose_maintenance_lock_is_taken_is_skipped(table, cli):
     assert DeltaTable(str(table)).get_add_actions().num_rows == 30
 
 
-def test_the_readme_maintenance_section_is_valid_and_the_defaults(tmp_path):
+def readme_section(name: str) -> dict:
+    """The keys of the README's pipeline-file reference under ``[name]``."""
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme.split("[maintenance]", 1)[1].split("\n\n", 1)[0]
-    data = tomllib.loads(section.split("\n", 1)[1])
-    assert MaintenanceConfig.model_validate(data) == MaintenanceConfig()
+    section = readme.split(f"\n[{name}]", 1)[1].split("\n\n", 1)[0]
+    return tomllib.loads(section.split("\n", 1)[1])
+
+
+def test_the_readme_maintenance_section_is_valid_and_the_defaults():
+    assert MaintenanceConfig.model_validate(readme_section("maintenance")) == MaintenanceConfig()
+
+
+def test_the_readme_sink_section_shows_the_delta_sinks_defaults():
+    data = readme_section("sink")
+    generic = {key: data.pop(key) for key in list(data) if key in SinkConfig.model_fields}
+    assert generic["type"] == "delta"
+    assert set(data) == set(DeltaSettings.model_fields) - {"storage_options"}
+    assert DeltaSettings.model_validate(data) == DeltaSettings()
 
 
 def test_validate_shows_the_maintenance_schedule(cli, write_toml):
@@ -337,7 +427,7 @@ def commit_rows(tmp_path: Path, day: datetime, first: int, count: int) -> None:
 
 
 def test_only_partitions_that_received_appends_are_rewritten(tmp_path, cli, write_toml):
-    write_toml(CLOCK.format(""))
+    write_toml(CLOCK.format(sink="", maintenance=""))
     monday, tuesday = datetime(2026, 11, 2, tzinfo=UTC), datetime(2026, 11, 3, tzinfo=UTC)
     commit_rows(tmp_path, monday, 1, 5)
     commit_rows(tmp_path, tuesday, 6, 5)

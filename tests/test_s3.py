@@ -24,10 +24,11 @@ from deltalake import DeltaTable
 import lakeflow.sinks.delta.lease as lease_module
 from harness import LAKEFLOW, committed, needs_workspace_plugins, wait_for
 from lakeflow import Lake
-from lakeflow.config import load_pipeline
+from lakeflow.config import SinkConfig, load_pipeline
 from lakeflow.plugins import load
 from lakeflow.sinks.delta import DeltaSink
 from lakeflow.sinks.delta.lease import LeaseHeld, lease, lease_uri
+from lakeflow.testing import check_sink
 from seaweedfs import SECRET_KEY, SeaweedFS
 
 #: The secret reaches the pipeline through ${VAR}, as the README recommends.
@@ -387,6 +388,13 @@ def test_plot_draws_a_chart_of_an_s3_table(s3, folder, monkeypatch):
     with Image.open(home / "chart.png") as image:
         assert image.format == "PNG"
         assert image.size == (1200, 600)
+
+
+def test_the_delta_sink_on_s3_keeps_the_sink_contract(s3, tmp_path):
+    uri = s3.uri()  # one prefix: the sinks check_sink makes must see the same tables
+    check_sink(
+        lambda _: DeltaSink(SinkConfig(uri=uri, storage_options=s3.storage_options())), tmp_path
+    )
 
 
 def test_of_two_maintainers_racing_for_an_s3_lease_only_one_takes_it(s3, monkeypatch):

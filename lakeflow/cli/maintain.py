@@ -14,8 +14,9 @@ from lakeflow.cli.common import Failed, Refused, failing, load, open_sink, pipel
 def maintain(pipeline: str, only: tuple[str, ...], dry_run: bool) -> None:
     """Compact, Z-order, vacuum and checkpoint the pipeline's tables (safe while collecting).
 
-    Settings come from the pipeline's [maintenance] section. Prints, per table, files,
-    bytes and version before and after, and the time it took.
+    Settings come from the pipeline's [sink] section (the sink type's own keys, such as
+    the Delta sink's z_order). Prints, per table, files, bytes and version before and
+    after, and the time it took.
     """
     from lakeflow.lake import Lake
 
@@ -24,10 +25,10 @@ def maintain(pipeline: str, only: tuple[str, ...], dry_run: bool) -> None:
     if not sink.maintains:
         raise Refused(f"{spec.path}: sink type {spec.sink.type!r} does not maintain its tables")
     names = list(only) or Lake.of(spec, sink).tables
-    click.echo(f"maintenance: {spec.maintenance.summary().split(': ', 1)[1]}")
+    click.echo(f"maintenance: {sink.describe_maintenance()}")
     for table in names:
         with failing(f"maintenance of {table} failed: ", catch=Exception, raise_as=Failed):
-            report = sink.maintain(table, spec.maintenance, dry_run=dry_run)
+            report = sink.maintain(table, dry_run=dry_run)
         if report is None:
             click.echo(f"{table}: no such table")
             continue

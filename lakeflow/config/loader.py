@@ -1,13 +1,15 @@
 """Reading a pipeline file and binding it to the installed plugins.
 
 Every error names the file, the TOML key path and the problem, and never the value
-(a value may be a secret): secrets met on the way (``storage_options``' keys that name
-one) are registered with :mod:`lakeflow.secrets`, so that logs redact them.
+(a value may be a secret): secrets met on the way (values of the sink's settings under a
+key that names one, such as ``storage_options``' credentials) are registered with
+:mod:`lakeflow.secrets`, so that logs redact them.
 """
 
 from __future__ import annotations
 
 import difflib
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -15,20 +17,23 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
+from lakeflow.config.file import read_toml
 from lakeflow.config.models import (
-    STREAMING_KEYS,
+    MOVED_MAINTENANCE_KEYS,
+    MaintenanceConfig,
     Pipeline,
     PipelineFile,
+    SinkConfig,
     SourceSpec,
     check_table_name,
 )
 from lakeflow.errors import ConfigError
-from lakeflow.pipeline_file import read_toml
 from lakeflow.secrets import add_secret, is_secret_key
-from lakeflow.units import parse_duration
 
 if TYPE_CHECKING:
     from lakeflow.plugins import Registry
+
+logger = logging.getLogger(__name__)
 
 _SOURCE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -36,8 +41,9 @@ _SOURCE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 def read_pipeline_file(path: str | Path) -> PipelineFile:
     """Read, substitute and validate a pipeline file's own keys, without any plugin.
 
-    Sources are left as raw sections (their keys belong to their plugins): enough for
-    what needs only the file, such as ``lakeflow status``. Raises :class:`ConfigError`.
+    Sources are left as raw sections, and ``[sink]``'s keys beyond the generic ones as
+    written (their keys belong to their plugins): enough for what needs only the file,
+    such as ``lakeflow status``. Raises :class:`ConfigError`.
     """
     where = str(path)
     data = read_toml(path)
@@ -57,17 +63,9 @@ def load_pipeline(path: str | Path, registry: Registry) -> Pipeline:
     path = Path(path)
     where = str(path)
     parsed = read_pipeline_file(path)
-    for key, value in parsed.sink.storage_options.items():
-        if is_secret_key(key):
-            add_secret(value)
-    sink = parsed.sink
+    sink, maintenance = _load_sink(where, parsed, registry)
     if "://" not in sink.uri:
         sink = sink.model_copy(update={"uri": str((path.parent / sink.uri).resolve())})
-    if sink.type not in registry.sinks:
-        raise ConfigError(
-            f"{where}: sink.type: unknown sink type {sink.type!r}"
-            f"{_did_you_mean(sink.type, registry.sinks)}"
-        )
 
     sources = {
         name: _load_source(where, name, section, registry)
@@ -81,8 +79,74 @@ def load_pipeline(path: str | Path, registry: Registry) -> Pipeline:
         runtime=runtime,
         sources=sources,
         metrics=parsed.metrics,
-        maintenance=parsed.maintenance,
+        maintenance=maintenance,
     )
+
+
+def _load_sink(
+    where: str, parsed: PipelineFile, registry: Registry
+) -> tuple[SinkConfig, MaintenanceConfig]:
+    """``[sink]`` bound to its sink type, and ``[maintenance]`` without the keys it lost.
+
+    The sink type's own keys are validated by its ``Config``. The keys ``[maintenance]``
+    had before they became the Delta sink's settings are moved to ``[sink]``, with a
+    warning, if the sink type has them.
+    """
+    sink = parsed.sink
+    _register_secrets(sink.options)
+    if sink.type not in registry.sinks:
+        raise ConfigError(
+            f"{where}: sink.type: unknown sink type {sink.type!r}"
+            f"{_did_you_mean(sink.type, registry.sinks)}"
+        )
+    model = registry.sinks[sink.type].Config
+    moved = parsed.maintenance.moved()
+    for key in moved:
+        if key not in model.model_fields:
+            raise ConfigError(
+                f"{where}: maintenance.{key}: no longer a [maintenance] key (it was a setting "
+                f"of the delta sink), and sink type {sink.type!r} has no such setting; remove it"
+            )
+        if key in sink.options:
+            raise ConfigError(
+                f"{where}: maintenance.{key}: also set as sink.{key}; remove it from "
+                "[maintenance], where it is deprecated"
+            )
+        logger.warning(
+            "%s: [maintenance] %s is deprecated: it is a setting of the %s sink now; "
+            "move it to [sink] %s",
+            where,
+            key,
+            sink.type,
+            key,
+        )
+    try:
+        model.model_validate({**sink.options, **moved})
+    except ValidationError as exc:
+        # A moved key's error is named where it was written.
+        raise ConfigError(
+            _format_errors(
+                where,
+                exc,
+                ("sink",),
+                model,
+                extra_keys=tuple(SinkConfig.model_fields),
+                written_in=dict.fromkeys(moved, ("maintenance",)),
+            )
+        ) from None
+    if moved:
+        sink = sink.model_copy(update=moved)
+    schedule = parsed.maintenance.model_dump(exclude=set(MOVED_MAINTENANCE_KEYS))
+    return sink, MaintenanceConfig.model_validate(schedule)
+
+
+def _register_secrets(settings: Mapping[str, Any]) -> None:
+    """Register every string under a key that names a credential, at any depth."""
+    for key, value in settings.items():
+        if isinstance(value, Mapping):
+            _register_secrets(value)
+        elif isinstance(value, str) and is_secret_key(key):
+            add_secret(value)
 
 
 def _load_source(
@@ -108,24 +172,11 @@ def _load_source(
             f"(installed: {installed}; `lakeflow list-sources` shows them)"
         )
     cls = registry.sources[kind].cls
-    streaming = cls.kind == "streaming"
-    silence = None
-    if "silence_timeout" in section and "silence_timeout" not in cls.Config.model_fields:
-        if not streaming:
-            raise ConfigError(
-                f"{where}: {prefix}.silence_timeout: applies to streaming sources only; "
-                f"{kind!r} polls, and its health follows its polls"
-            )
-        try:
-            silence = _silence_timeout(section.pop("silence_timeout"))
-        except ValueError as exc:
-            raise ConfigError(f"{where}: {prefix}.silence_timeout: {exc}") from None
     try:
         config = cls.Config.model_validate(section)
     except ValidationError as exc:
-        extra = ("type", *STREAMING_KEYS) if streaming else ("type",)
         raise ConfigError(
-            _format_errors(where, exc, ("sources", name), cls.Config, extra_keys=extra)
+            _format_errors(where, exc, ("sources", name), cls.Config, extra_keys=("type",))
         ) from None
     schema = registry.schemas.get(cls.schema)
     if schema is None:
@@ -143,19 +194,7 @@ def _load_source(
             f"{where}: {prefix}.table: names starting with '_' are reserved "
             "for lakeflow's own tables"
         )
-    return SourceSpec(
-        name=name, cls=cls, config=config, table=table, schema=schema, silence_timeout=silence
-    )
-
-
-def _silence_timeout(value: Any) -> float:
-    """Seconds (a number or ``"10m"``); 0 turns the check off."""
-    seconds = parse_duration(value)
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-        raise ValueError('must be seconds (300) or a duration ("5m", "2h"); 0 turns it off')
-    if seconds < 0:
-        raise ValueError("must not be negative (0 turns the check off)")
-    return float(seconds)
+    return SourceSpec(name=name, cls=cls, config=config, table=table, schema=schema)
 
 
 def _format_errors(
@@ -164,11 +203,15 @@ def _format_errors(
     prefix: tuple[str, ...],
     model: type[BaseModel],
     extra_keys: tuple[str, ...] = (),
+    written_in: Mapping[str, tuple[str, ...]] | None = None,
 ) -> str:
+    """One line per error: file, key path, problem. ``written_in`` maps a top-level key
+    to the section it was written in when that is not ``prefix``."""
     lines = []
     for error in exc.errors(include_input=False, include_url=False):
         loc = tuple(str(part) for part in error["loc"])
-        key = ".".join((*prefix, *loc)) or "(top level)"
+        head = (written_in or {}).get(loc[0], prefix) if loc else prefix
+        key = ".".join((*head, *loc)) or "(top level)"
         if error["type"] == "extra_forbidden":
             known = [*_known_keys(model, loc[:-1]), *extra_keys]
             message = f"unknown key{_did_you_mean(loc[-1], known)}"

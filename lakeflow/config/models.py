@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from lakeflow.units import format_duration, format_size, parse_duration, parse_size
+from lakeflow.units import format_duration, parse_duration, parse_size
 
 if TYPE_CHECKING:
     from lakeflow.schema import TableSchema
@@ -49,7 +49,16 @@ class _Strict(BaseModel):
 
 
 class SinkConfig(_Strict):
-    """``[sink]``: where and how often tables are written."""
+    """``[sink]``: where and how often tables are written.
+
+    These keys are every sink type's. The section's other keys belong to the sink type
+    (``storage_options``, ``z_order``, ... for ``delta``): kept as written in
+    :attr:`options`, and validated by the sink type's ``Config`` when the pipeline is
+    bound to the plugins (:func:`lakeflow.config.load_pipeline`) and when the sink is made.
+    """
+
+    # Extra keys are the sink type's, unknown until the plugins are loaded.
+    model_config = ConfigDict(extra="allow", frozen=True)
 
     type: str = Field(default="delta", description="Registered sink type.")
     uri: str = Field(default="tables", description="Folder (relative to the pipeline file) or URI.")
@@ -77,10 +86,13 @@ class SinkConfig(_Strict):
             "half of it, and one commit takes at most half (bytes, or a size like '64MiB')."
         ),
     )
-    storage_options: dict[str, str] = Field(default_factory=dict)
-
     _check_uri = field_validator("uri")(lambda value: _path_like(value))
     _sizes = field_validator("max_buffered_bytes", mode="before")(lambda value: parse_size(value))
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The sink type's own keys of ``[sink]``, as written (its ``Config`` validates them)."""
+        return dict(self.model_extra or {})
 
     @property
     def buffer_limit(self) -> int:
@@ -158,53 +170,42 @@ class MetricsConfig(_Strict):
     _check_listen = field_validator("listen")(lambda value: _listen_address(value))
 
 
-class MaintenanceConfig(_Strict):
-    """``[maintenance]``: compaction, Z-order, vacuum and log cleanup, by ``lakeflow run``
-    every ``interval`` and on demand by ``lakeflow maintain``.
+#: Keys ``[maintenance]`` had before they became settings of the sink type (of the Delta
+#: sink, which alone had them): still read there, with a warning, and moved to ``[sink]``
+#: by the loader.
+MOVED_MAINTENANCE_KEYS = ("target_file_size", "z_order", "vacuum_retention", "log_retention")
 
-    Durations are seconds or strings with a unit (``"1h"``, ``"7d"``); sizes are bytes or
-    strings with a unit (``"128MiB"``).
+
+class MaintenanceConfig(_Strict):
+    """``[maintenance]``: when the sink maintains its tables, by ``lakeflow run`` every
+    ``interval`` (``lakeflow maintain`` runs it on demand).
+
+    What maintenance does (compaction, Z-order, vacuum, the log) is the sink type's, set
+    in ``[sink]`` (:meth:`lakeflow.Sink.describe_maintenance`). Durations are seconds or
+    strings with a unit (``"1h"``, ``"7d"``).
     """
 
     enabled: bool = Field(default=True, description="Maintain on a schedule inside `run`.")
     interval: float = Field(
         default=3600.0, ge=0, description="Seconds between scheduled runs (0: never)."
     )
-    target_file_size: int = Field(
-        default=128 << 20, ge=1 << 20, description="Bytes a compacted data file aims for."
-    )
-    z_order: list[str] = Field(
-        default_factory=lambda: ["symbol"],
-        description="Columns to cluster rows by (skipped in tables that lack them).",
-    )
-    vacuum_retention: float = Field(
-        default=86_400.0,
-        ge=0,
-        description="Delete files unreferenced for longer than this (seconds).",
-    )
-    log_retention: float = Field(
-        default=3_600.0,
-        gt=0,
-        description=(
-            "Keep log entries this long (the table's delta.logRetentionDuration). Every "
-            "commit to a local table lists its whole log, so a longer log costs every commit."
-        ),
-    )
+    # Deprecated: the sink's settings now. Kept as written (the sink type's Config checks
+    # them), None when not set; the loader moves them to [sink] (:meth:`moved`).
+    target_file_size: Any = Field(default=None, description="Deprecated: [sink] target_file_size.")
+    z_order: Any = Field(default=None, description="Deprecated: [sink] z_order.")
+    vacuum_retention: Any = Field(default=None, description="Deprecated: [sink] vacuum_retention.")
+    log_retention: Any = Field(default=None, description="Deprecated: [sink] log_retention.")
 
-    _durations = field_validator("interval", "vacuum_retention", "log_retention", mode="before")(
-        lambda value: parse_duration(value)
-    )
-    _sizes = field_validator("target_file_size", mode="before")(lambda value: parse_size(value))
+    _durations = field_validator("interval", mode="before")(lambda value: parse_duration(value))
+
+    def moved(self) -> dict[str, Any]:
+        """The deprecated keys (:data:`MOVED_MAINTENANCE_KEYS`) this section set, as written."""
+        written = self.model_fields_set
+        return {key: getattr(self, key) for key in MOVED_MAINTENANCE_KEYS if key in written}
 
     def summary(self) -> str:
-        """One line: ``"every 1h: target 128.0 MiB files, Z-order by symbol, vacuum after 1d,
-        log kept 1h"``."""
-        z = ", ".join(self.z_order) or "nothing"
-        return (
-            f"every {format_duration(self.interval)}: target {format_size(self.target_file_size)} "
-            f"files, Z-order by {z}, vacuum after {format_duration(self.vacuum_retention)}, "
-            f"log kept {format_duration(self.log_retention)}"
-        )
+        """The schedule: ``"every 1h"`` (the sink says what it does each time)."""
+        return f"every {format_duration(self.interval)}"
 
     @property
     def scheduled(self) -> bool:
@@ -223,16 +224,12 @@ class PipelineFile(_Strict):
     sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
-#: Keys the core reads from every streaming source's section, beside ``type``.
-STREAMING_KEYS = ("silence_timeout",)
-
-
 @dataclass(frozen=True)
 class SourceSpec:
     """One configured source instance: its section name, class, validated config, table.
 
-    ``silence_timeout`` is the pipeline's override of the source type's own (seconds;
-    0 turns the check off; None: the source type decides).
+    A streaming source's silence limit is its config's
+    (:meth:`lakeflow.StreamingConfig.silence_limit`).
     """
 
     name: str
@@ -240,15 +237,6 @@ class SourceSpec:
     config: SourceConfig
     table: str
     schema: TableSchema
-    silence_timeout: float | None = None
-
-    def silence_limit(self, source: Source) -> float | None:
-        """The silence a connected stream may keep before it is a problem (None: any)."""
-        if self.cls.kind != "streaming":
-            return None
-        if self.silence_timeout is not None:
-            return self.silence_timeout or None
-        return getattr(source, "silence_timeout", None)
 
 
 @dataclass(frozen=True)

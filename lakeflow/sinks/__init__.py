@@ -1,20 +1,45 @@
-"""Sinks: where tables are written. The built-in one is :mod:`lakeflow.sinks.delta`."""
+"""Sinks: where tables are written. The built-in one is :mod:`lakeflow.sinks.delta`.
+
+A sink type is a :class:`Sink` subclass registered through ``register_sinks``. ``[sink]``
+holds the keys every sink has (``type``, ``uri``, the flush and buffer limits: the core's
+:class:`~lakeflow.config.SinkConfig`) beside the sink type's own, which its ``Config``
+(a :class:`SinkSettings` subclass) validates, as a source's ``Config`` validates its
+section. ``lakeflow.testing.check_sink`` checks a sink type against this contract.
+"""
 
 from __future__ import annotations
 
+import builtins
+import json
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import polars as pl
+from pydantic import BaseModel, ConfigDict
 
 from lakeflow.errors import RowsRefused
 from lakeflow.schema import TableSchema
+from lakeflow.secrets import MASK, is_secret_key, redact
 
 if TYPE_CHECKING:
-    from lakeflow.config.models import MaintenanceConfig, SinkConfig
+    from lakeflow.config.models import SinkConfig
+
+
+class SinkSettings(BaseModel):
+    """Base of every sink type's ``Config``: its own keys of ``[sink]``. Unknown keys are
+    rejected.
+
+    Subclass it with the sink type's keys (with defaults: a pipeline that names only
+    ``type`` and ``uri`` must work) and set it as the sink's ``Config``; the sink reads
+    the validated values as ``self.settings``. The generic keys (``type``, ``uri``,
+    ``flush_interval``, ``flush_rows``, ``max_buffered``, ``max_buffered_bytes``) are the
+    core's and must not be redeclared.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 @dataclass(frozen=True)
@@ -56,9 +81,18 @@ class Sink(ABC):
     #: pipeline's tables on ``[maintenance]``'s schedule and ``lakeflow maintain`` runs
     #: it by hand; otherwise neither does, and ``lakeflow maintain`` says so.
     maintains: ClassVar[bool] = False
+    #: The model of the sink type's own keys of ``[sink]``; none by default.
+    # builtins.type: the class attribute ``type`` above shadows the builtin in this body.
+    Config: ClassVar[builtins.type[SinkSettings]] = SinkSettings
+
+    #: This sink's own settings: ``config``'s sink-type keys, validated by ``Config``.
+    settings: SinkSettings
 
     def __init__(self, config: SinkConfig) -> None:
         self.config = config
+        # The pipeline's loader validated the same keys already, to name the file and key
+        # of a mistake; a sink made in code (tests, scripts) is validated here.
+        self.settings = self.Config.model_validate(config.options)
 
     @abstractmethod
     def committed_sequence(self, table: str, app_id: str) -> int | None:
@@ -113,6 +147,21 @@ class Sink(ABC):
     def info(self, table: str) -> TableInfo | None:
         """Statistics of ``table``, or None if it does not exist."""
 
+    def describe(self) -> list[str]:
+        """Lines for ``lakeflow validate`` about the sink's own settings; secrets masked.
+
+        The default lists the settings that differ from their defaults as ``key=value``
+        (a value under a key that names a credential shown as ``***``). Never does I/O.
+        """
+        changed = self.settings.model_dump(mode="json", exclude_defaults=True)
+        if not changed:
+            return []
+        shown = ", ".join(
+            f"{key}={MASK if is_secret_key(key) else redact(json.dumps(_masked(value)))}"
+            for key, value in sorted(changed.items())
+        )
+        return [f"settings: {shown}"]
+
     def check(self) -> None:
         """Make sure the store can be used (reachable, the credentials accepted).
 
@@ -140,12 +189,27 @@ class Sink(ABC):
         local folder and on an object store.
         """
 
-    def maintain(
-        self, table: str, settings: MaintenanceConfig, *, dry_run: bool = False
-    ) -> MaintenanceReport | None:
-        """Compact ``table`` and clean up after it as ``settings`` say; None if it is missing.
+    def maintain(self, table: str, *, dry_run: bool = False) -> MaintenanceReport | None:
+        """Compact ``table`` and clean up after it as the sink's settings say; None if it is
+        missing.
 
-        Blocks (it runs in a worker thread); with ``dry_run`` nothing is written and the
-        report says what would be done. A sink that implements it sets ``maintains``.
+        ``[maintenance]`` only says when (``lakeflow run``'s schedule); how is the sink's
+        own business, in its ``Config``. Blocks (it runs in a worker thread); with
+        ``dry_run`` nothing is written and the report says what would be done. A sink
+        that implements it sets ``maintains`` and :meth:`describe_maintenance`.
         """
         raise NotImplementedError(f"sink type {self.type!r} does not maintain its tables")
+
+    def describe_maintenance(self) -> str:
+        """What :meth:`maintain` does, in one line, for the log and ``lakeflow maintain``
+        (``"target 128.0 MiB files, Z-order by symbol, ..."``)."""
+        return f"as sink type {self.type!r} maintains its tables"
+
+
+def _masked(value: Any) -> Any:
+    """``value`` with every entry under a key that names a credential shown as ``***``."""
+    if isinstance(value, dict):
+        return {k: MASK if is_secret_key(k) else _masked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    return value

@@ -36,17 +36,17 @@ import polars as pl
 from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
-from lakeflow.config.models import MaintenanceConfig
 from lakeflow.errors import LakeflowError
-from lakeflow.sinks import Sink, TableInfo
+from lakeflow.sinks import TableInfo
 from lakeflow.sinks.delta.lease import LeaseHeld, lease
-from lakeflow.sinks.delta.sink import (
+from lakeflow.sinks.delta.settings import DeltaSettings
+from lakeflow.sinks.delta.store import explain
+from lakeflow.sinks.delta.table import (
     LOG_RETENTION,
     TOMBSTONE_RETENTION,
     retention_interval,
     table_info,
 )
-from lakeflow.sinks.store import explain
 from lakeflow.units import format_size
 
 #: Attempts at a rewrite that keeps losing commit races before giving up until next time.
@@ -110,7 +110,7 @@ class MaintainReport:
         )
 
 
-def plan(handle: DeltaTable, settings: MaintenanceConfig) -> Plan:
+def plan(handle: DeltaTable, settings: DeltaSettings) -> Plan:
     """The partitions worth rewriting: those holding two or more small files.
 
     A file is small below a quarter of ``target_file_size``. Appends are small (one
@@ -151,7 +151,7 @@ def _partition_value(value: Any) -> str:
     return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
-def _rewrite(handle: DeltaTable, work: Plan, settings: MaintenanceConfig) -> None:
+def _rewrite(handle: DeltaTable, work: Plan, settings: DeltaSettings) -> None:
     """Compact or Z-order the planned partitions, one commit per filter."""
     if work.partitions == [{}] or not work.partitions:
         filters: list[Any] = [None]
@@ -218,41 +218,44 @@ def exclusive(uri: str, storage_options: Mapping[str, str] | None = None) -> Ite
 
 
 def maintain_table(
-    sink: Sink,
     table: str,
-    settings: MaintenanceConfig | None = None,
+    uri: str,
+    settings: DeltaSettings,
     *,
+    storage_options: Mapping[str, str] | None = None,
     dry_run: bool = False,
 ) -> MaintainReport | None:
-    """Compact (or Z-order), vacuum, checkpoint and clean the log of ``table``.
+    """Compact (or Z-order), vacuum, checkpoint and clean the log of ``table`` at ``uri``.
 
     Returns None when the table does not exist. With ``dry_run`` nothing is written:
     the report says what would be rewritten and vacuumed. Blocks; call it from a
     worker thread inside the event loop.
     """
-    uri = sink.table_uri(table)
+    options = dict(storage_options) if storage_options else None
     try:
-        return _open_and_maintain(sink, table, settings or MaintenanceConfig(), dry_run)
+        return _open_and_maintain(table, uri, settings, options, dry_run)
     except OSError as exc:
         # An object store's failures arrive as OSError: one line that says what to change.
         raise explain(uri, exc) from exc
 
 
 def _open_and_maintain(
-    sink: Sink, table: str, settings: MaintenanceConfig, dry_run: bool
+    table: str,
+    uri: str,
+    settings: DeltaSettings,
+    storage_options: dict[str, str] | None,
+    dry_run: bool,
 ) -> MaintainReport | None:
     started = time.perf_counter()
     try:
-        handle = DeltaTable(
-            sink.table_uri(table), storage_options=getattr(sink, "storage_options", None)
-        )
+        handle = DeltaTable(uri, storage_options=storage_options)
     except TableNotFoundError:
         return None
     before = table_info(handle, table)
     if dry_run:
         return _maintain(handle, table, before, settings, True, started)
     try:
-        with exclusive(sink.table_uri(table), getattr(sink, "storage_options", None)):
+        with exclusive(uri, storage_options):
             return _maintain(handle, table, before, settings, False, started)
     except Busy as exc:
         empty = Plan([], 0, 0, ())
@@ -265,7 +268,7 @@ def _maintain(
     handle: DeltaTable,
     table: str,
     before: TableInfo,
-    settings: MaintenanceConfig,
+    settings: DeltaSettings,
     dry_run: bool,
     started: float,
 ) -> MaintainReport:

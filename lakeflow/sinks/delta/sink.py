@@ -28,11 +28,10 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import polars as pl
 from arro3.core import DataType, RecordBatchReader, Table
@@ -53,25 +52,21 @@ from deltalake.exceptions import (
 )
 from deltalake.schema import PrimitiveType
 
-from lakeflow.config.models import MaintenanceConfig, SinkConfig, check_table_name
-from lakeflow.errors import RowsRefused, SchemaMismatch, SinkError
+from lakeflow.config.models import SinkConfig, check_table_name
+from lakeflow.errors import LakeflowError, RowsRefused, SchemaMismatch, SinkError
 from lakeflow.schema import TableSchema
-from lakeflow.secrets import mask_uri
+from lakeflow.secrets import MASK, is_secret_key, mask_uri, redact
 from lakeflow.sinks import Sink, TableInfo
-from lakeflow.sinks.store import StoreError, check_options, explain, is_remote
-
-if TYPE_CHECKING:
-    from lakeflow.sinks.delta.maintain import MaintainReport
+from lakeflow.sinks.delta.maintain import MaintainReport, maintain_table
+from lakeflow.sinks.delta.settings import DeltaSettings
+from lakeflow.sinks.delta.store import StoreError, check_options, explain, is_remote, recognize
+from lakeflow.sinks.delta.table import LOG_RETENTION, retention_interval, table_info
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_KEY = "delta.checkpointInterval"
-LOG_RETENTION = "delta.logRetentionDuration"
-#: How long checkpoints keep the ``remove`` actions of rewritten files; maintenance sets
-#: it to its vacuum retention, after which those files are gone anyway.
-TOMBSTONE_RETENTION = "delta.deletedFileRetentionDuration"
-#: The log retention of the tables the sink creates: ``[maintenance] log_retention``'s
-#: default, which scheduled maintenance then keeps set to what the pipeline says. Without
+#: The log retention of the tables the sink creates: ``[sink] log_retention``'s default,
+#: which scheduled maintenance then keeps set to what the pipeline says. Without
 #: it delta-rs keeps 30 days of log entries, and a commit to a local table lists the
 #: whole ``_delta_log`` twice (about 3 us an entry per commit here): 518,400 entries at
 #: the default 5 s flush. A day (17,280 entries) measured 65-75 ms a commit against
@@ -89,6 +84,9 @@ CHECKPOINT_INTERVAL = 100
 DEFAULT_CHECKPOINT_INTERVAL = 100
 #: Active data files above which the sink warns that a table needs maintenance.
 FILES_WARNING = 10_000
+#: How deltalake says a table needs what it cannot do ("Unsupported: Feature 'x' is not
+#: supported"): at an open, that is the table's protocol, never the rows.
+_UNSUPPORTED = re.compile(r"\bUnsupported\b|is not supported")
 
 
 class DeltaSink(Sink):
@@ -96,14 +94,16 @@ class DeltaSink(Sink):
 
     type = "delta"
     maintains = True
+    Config = DeltaSettings
+    settings: DeltaSettings
 
     def __init__(self, config: SinkConfig) -> None:
         super().__init__(config)
         self.root = config.uri.rstrip("/")
-        self.storage_options = dict(config.storage_options) or None
+        self.storage_options = dict(self.settings.storage_options) or None
         self.remote = is_remote(self.root)
         # Options under which concurrent commits are unsafe are refused before any I/O.
-        check_options(self.root, config.storage_options)
+        check_options(self.root, self.settings.storage_options)
         # One lock per table: commits from several sources to one table take turns in
         # this process instead of racing to the same log version and retrying.
         self._locks: dict[str, threading.Lock] = {}
@@ -139,6 +139,19 @@ class DeltaSink(Sink):
         with self._locks_guard:
             return self._locks.setdefault(table, threading.Lock())
 
+    def describe(self) -> list[str]:
+        """The storage options, for ``lakeflow validate``: credentials masked.
+
+        The maintenance settings are shown with the schedule (:meth:`describe_maintenance`).
+        """
+        if not self.settings.storage_options:
+            return []
+        shown = ", ".join(
+            f"{key}={MASK if is_secret_key(key) else redact(value)}"
+            for key, value in sorted(self.settings.storage_options.items())
+        )
+        return [f"storage options: {shown}"]
+
     def check(self) -> None:
         """Reach the store once; :class:`StoreError` says what is wrong if it cannot.
 
@@ -170,7 +183,16 @@ class DeltaSink(Sink):
         except TableNotFoundError:
             self._tables.pop(table, None)
             return None
-        except OSError as exc:
+        except (OSError, DeltaError) as exc:
+            # Opening reads the log only: whatever fails, the rows are not at fault (so
+            # the committer must not look for payloads to set aside). A table needing
+            # Delta features this deltalake lacks, a refused write or credential needs a
+            # person; the rest (an outage, a log entry the store served half of) is
+            # retried. deltalake 1.x reports an unknown feature as a plain DeltaError.
+            if isinstance(exc, DeltaError) and (
+                isinstance(exc, DeltaProtocolError) or _UNSUPPORTED.search(str(exc))
+            ):
+                raise self._unsupported(table, exc, "read") from exc
             raise explain(self.table_uri(table), exc) from exc
         self._tables[table] = handle
         self._opened_now(table, handle)
@@ -228,7 +250,7 @@ class DeltaSink(Sink):
             logger.warning(
                 "table %r (%s) keeps %s log entries, more than %s: every commit lists them "
                 "all (about %.0f ms a commit now). Its log retention is %s; a shorter "
-                "`[maintenance] log_retention` (set on the table by scheduled maintenance or "
+                "`[sink] log_retention` (set on the table by scheduled maintenance or "
                 "`lakeflow maintain`) keeps the log, and the commits, short.",
                 table,
                 mask_uri(self.table_uri(table)),
@@ -300,10 +322,13 @@ class DeltaSink(Sink):
 
         Errors come out as lakeflow's kinds, so the committer never reads their text:
         :class:`RowsRefused` when the rows cannot take the schema's types,
-        :class:`SchemaMismatch`, a :class:`~lakeflow.sinks.store.StoreError` for the store
-        (``config`` when a person must act; not for an outage or a lost race). Any other
-        deltalake error passes as it is: :meth:`check_rows` then tells whether the rows
-        are at fault.
+        :class:`SchemaMismatch`, a :class:`~lakeflow.sinks.delta.store.StoreError` for the
+        store (``config`` when a person must act: a missing bucket, refused credentials or
+        writes; not for an outage, a lost race or a log it could not read), a
+        :class:`SinkError` with ``config`` for a table needing Delta features this
+        deltalake lacks. A writer's error whose words do not say whose fault it is (a
+        panic on a partition value) passes as it is: :meth:`check_rows` then tells
+        whether the rows are at fault.
         """
         try:
             frame = schema.conform(rows)
@@ -349,43 +374,65 @@ class DeltaSink(Sink):
                         custom_metadata={"lakeflow.source": app_id},
                     ),
                 )
-            except SchemaMismatchError as exc:
-                # What _added_columns did not foresee: said in lakeflow's terms, so that
-                # the committer stops the source instead of retrying forever.
-                raise SchemaMismatch(
-                    f"table {table!r} ({mask_uri(self.table_uri(table))}) refused the rows "
-                    f"of record schema {schema.name!r}: {exc}"
-                ) from exc
-            except OSError as exc:
-                raise explain(self.table_uri(table), exc) from exc
-            except CommitFailedError as exc:
-                # A race lost even after deltalake's own retries: the next attempt may win.
-                raise StoreError(
-                    f"table {table!r}: another writer kept winning the commit race: "
-                    f"{_first_line(exc)}",
-                    config=False,
-                ) from exc
-            except DeltaProtocolError as exc:
-                raise SinkError(
-                    f"table {table!r} ({mask_uri(self.table_uri(table))}) uses Delta "
-                    f"features this deltalake cannot write: {_first_line(exc)}",
-                    config=True,
-                ) from exc
-            except DeltaError as exc:
-                # deltalake reports a refused write of the filesystem in words only.
-                refused = explain(self.table_uri(table), exc)
-                if refused.config:
-                    raise refused from exc
-                # Otherwise it cannot be told here whether the rows or the store are at
-                # fault (a panic on a partition value, a store answering garbage): the
-                # committer asks check_rows, which writes the rows nowhere.
-                raise
+            except Exception as exc:
+                failure = self._write_failure(table, schema, exc)
+                if failure is None:
+                    # It cannot be told here whether the rows or the store are at fault
+                    # (a writer's error on a partition value, a store answering garbage):
+                    # the committer asks check_rows, which writes the rows nowhere.
+                    raise
+                raise failure from exc
             if added:
                 # deltalake moves this handle past its own commit, but the schema change
                 # is rare enough to pay one fresh open for, so that no later commit or
                 # scan of this sink can compare against the schema from before it.
                 self._tables.pop(table, None)
             return True
+
+    def _write_failure(
+        self, table: str, schema: TableSchema, exc: Exception
+    ) -> LakeflowError | None:
+        """A failed write to ``table`` as lakeflow's kind of error, so that the committer
+        never reads error text; None when the words do not say whose fault it is.
+        """
+        where = f"table {table!r} ({mask_uri(self.table_uri(table))})"
+        if isinstance(exc, SchemaMismatchError):
+            # What _added_columns did not foresee: said in lakeflow's terms, so that the
+            # committer stops the source instead of retrying forever.
+            return SchemaMismatch(
+                f"{where} refused the rows of record schema {schema.name!r}: {exc}"
+            )
+        if isinstance(exc, OSError):
+            return explain(self.table_uri(table), exc)
+        if isinstance(exc, CommitFailedError):
+            # A race lost even after deltalake's own retries: the next attempt may win.
+            return StoreError(
+                f"table {table!r}: another writer kept winning the commit race: {_first_line(exc)}",
+                config=False,
+            )
+        if isinstance(exc, DeltaProtocolError):
+            return self._unsupported(table, exc, "write")
+        if isinstance(exc, DeltaError):
+            # deltalake reports a refused write, an unreachable store or a missing bucket
+            # in words only (a read-only folder even as "table not found").
+            known = recognize(self.table_uri(table), exc)
+            if known is not None or not isinstance(exc, TableNotFoundError):
+                return known
+            # Deleted under the open handle, or its folder not there to create it in: the
+            # next attempt opens (or creates) it afresh.
+            self._tables.pop(table, None)
+            return StoreError(
+                f"{where} was not found while committing: {_first_line(exc)}", config=False
+            )
+        return None
+
+    def _unsupported(self, table: str, exc: DeltaError, doing: str) -> SinkError:
+        """The table needs Delta features this deltalake lacks: a person must act."""
+        return SinkError(
+            f"table {table!r} ({mask_uri(self.table_uri(table))}) uses Delta features "
+            f"this deltalake cannot {doing}: {_first_line(exc)}",
+            config=True,
+        )
 
     def check_rows(self, table: str, schema: TableSchema, rows: pl.DataFrame) -> None:
         """Write ``rows`` as ``table`` would, into a throwaway in-memory table.
@@ -455,8 +502,11 @@ class DeltaSink(Sink):
                     .when_not_matched_insert_all()
                     .execute()
                 )
-            except OSError as exc:
-                raise explain(self.table_uri(table), exc) from exc
+            except Exception as exc:
+                failure = self._write_failure(table, schema, exc)
+                if failure is None:
+                    raise
+                raise failure from exc
 
     def check_schema(self, table: str, schema: TableSchema) -> None:
         """Raise :class:`SchemaMismatch` if the table cannot take ``schema`` by appends."""
@@ -531,13 +581,20 @@ class DeltaSink(Sink):
                 return None
             return table_info(handle, table, self.table_uri(table))
 
-    def maintain(
-        self, table: str, settings: MaintenanceConfig, *, dry_run: bool = False
-    ) -> MaintainReport | None:
-        """Compact (or Z-order), vacuum, checkpoint and clean the log of ``table``."""
-        from lakeflow.sinks.delta.maintain import maintain_table
+    def maintain(self, table: str, *, dry_run: bool = False) -> MaintainReport | None:
+        """Compact (or Z-order), vacuum, checkpoint and clean the log of ``table`` as the
+        sink's settings say (``target_file_size``, ``z_order``, the retentions)."""
+        return maintain_table(
+            table,
+            self.table_uri(table),
+            self.settings,
+            storage_options=self.storage_options,
+            dry_run=dry_run,
+        )
 
-        return maintain_table(self, table, settings, dry_run=dry_run)
+    def describe_maintenance(self) -> str:
+        """``"target 128.0 MiB files, Z-order by symbol, vacuum after 1d, log kept 1h"``."""
+        return self.settings.summary()
 
     def scan(self, table: str) -> pl.LazyFrame | None:
         with self._lock(table):
@@ -569,11 +626,6 @@ def portable(frame: pl.DataFrame) -> Table:
     return Table.from_arrays(columns, names=table.column_names)
 
 
-def retention_interval(seconds: float) -> str:
-    """A duration as a Delta table property takes it: ``"interval 86400 seconds"``."""
-    return f"interval {int(seconds)} seconds"
-
-
 def _interval(value: str | None) -> int:
     """A table's ``delta.checkpointInterval``; delta-rs's default if unset or invalid."""
     try:
@@ -592,20 +644,3 @@ def _first_line(exc: BaseException) -> str:
 def _named(kind: object) -> str:
     """A Delta type as Delta writes it (``decimal(38,18)``, ``long``)."""
     return kind.type if isinstance(kind, PrimitiveType) else str(kind)
-
-
-def table_info(handle: DeltaTable, name: str, uri: str | None = None) -> TableInfo:
-    """Statistics of an open table: version, files, rows, bytes, last commit."""
-    actions = pl.DataFrame(handle.get_add_actions(flatten=True))
-    history = handle.history(1)
-    last = history[0].get("timestamp") if history else None
-    rows = actions["num_records"].sum() if "num_records" in actions.columns else 0
-    return TableInfo(
-        name=name,
-        uri=uri or handle.table_uri,
-        version=handle.version(),
-        files=actions.height,
-        rows=int(rows or 0),
-        bytes=int(actions["size_bytes"].sum() or 0) if actions.height else 0,
-        last_commit=datetime.fromtimestamp(last / 1000, UTC) if last else None,
-    )

@@ -1,4 +1,4 @@
-"""Where tables live: a local folder or an object store, its options, and its errors in words.
+"""Where Delta tables live: a local folder or an object store, its options, its errors in words.
 
 deltalake (delta-rs >= 1.0, the version lakeflow requires) commits to S3 with
 put-if-absent (``If-None-Match: *``) by default: two writers that race for the same
@@ -114,7 +114,29 @@ def explain(uri: str, exc: BaseException) -> StoreError:
     """A one-line :class:`StoreError` for an object-store failure of ``uri``.
 
     deltalake's errors are many lines of nested causes with colour codes and the
-    server's XML; this keeps the cause and adds what to change.
+    server's XML; this keeps the cause and adds what to change. A failure it does not
+    recognise (:func:`recognize`) is said as the store said it, with ``config`` False.
+    """
+    known = recognize(uri, exc)
+    if known is not None:
+        return known
+    text = _ANSI.sub("", str(exc))
+    # The first line that says something, without the nesting arrows; then the HTTP
+    # status, which says most ("503 Service Unavailable"), else the first error line.
+    lines = [line.strip(" ↳") for line in text.splitlines() if line.strip(" ↳")]
+    first = lines[0] if lines else type(exc).__name__
+    status = next((line for line in lines[1:] if re.match(r"^\d{3} [A-Za-z]", line)), "")
+    detail = status or next((line for line in lines[1:] if "error" in line.lower()), "")
+    return StoreError(f"{mask_uri(uri)}: {first}{'; ' + detail if detail else ''}", config=False)
+
+
+def recognize(uri: str, exc: BaseException) -> StoreError | None:
+    """The :class:`StoreError` for a failure of ``uri`` whose cause is the store's, or None.
+
+    A missing bucket, refused credentials or a refused write (``config``: a person must
+    act) and an unreachable store (an outage, retried). None when the words do not say
+    the store is at fault: a writer's error may then be the rows' (the sink asks
+    ``check_rows``).
     """
     text = _ANSI.sub("", str(exc))
     shown = mask_uri(uri)
@@ -145,16 +167,12 @@ def explain(uri: str, exc: BaseException) -> StoreError:
             "[sink.storage_options] (or the environment) and the network",
             config=False,
         )
-    # Unknown: the first line that says something, without the nesting arrows.
-    lines = [line.strip(" ↳") for line in text.splitlines() if line.strip(" ↳")]
-    first = lines[0] if lines else type(exc).__name__
     if writes_refused(text):
+        lines = [line.strip(" ↳") for line in text.splitlines() if line.strip(" ↳")]
+        first = lines[0] if lines else type(exc).__name__
         return StoreError(
             f"{shown}: writes are refused ({first}): make the folder writable (its "
             "permissions, a read-only mount) or point sink.uri elsewhere",
             config=True,
         )
-    # The HTTP status says most ("503 Service Unavailable"), else the first error line.
-    status = next((line for line in lines[1:] if re.match(r"^\d{3} [A-Za-z]", line)), "")
-    detail = status or next((line for line in lines[1:] if "error" in line.lower()), "")
-    return StoreError(f"{shown}: {first}{'; ' + detail if detail else ''}", config=False)
+    return None
