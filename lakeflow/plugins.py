@@ -138,7 +138,7 @@ def load(pm: pluggy.PluginManager | None = None, *, entry_points: bool = True) -
     """Load the entry-point plugins (unless disabled) and the built-ins into a registry."""
     from lakeflow.schema import TableSchema
     from lakeflow.sinks import Sink
-    from lakeflow.sources import PollingSource, StreamingSource
+    from lakeflow.sources import PollingSource, StreamingConfig, StreamingSource
 
     pm = pm or make_manager()
     registry = Registry()
@@ -171,6 +171,17 @@ def load(pm: pluggy.PluginManager | None = None, *, entry_points: bool = True) -
                 raise TypeError(
                     f"source class {cls.__name__} must set the class attribute {attr!r}"
                 )
+        config = cls.Config
+        if issubclass(cls, StreamingSource) and not (
+            isinstance(config, type) and issubclass(config, StreamingConfig)
+        ):
+            # The runtime reads a stream's silence limit from its config: one without
+            # StreamingConfig's silence_timeout would fail at run time, not here.
+            raise TypeError(
+                f"plugin {plugin!r}: streaming source {cls.__module__}.{cls.__qualname__} has "
+                f"Config {getattr(config, '__qualname__', config)!r}, which is not a "
+                "lakeflow.StreamingConfig; derive its Config from lakeflow.StreamingConfig"
+            )
         if cls.type in registry.sources:
             other = registry.sources[cls.type].plugin
             raise ValueError(f"source type {cls.type!r} is already registered by plugin {other!r}")

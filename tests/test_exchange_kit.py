@@ -48,7 +48,7 @@ def answer(message: str) -> Sequence[str] | None:
     )
 
 
-class Config(lakeflow.SourceConfig):
+class Config(lakeflow.StreamingConfig):
     url: str
     topics: list[str] = ["a", "b"]
 
@@ -258,9 +258,13 @@ def test_fetch_json_gives_up_on_a_server_that_is_down_saying_the_last_error():
         asyncio.run(lakeflow.fetch_json("http://127.0.0.1:9/", within=1.0, retry_base=0.1))
 
 
+class QuietConfig(Config):
+    silence_timeout: float | None = 0.6
+
+
 class QuietFeed(KitSource):
     type = "exchange_kit_quiet"
-    silence_timeout = 0.6
+    Config = QuietConfig
 
 
 def test_a_stream_that_answers_its_keepalive_but_carries_no_data_falls_silent(

@@ -110,6 +110,43 @@ def test_plugin_that_raises_while_registering_is_reported_by_name(pm):
     assert "in_test_good" in registry.sources
 
 
+class PlainConfig(lakeflow.SourceConfig):
+    url: str = "ws://127.0.0.1:9"
+
+
+class StreamWithPlainConfig(lakeflow.StreamingSource):
+    type = "in_test_plain_stream"
+    schema = "in_test_record"
+    Config = PlainConfig  # type: ignore[assignment]  # the mistake this test is about
+
+    async def stream(self, feed: lakeflow.Feed) -> None:
+        feed.connected()
+
+    def decode(self, batch: lakeflow.Batch) -> lakeflow.Decoded:
+        return lakeflow.Decoded(rows=pl.DataFrame())
+
+
+class PlainStreamPlugin:
+    @lakeflow.hookimpl
+    def register_sources(self, register):
+        register(StreamWithPlainConfig)
+
+
+def test_a_streaming_source_whose_config_is_not_a_streaming_config_is_refused_by_name(pm):
+    pm.register(GoodPlugin(), name="good")
+    pm.register(PlainStreamPlugin(), name="plain")
+
+    registry = load(pm, entry_points=False)
+
+    assert "in_test_plain_stream" not in registry.sources
+    error = registry.errors["plain"]
+    assert "plugin 'plain'" in error
+    assert "StreamWithPlainConfig" in error
+    assert "'PlainConfig'" in error
+    assert "derive its Config from lakeflow.StreamingConfig" in error
+    assert "in_test_good" in registry.sources
+
+
 def test_plugin_implementing_an_unknown_hook_is_reported_by_name(pm):
     pm.register(WrongHookPlugin(), name="wrong")
     registry = load(pm, entry_points=False)

@@ -28,7 +28,8 @@ from lakeflow.plugins import load
 from lakeflow.runtime.status import read_status, status_dir
 
 
-class UrlsConfig(lakeflow.SourceConfig):
+class UrlsConfig(lakeflow.StreamingConfig):
+    silence_timeout: float | None = 0.6
     urls: list[str] = ConfigField(description="Endpoints, preferred first.")
     subscribe: str | None = ConfigField(default=None, description="Sent once per connection.")
 
@@ -38,7 +39,6 @@ class FallOverSource(WebSocketTestSource):
 
     type = "test_fall_over"
     Config = UrlsConfig
-    silence_timeout = 0.6
 
     def urls(self) -> list[str]:
         return list(self.config.urls)  # type: ignore[attr-defined]
@@ -161,7 +161,8 @@ def test_silence_timeout_zero_turns_the_check_off(pm, tmp_path):
 
     spec = load_pipeline(path, load(pm, entry_points=False)).sources["s"]
 
-    assert spec.silence_limit(SequenceSource("s", spec.config)) is None
+    assert isinstance(spec.config, lakeflow.StreamingConfig)
+    assert spec.config.silence_limit() is None
 
 
 def test_the_pipeline_overrides_the_source_types_silence_timeout(pm, tmp_path, server):
@@ -171,8 +172,9 @@ def test_the_pipeline_overrides_the_source_types_silence_timeout(pm, tmp_path, s
 
     spec = load_pipeline(path, load(pm, entry_points=False)).sources["s"]
 
-    assert FallOverSource.silence_timeout == 0.6
-    assert spec.silence_limit(FallOverSource("s", spec.config)) == 120.0
+    assert UrlsConfig(urls=["x"]).silence_limit() == 0.6
+    assert isinstance(spec.config, lakeflow.StreamingConfig)
+    assert spec.config.silence_limit() == 120.0
 
 
 @pytest.mark.parametrize(("value", "problem"), [('"soon"', "not a duration"), ("-1", "negative")])

@@ -13,10 +13,12 @@ import builtins
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from lakeflow.units import parse_duration
 
 if TYPE_CHECKING:
     from lakeflow.references import Reference, ReferenceData
@@ -34,6 +36,73 @@ class SourceConfig(BaseModel):
     table: str | None = Field(
         default=None, description="Delta table to write into (default: the schema's table)."
     )
+
+
+class StreamingConfig(SourceConfig):
+    """Base config of streaming sources: how long a connected stream may go without data.
+
+    ``silence_timeout`` is the pipeline's key (seconds, or a duration such as ``"5m"``;
+    0 turns the check off; unset: the source type's default). A source type sets its
+    default by overriding the field's default (``silence_timeout: float | None = 30.0``)
+    or, when it depends on other keys (one symbol's stream is quieter than a whole
+    market's), by overriding :meth:`default_silence_timeout`. The runtime asks
+    :meth:`silence_limit` only.
+    """
+
+    silence_timeout: float | None = Field(
+        default=None,
+        description=(
+            'Seconds (or a duration: "10m", "2h") a connected stream may go without data '
+            "before it counts as silent: warned about, marked silent, recorded as a gap and "
+            "reconnected. 0 turns the check off; unset: the source type's default."
+        ),
+    )
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        """Keep the key's description when a subclass only changes its default.
+
+        ``silence_timeout: float | None = 30.0`` redeclares the field without one, and
+        ``lakeflow list-sources`` shows each key's description from ``model_fields``.
+        """
+        super().__pydantic_init_subclass__(**kwargs)
+        field = cls.model_fields["silence_timeout"]
+        if field.description is None:
+            field.description = StreamingConfig.model_fields["silence_timeout"].description
+
+    @field_validator("silence_timeout", mode="before")
+    @classmethod
+    def _parse_silence_timeout(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError('must be seconds (300) or a duration ("5m", "2h"); 0 turns it off')
+        return parse_duration(value)
+
+    @field_validator("silence_timeout")
+    @classmethod
+    def _check_silence_timeout(cls, seconds: float | None) -> float | None:
+        if seconds is not None and seconds < 0:
+            raise ValueError("must not be negative (0 turns the check off)")
+        return seconds
+
+    def default_silence_timeout(self) -> float | None:
+        """The source type's silence limit when the pipeline sets none (None: not judged).
+
+        The field's declared default, unless a subclass overrides this method to derive
+        it from other keys. Must not do I/O.
+        """
+        default = type(self).model_fields["silence_timeout"].get_default()
+        return None if default is None else float(default)
+
+    def silence_limit(self) -> float | None:
+        """Seconds of silence past which a connected stream is a problem; None: never judged.
+
+        The pipeline's ``silence_timeout`` when it sets one (0 turns the check off), else
+        :meth:`default_silence_timeout`.
+        """
+        seconds = self.silence_timeout if "silence_timeout" in self.model_fields_set else None
+        if seconds is None:
+            seconds = self.default_silence_timeout()
+        return seconds or None
 
 
 class PollingConfig(SourceConfig):
@@ -102,6 +171,13 @@ class Feed(Protocol):
 
     def emit(self, payload: bytes) -> None:
         """Hand one raw payload to the runtime. Cheap: it appends bytes to a buffer."""
+
+    def connecting(self, what: str) -> None:
+        """Say what the connection attempt is doing ("waiting for the handshake's answer").
+
+        Optional to call: should the run stop before the first connection is up, the
+        gap recorded for it says what the attempt was doing then.
+        """
 
     def connected(self, detail: str = "") -> None:
         """Say the connection is up: closes the open gap and resets the reconnect backoff."""
@@ -214,20 +290,19 @@ class Source(ABC):
 class StreamingSource(Source):
     """A source that keeps a connection open and pushes payloads as they arrive.
 
-    ``silence_timeout`` is how long a connected stream may go without data (a payload
-    that decodes into rows; pongs and acknowledgements are not data) before that is a
-    problem rather than a quiet market: exchanges retire a stream by going
-    silent, not by closing it. Past it the runtime warns, marks the source ``silent`` in
-    ``lakeflow status`` and ``/healthz``, records the stretch in ``_gaps``, calls
-    :meth:`fall_over` and reconnects. Set it on the class, or per instance in
-    ``__init__`` when it depends on the config (one symbol's stream is quieter than a
-    whole market's); None (the default) never judges silence. A pipeline overrides it
-    per source with the ``silence_timeout`` key.
+    Its ``Config`` derives from :class:`StreamingConfig`, whose ``silence_timeout`` is how
+    long a connected stream may go without data (a payload that decodes into rows; pongs
+    and acknowledgements are not data) before that is a problem rather than a quiet
+    market: exchanges retire a stream by going silent, not by closing it. Past it the
+    runtime warns, marks the source ``silent`` in ``lakeflow status`` and ``/healthz``,
+    records the stretch in ``_gaps``, calls :meth:`fall_over` and reconnects. A source
+    type sets its default in its Config (the field's default, or
+    :meth:`StreamingConfig.default_silence_timeout` when it depends on other keys); a
+    pipeline overrides it per source with the ``silence_timeout`` key.
     """
 
     kind = "streaming"
-    #: Seconds without data that are still normal for this stream; None: any.
-    silence_timeout: float | None = None
+    Config: ClassVar[builtins.type[StreamingConfig]] = StreamingConfig
 
     def fall_over(self) -> str | None:
         """Move to the next endpoint known for this stream; return it, or None if none.

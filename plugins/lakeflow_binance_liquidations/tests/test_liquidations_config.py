@@ -198,9 +198,13 @@ def test_a_route_listed_twice_is_refused():
     ],
 )
 def test_all_market_streams_are_judged_silent_and_named_symbols_are_not(config, silence):
-    source = BinanceLiquidationsSource("test", LiquidationsConfig(**config))
+    assert LiquidationsConfig(**config).silence_limit() == silence
 
-    assert source.silence_timeout == silence
+
+def test_named_symbols_are_judged_when_the_pipeline_says_so():
+    config = LiquidationsConfig(symbols=["BTCUSDT"], silence_timeout="1h")
+
+    assert config.silence_limit() == 3600
 
 
 def test_connections_roll_over_before_binance_cuts_them_at_24_hours():

@@ -44,8 +44,8 @@ def test_readme_config_examples_are_valid():
 def test_readme_lists_every_config_key():
     keys = [row[0].strip("`") for row in table_after("## Configuration")]
 
-    # type and silence_timeout are the core's keys, read before the plugin's config.
-    assert sorted(keys) == sorted(["type", "silence_timeout", *LiquidationsConfig.model_fields])
+    # type is the core's key, read before the plugin's config.
+    assert sorted(keys) == sorted(["type", *LiquidationsConfig.model_fields])
 
 
 def test_readme_schema_table_is_the_schema_in_order():

@@ -154,7 +154,7 @@ def test_every_key_is_described():
     ],
 )
 def test_every_symbol_streams_are_judged_silent_and_named_symbols_are_not(config, silence):
-    assert source(**config).silence_timeout == silence
+    assert BybitLiquidationsConfig(**config).silence_limit() == silence
 
 
 def test_the_keepalive_is_bybits_ping_every_20_seconds():

@@ -6,7 +6,7 @@ import json
 
 import pytest
 from click.testing import CliRunner, Result
-from lakeflow_okx_liquidations import OkxLiquidationsConfig, OkxLiquidationsSource
+from lakeflow_okx_liquidations import OkxLiquidationsConfig
 from pydantic import ValidationError
 
 from lakeflow.cli import cli
@@ -106,15 +106,15 @@ def test_okx_unknown_key_is_refused():
 
 
 def test_okx_silence_is_judged_after_ten_minutes_with_swaps():
-    source = OkxLiquidationsSource("s", OkxLiquidationsConfig())
-
-    assert source.silence_timeout == 600
+    assert OkxLiquidationsConfig().silence_limit() == 600
 
 
 def test_okx_silence_is_judged_after_an_hour_on_futures_alone():
-    source = OkxLiquidationsSource("s", OkxLiquidationsConfig(inst_types=["FUTURES"]))
+    assert OkxLiquidationsConfig(inst_types=["FUTURES"]).silence_limit() == 3600
 
-    assert source.silence_timeout == 3600
+
+def test_okx_silence_timeout_in_the_pipeline_beats_the_default():
+    assert OkxLiquidationsConfig(silence_timeout="2m").silence_limit() == 120
 
 
 def test_okx_validate_accepts_a_pipeline_and_shows_the_stream_url(tmp_path):

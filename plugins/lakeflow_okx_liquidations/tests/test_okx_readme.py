@@ -41,8 +41,8 @@ def test_okx_readme_config_examples_are_valid():
 def test_okx_readme_lists_every_config_key():
     keys = [row[0].strip("`") for row in table_after("## Configuration")]
 
-    # type and silence_timeout are the core's keys, read before the plugin's config.
-    assert sorted(keys) == sorted(["type", "silence_timeout", *OkxLiquidationsConfig.model_fields])
+    # type is the core's key, read before the plugin's config.
+    assert sorted(keys) == sorted(["type", *OkxLiquidationsConfig.model_fields])
 
 
 def test_okx_readme_mapping_names_only_schema_columns():

@@ -17,28 +17,22 @@ from typing import TYPE_CHECKING, Any
 import lakeflow
 
 if TYPE_CHECKING:
-    from lakeflow_binance_markprice.schema import MARK_PRICE
-    from lakeflow_binance_markprice.source import (
-        BinanceMarkPriceSource,
-        MarkPriceConfig,
-        decode_frames,
-    )
+    # `X as X`: an explicit re-export, since `__all__` is built from the table below.
+    from lakeflow_binance_markprice.schema import MARK_PRICE as MARK_PRICE
+    from lakeflow_binance_markprice.source import BinanceMarkPriceSource as BinanceMarkPriceSource
+    from lakeflow_binance_markprice.source import MarkPriceConfig as MarkPriceConfig
+    from lakeflow_binance_markprice.source import decode_frames as decode_frames
 
+#: Every public name and the module it lives in: ``__getattr__``, ``__dir__`` and
+#: ``__all__`` read it.
 _EXPORTS = {
-    "MARK_PRICE": "schema",
-    "BinanceMarkPriceSource": "source",
-    "MarkPriceConfig": "source",
-    "decode_frames": "source",
+    "MARK_PRICE": "lakeflow_binance_markprice.schema",
+    "BinanceMarkPriceSource": "lakeflow_binance_markprice.source",
+    "MarkPriceConfig": "lakeflow_binance_markprice.source",
+    "decode_frames": "lakeflow_binance_markprice.source",
 }
 
-__all__ = [
-    "MARK_PRICE",
-    "BinanceMarkPriceSource",
-    "MarkPriceConfig",
-    "decode_frames",
-    "register_schemas",
-    "register_sources",
-]
+__all__ = [*_EXPORTS, "register_schemas", "register_sources"]
 
 
 @lakeflow.hookimpl
@@ -61,4 +55,8 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

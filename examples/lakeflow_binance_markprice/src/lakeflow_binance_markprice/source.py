@@ -60,8 +60,12 @@ FIELDS = {
 FRAME = pl.Schema({"updates": pl.List(pl.Struct({f.path: pl.String() for f in FIELDS.values()}))})
 
 
-class MarkPriceConfig(lakeflow.SourceConfig):
+class MarkPriceConfig(lakeflow.StreamingConfig):
     """``[sources.NAME]`` keys of a ``binance_markprice`` source."""
+
+    # Binance pushes every market's mark price every 1 s (or 3 s): half a minute without a
+    # frame means the stream is gone, however calm the market.
+    silence_timeout: float | None = 30.0
 
     market: Literal["usdm", "coinm", "all"] = ConfigField(
         default="usdm",
@@ -189,9 +193,6 @@ class BinanceMarkPriceSource(lakeflow.WebSocketSource):
     Config = MarkPriceConfig
     # Binance closes every connection at 24 h: roll over to a fresh one 10 minutes early.
     max_age = 23 * 3600 + 50 * 60
-    # Binance pushes every market's mark price every 1 s (or 3 s): half a minute without a
-    # frame means the stream is gone, however calm the market.
-    silence_timeout = 30.0
 
     config: MarkPriceConfig
 

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from lakeflow import SourceConfig, base_url
+from lakeflow import StreamingConfig, base_url
 
 #: Hosts of Binance's futures WebSocket streams. Since the 2026-06-30 merge both carry
 #: the same all-market content (USDⓈ-M and COIN-M events, each marked by ``st``); a
@@ -70,7 +70,7 @@ _SYMBOL = re.compile(r"[A-Z0-9_]+")
 _ROUTE_WORDS = frozenset({"ws", "stream", "market", "public", "private"})
 
 
-class LiquidationsConfig(SourceConfig):
+class LiquidationsConfig(StreamingConfig):
     """``[sources.NAME]`` keys of a ``binance_liquidations`` source."""
 
     market: Literal["usdm", "coinm", "all"] = Field(
@@ -236,7 +236,6 @@ class LiquidationsConfig(SourceConfig):
         """The preferred URL: the first of :meth:`stream_urls`."""
         return self.stream_urls()[0]
 
-    @property
-    def silence_timeout(self) -> float | None:
+    def default_silence_timeout(self) -> float | None:
         """Seconds without an event that are normal for this stream (None: not judged)."""
         return None if self.combined else ALL_MARKET_SILENCE[self.market]

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from lakeflow import SourceConfig, base_url
+from lakeflow import StreamingConfig, base_url
 
 #: Bybit's public WebSocket host; a category's stream is ``/v5/public/<category>`` under it.
 WS_HOST = "wss://stream.bybit.com"
@@ -34,7 +34,7 @@ _SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9-]*")
 _PATH_WORDS = frozenset({"v5", "public", "linear", "inverse", "spot", "option"})
 
 
-class BybitLiquidationsConfig(SourceConfig):
+class BybitLiquidationsConfig(StreamingConfig):
     """``[sources.NAME]`` keys of a ``bybit_liquidations`` source."""
 
     category: Literal["linear", "inverse"] = Field(
@@ -161,7 +161,6 @@ class BybitLiquidationsConfig(SourceConfig):
         """Where the instrument list is: ``https://api.bybit.com/v5/market/instruments-info``."""
         return f"{self.rest_url or REST_HOST}{INSTRUMENTS_PATH}"
 
-    @property
-    def silence_timeout(self) -> float | None:
+    def default_silence_timeout(self) -> float | None:
         """Seconds without a payload that are normal for this stream (None: not judged)."""
         return ALL_SYMBOLS_SILENCE[self.category] if self.all_symbols else None

@@ -6,7 +6,7 @@ import json
 
 from pydantic import Field, field_validator
 
-from lakeflow import SourceConfig, base_url
+from lakeflow import StreamingConfig, base_url
 
 #: OKX's public WebSocket: scheme, host and port (``ws_url`` replaces them), and the path.
 WS_HOST = "wss://ws.okx.com:8443"
@@ -37,7 +37,7 @@ def _all_types() -> list[str]:
     return list(INST_TYPES)
 
 
-class OkxLiquidationsConfig(SourceConfig):
+class OkxLiquidationsConfig(StreamingConfig):
     """``[sources.NAME]`` keys of an ``okx_liquidations`` source."""
 
     inst_types: list[str] = Field(
@@ -131,7 +131,6 @@ class OkxLiquidationsConfig(SourceConfig):
         args = [{"channel": CHANNEL, "instType": inst_type} for inst_type in self.inst_types]
         return json.dumps({"op": "subscribe", "args": args}, separators=(",", ":"))
 
-    @property
-    def silence_timeout(self) -> float:
+    def default_silence_timeout(self) -> float:
         """Seconds without a frame that are normal: the shortest of the types followed."""
         return min(SILENCE_TIMEOUT[t] for t in self.inst_types)

@@ -36,7 +36,7 @@ QUOTE = TableSchema(
 SIDES = ("BUY", "SELL")
 
 
-class QuoteConfig(lakeflow.SourceConfig):
+class QuoteConfig(lakeflow.StreamingConfig):
     url: str = ConfigField(description="The WebSocket URL of the quote stand-in.")
     instruments_url: str | None = ConfigField(
         default=None, description="GET answering {'symbols': [{'symbol': ...}]}; unset: none."

@@ -37,7 +37,7 @@ def _decode(name: str, batch: Batch) -> Decoded:
     return decoded
 
 
-class SequenceConfig(lakeflow.SourceConfig):
+class SequenceConfig(lakeflow.StreamingConfig):
     count: int = ConfigField(default=100, ge=0, description="Payloads to emit, then idle.")
     rate: float = ConfigField(default=0.0, ge=0, description="Payloads per second; 0 = flat out.")
     bad_every: int = ConfigField(default=0, ge=0, description="Every k-th payload is broken JSON.")
@@ -91,7 +91,7 @@ class ClockSource(lakeflow.PollingSource):
         return _decode(self.name, batch)
 
 
-class UrlConfig(lakeflow.SourceConfig):
+class UrlConfig(lakeflow.StreamingConfig):
     url: str = ConfigField(description="Where to read from (a loopback stand-in).")
     subscribe: str | None = ConfigField(default=None, description="Sent once per connection.")
 
