@@ -1,14 +1,33 @@
-"""Exceptions that sources raise to tell the runtime what happened, and the config error."""
+"""Exceptions that sources raise to tell the runtime what happened, and the config error.
+
+Each carries the exit code a ``lakeflow`` command ends with when the error stops it: the
+CLI maps every :class:`LakeflowError` to ``Error: MESSAGE`` and that code in one place
+(:class:`lakeflow.cli.group.LakeflowGroup`), so a command only raises.
+"""
 
 from __future__ import annotations
 
+#: Exit code of a command that could not do its work (an outage, a failed query).
+RUNTIME_FAILURE = 1
+#: Exit code of a command that a person must change something for (the pipeline file,
+#: the command line, the store's settings); click exits 2 on a usage error too.
+USAGE_ERROR = 2
+
 
 class LakeflowError(Exception):
-    """Base class of every error lakeflow raises on purpose."""
+    """Base class of every error lakeflow raises on purpose.
+
+    ``exit_code`` is what a command that this error stops exits with: 1 unless a subclass
+    (or, for :class:`SinkError`, the instance) says a person must act first.
+    """
+
+    exit_code: int = RUNTIME_FAILURE
 
 
 class ConfigError(LakeflowError):
     """The pipeline file (or a source's config) is wrong. The message says where and what."""
+
+    exit_code = USAGE_ERROR
 
 
 class SourceError(LakeflowError):
@@ -42,6 +61,9 @@ class SchemaMismatch(LakeflowError):
     and what to do. Sinks raise it from :meth:`lakeflow.Sink.check_schema` and ``commit``.
     """
 
+    # Migrating the table (or choosing another) is a person's decision: retrying cannot help.
+    exit_code = USAGE_ERROR
+
 
 class CommitRefused(LakeflowError):
     """A commit failed in a way retrying cannot fix (a schema mismatch, a refused permission).
@@ -65,6 +87,7 @@ class SinkError(LakeflowError):
     def __init__(self, message: str, *, config: bool) -> None:
         super().__init__(message)
         self.config = config
+        self.exit_code = USAGE_ERROR if config else RUNTIME_FAILURE
 
 
 class RowsRefused(LakeflowError):

@@ -32,7 +32,7 @@ import polars as pl
 
 from lakeflow.budgets import Budget
 from lakeflow.errors import LakeflowError
-from lakeflow.sources.http import MAX_BODY
+from lakeflow.fetch import MAX_BODY
 
 if TYPE_CHECKING:
     import aiohttp
@@ -266,7 +266,7 @@ class ReferenceData:
             budget = Budget.named(reference.budget[0], reference.budget[1])
 
         async def fetch(url: str, params: Mapping[str, str] | None = None) -> Any:
-            from lakeflow.sources.http import fetch_json
+            from lakeflow.fetch import fetch_json
 
             if budget is not None:
                 await budget.spend(reference.weight)

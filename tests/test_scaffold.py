@@ -22,7 +22,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from harness import LAKEFLOW
-from lakeflow.scaffold import FILES, Names, PluginNameError, new_plugin, scaffold
+from lakeflow.cli.new_plugin import new_plugin
+from lakeflow.cli.new_plugin.scaffold import FILES, Names, PluginNameError, scaffold
 from lakeflow.testing import WebSocketStandIn
 
 BIN = Path(sys.executable).parent
@@ -237,7 +238,7 @@ def test_the_command_is_registered_with_the_cli(cli):
     assert "--streaming / --polling" in done.stdout
 
 
-def test_the_wheel_ships_the_templates_and_the_pytest_plugin(tmp_path):
+def test_the_wheel_ships_the_templates_and_the_pytest_plugin_but_no_dev_script(tmp_path):
     uv = shutil.which("uv")
     if uv is None:
         pytest.skip("uv is needed to build the wheel")
@@ -253,5 +254,7 @@ def test_the_wheel_ships_the_templates_and_the_pytest_plugin(tmp_path):
         entry_points = archive.read(next(n for n in names if n.endswith("entry_points.txt")))
     for template in FILES:
         for kind in ("streaming", "polling"):
-            assert f"lakeflow/templates/plugin/{template.format(kind=kind)}" in names
+            assert f"lakeflow/cli/new_plugin/templates/{template.format(kind=kind)}" in names
     assert b"[pytest11]\nlakeflow = lakeflow.testing.plugin" in entry_points
+    # The hook reference's generator is for lakeflow's developers (docs/hookdocs.py).
+    assert not [name for name in names if "hookdocs" in name]

@@ -1,7 +1,8 @@
 """The ``lakeflow`` command. Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
 
-One module per command; :mod:`lakeflow.cli.common` holds what they share, including
-how an error becomes a message and an exit code.
+One module per command (a package for ``new-plugin``, with its templates);
+:mod:`lakeflow.cli.common` holds what they share, and :mod:`lakeflow.cli.group` turns
+any :class:`~lakeflow.LakeflowError` a command raises into a message and its exit code.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from lakeflow.cli import (
     drift,
     maintain,
+    new_plugin,
     query,
     replay,
     run,
@@ -18,7 +20,6 @@ from lakeflow.cli import (
     validate,
 )
 from lakeflow.cli.group import LakeflowGroup, cli, main
-from lakeflow.scaffold import new_plugin
 
 # Each command imports what it uses, when it runs: `lakeflow --help` and `lakeflow status`
 # must not wait for polars, deltalake, aiohttp and every plugin (bench/startup.py).
@@ -34,7 +35,7 @@ for command in (
     replay.replay,
     maintain.maintain,
     drift.drift,
-    new_plugin,
+    new_plugin.new_plugin,
 ):
     cli.add_command(command)
 del command

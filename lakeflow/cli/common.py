@@ -1,4 +1,9 @@
-"""What the commands share: the pipeline argument, loading it, and how a command fails."""
+"""What the commands share: the pipeline argument, loading it, and how a command fails.
+
+A command fails by raising a :class:`~lakeflow.LakeflowError` (any, or :class:`Failed`
+and :class:`Refused` here); the group turns it into ``Error: MESSAGE`` and the error's
+``exit_code`` (:class:`lakeflow.cli.group.LakeflowGroup`). No command calls ``sys.exit``.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from lakeflow.errors import ConfigError, LakeflowError, SchemaMismatch, SinkError
-from lakeflow.secrets import redact
+from lakeflow.errors import RUNTIME_FAILURE, USAGE_ERROR, ConfigError, LakeflowError
 
 if TYPE_CHECKING:
     from lakeflow.config import Pipeline
@@ -20,24 +24,21 @@ if TYPE_CHECKING:
 #: The pipeline a command reads when none is named.
 DEFAULT_PIPELINE = "lakeflow.toml"
 
-#: Exit code of a command that could not do its work (an outage, a failed query).
-RUNTIME_FAILURE = 1
-#: Exit code of a command that a person must change something for (the pipeline file,
-#: the command line, the store's settings); click exits 2 on a usage error too.
-USAGE_ERROR = 2
-
 pipeline_argument = click.argument(
     "pipeline", required=False, default=DEFAULT_PIPELINE, type=click.Path(dir_okay=False)
 )
 
 
-class Failed(LakeflowError, click.ClickException):
-    """A command could not do its work: ``Error: MESSAGE`` (secrets redacted), exit 1."""
+class Failed(LakeflowError):
+    """A command could not do its work: ``Error: MESSAGE`` (secrets redacted), exit 1.
 
-    exit_code = RUNTIME_FAILURE
+    Or ``exit_code``, when the failure is another error's (see :func:`failing`).
+    """
 
-    def __init__(self, message: str) -> None:
-        super().__init__(redact(message))
+    def __init__(self, message: str, *, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
 
 
 class Refused(Failed):
@@ -46,16 +47,14 @@ class Refused(Failed):
     exit_code = USAGE_ERROR
 
 
-def failure(exc: Exception) -> type[Failed]:
-    """:class:`Refused` when a person must act and retrying cannot help, else :class:`Failed`."""
-    if isinstance(exc, SinkError):
-        return Refused if exc.config else Failed
-    if isinstance(exc, ConfigError | SchemaMismatch):
-        return Refused
-    # Only a run raises it, and a run has imported it: no other command pays for it.
-    from lakeflow.runtime.pipeline import MetricsUnavailable
+class AlreadyReported(LakeflowError):
+    """The command has said what went wrong (printed or logged it): exit 1, and no more words.
 
-    return Refused if isinstance(exc, MetricsUnavailable) else Failed
+    ``lakeflow status`` with a source down, ``lakeflow run`` with a source stopped by an error.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("")
 
 
 @contextmanager
@@ -65,27 +64,32 @@ def failing(
     catch: type[Exception] | tuple[type[Exception], ...] = LakeflowError,
     raise_as: type[Failed] | None = None,
 ) -> Iterator[None]:
-    """Turn the ``catch`` errors raised inside into ``PREFIX + message`` and an exit code.
+    """Re-raise the ``catch`` errors raised inside as a :class:`Failed` saying ``PREFIX + message``.
 
-    As :func:`failure` says, unless ``raise_as`` is given. Errors not caught reach
-    ``main``, which names their type (they are bugs, not a person's mistake).
+    Its exit code is ``raise_as``'s when given, else the caught error's own (1 for an error
+    that is not a :class:`~lakeflow.LakeflowError`). Errors not caught reach the group's
+    handler as they are: a LakeflowError with its own message and code, anything else in
+    ``main``, which names its type (it is a bug, not a person's mistake).
     """
     try:
         yield
     except Failed:
         raise
     except catch as exc:
-        raise (raise_as or failure(exc))(f"{prefix}{exc}") from exc
+        message = f"{prefix}{exc}"
+        if raise_as is not None:
+            raise raise_as(message) from exc
+        code = exc.exit_code if isinstance(exc, LakeflowError) else RUNTIME_FAILURE
+        raise Failed(message, exit_code=code) from exc
 
 
 def load(path: str) -> tuple[Registry, Pipeline]:
-    """The installed plugins and the pipeline file at ``path``; exits 2 if it is wrong."""
+    """The installed plugins and the pipeline file at ``path``; a :class:`ConfigError` if wrong."""
     from lakeflow.config import load_pipeline
     from lakeflow.plugins import load
 
     registry = load()
-    with failing(catch=ConfigError):
-        return registry, load_pipeline(path, registry)
+    return registry, load_pipeline(path, registry)
 
 
 def open_sink(registry: Registry, pipeline: Pipeline, *, check: bool = True) -> Sink:
@@ -97,8 +101,7 @@ def open_sink(registry: Registry, pipeline: Pipeline, *, check: bool = True) -> 
     with failing(f"{pipeline.path}: ", catch=ConfigError):
         sink = registry.sinks[pipeline.sink.type](pipeline.sink)
     if check:
-        with failing(catch=SinkError):
-            sink.check()
+        sink.check()  # a SinkError says itself whether a person must act (exit 2) or not
     return sink
 
 

@@ -27,7 +27,7 @@ def drift(pipeline: str, sources: tuple[str, ...], ack: bool, examples: bool) ->
     import polars as pl
 
     from lakeflow.runtime.status import mark_seen, read_seen
-    from lakeflow.view import age
+    from lakeflow.runtime.view import age
 
     lake = open_lake(pipeline)
     frame = lake.drift

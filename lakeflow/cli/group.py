@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import os
-import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from lakeflow.cli.common import RUNTIME_FAILURE
+from lakeflow.cli.common import AlreadyReported
+from lakeflow.errors import RUNTIME_FAILURE, LakeflowError
 from lakeflow.secrets import redact
 
 if TYPE_CHECKING:
     from lakeflow.plugins import Registry
 
 
-def main() -> None:
+def main() -> int:
     """The console script: runs the CLI, turning unexpected errors into one clear line.
 
+    Returns the exit code for the script's ``sys.exit`` (click exits by itself otherwise).
     Set ``LAKEFLOW_DEBUG=1`` to see the traceback instead.
     """
     try:
@@ -27,7 +28,8 @@ def main() -> None:
             raise
         click.echo(f"Error: {redact(f'{type(exc).__name__}: {exc}')}", err=True)
         click.echo("(set LAKEFLOW_DEBUG=1 for the traceback)", err=True)
-        sys.exit(RUNTIME_FAILURE)
+        return RUNTIME_FAILURE
+    return 0
 
 
 class LakeflowGroup(click.Group):
@@ -36,6 +38,10 @@ class LakeflowGroup(click.Group):
     Plugins are asked for their commands (the ``register_commands`` hook) the first time
     a command is looked up or listed, after every built-in is defined, so that a plugin
     cannot take a built-in's name.
+
+    It is also the one place where an error becomes an exit: a :class:`LakeflowError`
+    that ends any command, a plugin's too, prints ``Error: MESSAGE`` (secrets redacted)
+    and exits with the error's ``exit_code``.
     """
 
     plugin_registry: Registry | None = None
@@ -56,6 +62,16 @@ class LakeflowGroup(click.Group):
         if cmd_name not in self.commands:
             self.plugin_commands()
         return super().get_command(ctx, cmd_name)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; a :class:`LakeflowError` it raises ends it as the class says."""
+        try:
+            return super().invoke(ctx)
+        except LakeflowError as exc:
+            if not isinstance(exc, AlreadyReported):
+                # As click shows its own ClickException, whose exit code is fixed per class.
+                click.echo(f"Error: {redact(str(exc))}", err=True)
+            raise click.exceptions.Exit(exc.exit_code) from exc
 
 
 @click.group(cls=LakeflowGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -6,8 +6,7 @@ from datetime import UTC, datetime
 
 import click
 
-from lakeflow.cli.common import failing, load, open_sink, pipeline_argument
-from lakeflow.errors import ConfigError
+from lakeflow.cli.common import load, open_sink, pipeline_argument
 
 
 def _utc(value: str | None, option: str) -> datetime | None:
@@ -41,15 +40,14 @@ def replay(
     """
     import asyncio
 
-    from lakeflow.replay import replay as run_replay
+    from lakeflow.runtime.replay import replay as run_replay
 
     registry, spec = load(pipeline)
     open_sink(registry, spec)
     window = (_utc(since, "--from"), _utc(until, "--to"))
-    with failing(catch=ConfigError):
-        stats = asyncio.run(
-            run_replay(spec, registry, source, table=table, since=window[0], until=window[1])
-        )
+    stats = asyncio.run(
+        run_replay(spec, registry, source, table=table, since=window[0], until=window[1])
+    )
     target = table or spec.sources[source].table
     click.echo(
         f"{source}: {stats.rows} rows in {stats.commits} commits to {target}, "

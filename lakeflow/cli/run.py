@@ -9,7 +9,7 @@ import click
 
 from lakeflow import logs
 from lakeflow.cli.common import (
-    RUNTIME_FAILURE,
+    AlreadyReported,
     Refused,
     failing,
     load,
@@ -72,7 +72,7 @@ def run(
     import asyncio
 
     from lakeflow.runtime import Runtime
-    from lakeflow.runtime.pipeline import MetricsUnavailable
+    from lakeflow.runtime.runner import MetricsUnavailable
 
     registry, spec = load(pipeline)
     cfg = spec.log
@@ -100,8 +100,9 @@ def run(
     runtime = Runtime(spec, registry, only=list(sources) or None, once=once, live=live)
     if not runtime.specs:
         raise Refused("--once runs polling sources only, and none is selected")
-    with failing(f"{pipeline}: ", catch=MetricsUnavailable):
+    # A taken port is the person's to free (or change), like a wrong pipeline file.
+    with failing(f"{pipeline}: ", catch=MetricsUnavailable, raise_as=Refused):
         result = asyncio.run(runtime.run())
     if not result.ok:
         logger.error("sources stopped on errors: %s", ", ".join(result.failed))
-        sys.exit(RUNTIME_FAILURE)
+        raise AlreadyReported

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
-from lakeflow.cli.common import RUNTIME_FAILURE, failing, pipeline_argument
+from lakeflow.cli.common import AlreadyReported, pipeline_argument
 from lakeflow.errors import ConfigError
 
 
@@ -24,13 +25,10 @@ def status(pipeline: str, as_json: bool) -> None:
     """
     from rich.console import Console
 
-    from lakeflow.pipeline_file import peek
     from lakeflow.runtime.status import read_seen, read_status, status_dir
-    from lakeflow.view import status_table
+    from lakeflow.runtime.view import status_table
 
-    # The file alone, not pydantic nor the plugins: the status files say everything else.
-    with failing(catch=ConfigError):
-        names, state_dir = peek(pipeline)
+    names, state_dir = peek(pipeline)
     statuses = read_status(status_dir(state_dir), names)
     seen = {s.source for s in statuses}
     never = [name for name in names if name not in seen]
@@ -71,4 +69,25 @@ def status(pipeline: str, as_json: bool) -> None:
                     "(`lakeflow drift` shows it, `lakeflow drift --ack` marks it seen)"
                 )
     if never or any(problems.values()):
-        sys.exit(RUNTIME_FAILURE)
+        raise AlreadyReported  # each problem is printed above
+
+
+def peek(path: str | Path) -> tuple[list[str], Path]:
+    """The source names and the (resolved) state folder of a pipeline file.
+
+    The file alone, not pydantic nor the plugins: the status files say everything else.
+    Raises :class:`ConfigError` (exit 2) when the file is wrong.
+    """
+    from lakeflow.config.file import read_toml
+
+    data = read_toml(path)
+    sources = data.get("sources", {})
+    runtime = data.get("runtime", {})
+    state = runtime.get("state_dir", "state") if isinstance(runtime, dict) else "state"
+    if not isinstance(sources, dict) or not isinstance(state, str) or not state.strip():
+        # Malformed: the full validation says exactly where (and raises).
+        from lakeflow.config.loader import read_pipeline_file
+
+        read_pipeline_file(path)
+        raise ConfigError(f"{path}: [sources] or runtime.state_dir is malformed")
+    return list(sources), (Path(path).parent / state).resolve()

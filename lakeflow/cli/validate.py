@@ -9,7 +9,7 @@ import click
 
 from lakeflow.cli.common import Refused, load, open_sink, pipeline_argument
 from lakeflow.errors import SchemaMismatch
-from lakeflow.secrets import MASK, is_secret_key, mask_uri, redact
+from lakeflow.secrets import mask_uri, redact
 
 if TYPE_CHECKING:
     from lakeflow.config import SourceSpec
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 @pipeline_argument
 def validate(pipeline: str) -> None:
     """Check a pipeline file and say what it would run. Exits 2 if it is wrong."""
-    from lakeflow.sinks.store import is_remote
+    from lakeflow.sinks.delta.store import is_remote
 
     registry, spec = load(pipeline)
     sink = open_sink(registry, spec, check=False)  # options only: validate works offline
@@ -39,18 +39,15 @@ def validate(pipeline: str) -> None:
         f"sink: {spec.sink.type} at {mask_uri(spec.sink.uri)} "
         f"(flush every {spec.sink.flush_interval:g}s or {spec.sink.flush_rows} payloads)"
     )
-    maintains = registry.sinks[spec.sink.type].maintains
-    if not maintains:
+    if not sink.maintains:
         said = f"none (sink type {spec.sink.type!r} does not maintain its tables)"
+    elif spec.maintenance.scheduled:
+        said = f"{spec.maintenance.summary()}: {sink.describe_maintenance()}"
     else:
-        said = spec.maintenance.summary() if spec.maintenance.scheduled else "off"
+        said = "off"
     click.echo(f"maintenance: {said}")
-    if spec.sink.storage_options:
-        shown = ", ".join(
-            f"{key}={MASK if is_secret_key(key) else redact(value)}"
-            for key, value in sorted(spec.sink.storage_options.items())
-        )
-        click.echo(f"storage options: {shown}")
+    for line in sink.describe():
+        click.echo(line)
     for name, source in spec.sources.items():
         keys = source.config.model_dump(exclude_defaults=True, exclude={"table"})
         shown = redact(json.dumps(keys, default=str)) if keys else "defaults"
@@ -65,6 +62,7 @@ def validate(pipeline: str) -> None:
 
 def _describe_endpoints(spec: SourceSpec) -> None:
     """The URLs a source will use and, for a stream, the silence that is normal."""
+    from lakeflow.sources import StreamingConfig
     from lakeflow.units import format_duration
 
     try:
@@ -85,8 +83,10 @@ def _describe_endpoints(spec: SourceSpec) -> None:
         click.echo(
             f"    reference {reference.name}: {where} (every {format_duration(reference.every)})"
         )
-    if spec.cls.kind == "streaming":
-        limit = spec.silence_limit(source)
+    config = spec.config
+    if isinstance(config, StreamingConfig):
+        limit = config.silence_limit()
         said = "never judged" if limit is None else f"more than {format_duration(limit)}"
-        origin = "pipeline" if spec.silence_timeout is not None else "source type's default"
+        given = "silence_timeout" in config.model_fields_set and config.silence_timeout is not None
+        origin = "pipeline" if given else "source type's default"
         click.echo(f"    silent when: {said} without data ({origin})")

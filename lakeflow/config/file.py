@@ -1,9 +1,10 @@
 """Reading a pipeline file: its TOML, with ``${VAR}`` filled from the environment or ``.env``.
 
-No pydantic and no plugins here: :mod:`lakeflow.config` validates what this returns, and
-``lakeflow status`` needs nothing more than this (the names of the sources, the state
-folder), so it answers without loading either. Every value that came from a variable is
-registered as a secret, so it is masked in logs and errors.
+No pydantic and no plugins here, and no import of the rest of :mod:`lakeflow.config`:
+:mod:`lakeflow.config.loader` validates what this returns, and ``lakeflow status`` needs
+nothing more than this (the names of the sources, the state folder), so it answers
+without loading either. Every value that came from a variable is registered as a
+secret, so it is masked in logs and errors.
 """
 
 from __future__ import annotations
@@ -40,24 +41,6 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     env = dict(read_dotenv(path.parent / ".env"))
     env.update(os.environ)
     return _substitute(data, env, where, ())
-
-
-def peek(path: str | Path) -> tuple[list[str], Path]:
-    """The source names and the (resolved) state folder of a pipeline file.
-
-    Without validating anything else: for commands that only read status files.
-    """
-    data = read_toml(path)
-    sources = data.get("sources", {})
-    runtime = data.get("runtime", {})
-    state = runtime.get("state_dir", "state") if isinstance(runtime, dict) else "state"
-    if not isinstance(sources, dict) or not isinstance(state, str) or not state.strip():
-        # Malformed: the full validation says exactly where (and raises).
-        from lakeflow.config.loader import read_pipeline_file
-
-        read_pipeline_file(path)
-        raise ConfigError(f"{path}: [sources] or runtime.state_dir is malformed")
-    return list(sources), (Path(path).parent / state).resolve()
 
 
 def _substitute(value: Any, env: Mapping[str, str], where: str, path: tuple[str, ...]) -> Any:

@@ -1,6 +1,6 @@
-"""``lakeflow new-plugin``: write a plugin distribution that installs, lists and passes its tests.
+"""Writing a plugin distribution that installs, lists and passes its tests.
 
-The files come from ``lakeflow/templates/plugin/`` (shipped in the wheel): ``common/``
+The files come from ``templates/`` beside this module (shipped in the wheel): ``common/``
 for every plugin, ``streaming/`` or ``polling/`` for the source itself. A template is
 plain text with ``{{placeholders}}``; nothing else is substituted, so the templates read
 like the code they become.
@@ -15,16 +15,14 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Literal
 
-import click
-
-from lakeflow.errors import LakeflowError
+from lakeflow.errors import USAGE_ERROR, LakeflowError
 
 Kind = Literal["streaming", "polling"]
 
 _NAME = re.compile(r"[a-z][a-z0-9]*(?:[_-][a-z0-9]+)*")
 MAX_NAME = 40
 
-#: Template (under templates/plugin) -> path in the new distribution.
+#: Template (under templates/) -> path in the new distribution.
 FILES = {
     "common/pyproject.toml.tmpl": "pyproject.toml",
     "common/README.md.tmpl": "README.md",
@@ -48,6 +46,8 @@ EXAMPLE_KEYS = {
 
 class PluginNameError(LakeflowError, ValueError):
     """NAME cannot name a plugin; the message says why and what would do."""
+
+    exit_code = USAGE_ERROR
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ def scaffold(name: str, kind: Kind, target: Path) -> list[Path]:
         + (', "aiohttp>=3.10"' if kind == "polling" else ""),
         "example_keys": EXAMPLE_KEYS[kind],
     }
-    root = files("lakeflow") / "templates" / "plugin"
+    root = files("lakeflow.cli.new_plugin") / "templates"
     written = []
     for template, destination in FILES.items():
         text = (root / template.format(kind=kind)).read_text(encoding="utf-8")
@@ -137,49 +137,3 @@ def scaffold(name: str, kind: Kind, target: Path) -> list[Path]:
         path.write_text(render(text, values), encoding="utf-8")
         written.append(path)
     return written
-
-
-@click.command("new-plugin")
-@click.argument("name")
-@click.option(
-    "--streaming/--polling",
-    default=True,
-    help="A WebSocket source (the default) or a REST source polled on an interval.",
-)
-@click.option(
-    "--dir",
-    "directory",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where to write it (default: ./lakeflow-NAME). Must not exist, or be empty.",
-)
-def new_plugin(name: str, streaming: bool, directory: Path | None) -> None:
-    """Write a new plugin distribution NAME: pyproject, source, schema, tests, README.
-
-    NAME is the source type, in lower case (kraken_trades); the distribution is
-    lakeflow-NAME. Install it with `uv pip install -e DIR` (or pip) and it appears in
-    `lakeflow list-sources`; its tests run offline with `pytest DIR`.
-    """
-    kind: Kind = "streaming" if streaming else "polling"
-    try:
-        names = Names.of(name)
-        target = directory if directory is not None else Path(names.dist)
-        written = scaffold(name, kind, target)
-    except (PluginNameError, FileExistsError) as exc:
-        raise click.UsageError(str(exc)) from None
-    try:
-        if importlib.metadata.distribution(names.dist):
-            click.echo(
-                f"warning: a distribution {names.dist} is already installed; installing this "
-                "one replaces it",
-                err=True,
-            )
-    except importlib.metadata.PackageNotFoundError:
-        pass
-    click.echo(f"Created {names.dist} ({kind} source type {names.type!r}) in {target}:")
-    for path in written:
-        click.echo(f"  {path.relative_to(target)}")
-    click.echo("Next:")
-    click.echo(f'  uv pip install -e "{target}[test]"    # or: pip install -e "{target}[test]"')
-    click.echo("  lakeflow list-sources")
-    click.echo(f"  pytest {target}")
-    click.echo("The guide: docs/plugins.md in the lakeflow repository.")

@@ -19,8 +19,9 @@ from lakeflow.config.models import Pipeline, check_table_name
 from lakeflow.errors import ConfigError
 from lakeflow.plugins import Registry
 from lakeflow.runtime.committer import Committer
+from lakeflow.runtime.lane import Lane
 from lakeflow.runtime.lock import SourceLock, SourceLocked
-from lakeflow.runtime.pipeline import prepare
+from lakeflow.runtime.runner import prepare
 from lakeflow.runtime.spool import Spool
 from lakeflow.runtime.stats import SourceStats
 
@@ -72,11 +73,14 @@ async def replay(
         sink = registry.sinks[pipeline.sink.type](pipeline.sink)
         stats = SourceStats()
         decoder = spec.cls(spec.name, spec.config)
-        committer = Committer(spec, decoder, sink, pipeline.sink, stats, spool, pipeline.runtime)
+        log = logging.LoggerAdapter(logging.getLogger(__name__), {"source": spec.name})
+        # Not spooled again: the lane's buffer stays empty; the spool is read directly.
+        lane = Lane(spec, stats, pipeline.sink, log)
+        committer = Committer(spec, decoder, sink, lane, pipeline.sink, spool, pipeline.runtime)
         try:
             await prepare(decoder, logging.getLogger(__name__))
             committed = await asyncio.to_thread(committer.committed)
-            await committer.replay(committed, _ns(since), _ns(until))
+            await committer.commit_spooled(committed, _ns(since), _ns(until))
         finally:
             spool.close()
     finally:
