@@ -46,7 +46,8 @@ def register_sources(register: Callable[[type[Source]], None]) -> None:
     attributes ``type`` (the name a pipeline's ``type = "..."`` uses, unique across
     plugins), ``schema`` (the name of a registered record schema), ``description`` (one
     line, shown by ``lakeflow list-sources``) and ``Config`` (a ``lakeflow.SourceConfig``
-    subclass: the keys its ``[sources.NAME]`` section accepts).
+    subclass, ``lakeflow.StreamingConfig`` for a streaming source: the keys its
+    ``[sources.NAME]`` section accepts).
 
     What the source declares is also what the core checks arrivals against (drift,
     recorded in ``_drift``): the fields its decoder reads (``lakeflow.Field``, with a
@@ -100,6 +101,12 @@ def register_sinks(register: Callable[[type[Sink]], None]) -> None:
     A sink that can compact its tables sets ``maintains = True`` and implements
     ``maintain``: ``lakeflow run`` then maintains them on ``[maintenance]``'s schedule and
     ``lakeflow maintain`` by hand; other sinks are never asked to.
+
+    Its ``Config`` (a ``lakeflow.SinkSettings`` subclass) declares the keys of ``[sink]``
+    beyond the generic ones (``type``, ``uri``, ``flush_*``, ``max_buffered*``), validated
+    like a source's; the instance reads them as ``self.settings``. Test a sink with
+    ``lakeflow.testing.check_sink``: exactly-once, retries, schema evolution and
+    maintenance, the properties the runtime relies on.
     """
 
 

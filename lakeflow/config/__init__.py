@@ -13,24 +13,25 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lakeflow.config.loader import load_pipeline, read_pipeline_file, state_dir_of
-    from lakeflow.config.models import (
-        STREAMING_KEYS,
-        LogConfig,
-        MaintenanceConfig,
-        MetricsConfig,
-        Pipeline,
-        PipelineFile,
-        RuntimeConfig,
-        SinkConfig,
-        SourceSpec,
-        check_table_name,
-    )
+    # `X as X`: an explicit re-export, since `__all__` is built from the table below.
+    from lakeflow.config.loader import load_pipeline as load_pipeline
+    from lakeflow.config.loader import read_pipeline_file as read_pipeline_file
+    from lakeflow.config.loader import state_dir_of as state_dir_of
+    from lakeflow.config.models import LogConfig as LogConfig
+    from lakeflow.config.models import MaintenanceConfig as MaintenanceConfig
+    from lakeflow.config.models import MetricsConfig as MetricsConfig
+    from lakeflow.config.models import Pipeline as Pipeline
+    from lakeflow.config.models import PipelineFile as PipelineFile
+    from lakeflow.config.models import RuntimeConfig as RuntimeConfig
+    from lakeflow.config.models import SinkConfig as SinkConfig
+    from lakeflow.config.models import SourceSpec as SourceSpec
+    from lakeflow.config.models import check_table_name as check_table_name
 
 _MODELS = "lakeflow.config.models"
 _LOADER = "lakeflow.config.loader"
+#: Every public name and the module it lives in: ``__getattr__``, ``__dir__`` and
+#: ``__all__`` read it.
 _EXPORTS = {
-    "STREAMING_KEYS": _MODELS,
     "LogConfig": _MODELS,
     "MaintenanceConfig": _MODELS,
     "MetricsConfig": _MODELS,
@@ -45,21 +46,7 @@ _EXPORTS = {
     "state_dir_of": _LOADER,
 }
 
-__all__ = [
-    "STREAMING_KEYS",
-    "LogConfig",
-    "MaintenanceConfig",
-    "MetricsConfig",
-    "Pipeline",
-    "PipelineFile",
-    "RuntimeConfig",
-    "SinkConfig",
-    "SourceSpec",
-    "check_table_name",
-    "load_pipeline",
-    "read_pipeline_file",
-    "state_dir_of",
-]
+__all__ = [*_EXPORTS]
 
 
 def __getattr__(name: str) -> Any:
@@ -67,3 +54,7 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'lakeflow.config' has no attribute {name!r}")
     return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

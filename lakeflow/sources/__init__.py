@@ -3,7 +3,8 @@
 - :mod:`lakeflow.sources.base`: the contract (:class:`Source`, :class:`StreamingSource`,
   :class:`PollingSource`, their configs, :class:`Batch`, :class:`Decoded`, :class:`Feed`).
 - :mod:`lakeflow.sources.websocket`: :class:`~lakeflow.WebSocketSource`, a streaming source
-  over one WebSocket, with endpoint fail-over.
+  over one WebSocket, with endpoint fail-over, and :class:`~lakeflow.WebSocket`, the
+  connection its hooks get.
 - :mod:`lakeflow.sources.http`: :class:`~lakeflow.HttpPollingSource`, a polling source over
   HTTP GET, with deadlines, backoff, ``Retry-After`` and a body cap.
 
@@ -21,6 +22,7 @@ from lakeflow.sources.base import (
     PollingSource,
     Source,
     SourceConfig,
+    StreamingConfig,
     StreamingSource,
 )
 
@@ -33,5 +35,6 @@ __all__ = [
     "PollingSource",
     "Source",
     "SourceConfig",
+    "StreamingConfig",
     "StreamingSource",
 ]

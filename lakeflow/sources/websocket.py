@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeAlias
 
 from lakeflow.errors import LakeflowError, SourceError
 from lakeflow.secrets import mask_uri
@@ -27,8 +27,9 @@ if TYPE_CHECKING:
     # (aiohttp costs ~0.3 s of their start-up; bench/README.md, "startup.py").
     import aiohttp
 
-    #: A connection whose text frames arrive as raw bytes (``decode_text=False``).
-    WebSocket: TypeAlias = aiohttp.ClientWebSocketResponse[Literal[False]]
+    #: The connection itself: aiohttp's, whose text frames arrive as raw bytes
+    #: (``decode_text=False``). Plugins see it as a :class:`WebSocket`.
+    Connection: TypeAlias = aiohttp.ClientWebSocketResponse[Literal[False]]
     #: What such a connection's ``receive()`` returns.
     Message: TypeAlias = aiohttp.WSMessage | aiohttp.http.WSMessageTextBytes
 
@@ -40,6 +41,36 @@ WRONG_ENDPOINT = frozenset({400, 403, 404, 410})
 REFUSED_LOCATION = 451
 #: Seconds a closing handshake may take as a whole before the socket is dropped.
 CLOSE_TIMEOUT = 5.0
+
+
+class WebSocket(Protocol):
+    """One open connection, as :class:`WebSocketSource` hands it to a subclass's hooks.
+
+    :meth:`~WebSocketSource.on_open`, :meth:`~WebSocketSource.while_open` and
+    :meth:`~WebSocketSource.on_close` get one: send the subscriptions (or any request)
+    with it, see whether it is still open, close it. Frames are read by the source, never
+    by a hook: replies arrive as payloads like any other, for ``decode``. At run time it
+    is aiohttp's client connection; this protocol is the part plugins may rely on, and
+    it is defined here, not under ``TYPE_CHECKING``, so that ``lakeflow.WebSocket``
+    imports without aiohttp.
+    """
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection is closing or closed."""
+        ...
+
+    async def send_str(self, data: str) -> None:
+        """Send ``data`` as one text frame."""
+        ...
+
+    async def send_bytes(self, data: bytes) -> None:
+        """Send ``data`` as one binary frame."""
+        ...
+
+    async def close(self, *, code: int = 1000, message: bytes = b"") -> bool:
+        """Close the connection (the source then reconnects); False if it already was."""
+        ...
 
 
 class OpenTimeout(LakeflowError, TimeoutError):
@@ -82,10 +113,10 @@ class WebSocketSource(StreamingSource):
 
     _session: aiohttp.ClientSession | None = None
     #: Per open connection: the task running its keepalive and :meth:`while_open`.
-    _companions: dict[WebSocket, asyncio.Task[None]] | None = None
+    _companions: dict[Connection, asyncio.Task[None]] | None = None
     #: Why a companion task ended its connection, for the reconnect's message.
     _companion_error: BaseException | None = None
-    _successor: WebSocket | None = None
+    _successor: Connection | None = None
     _seen: set[bytes] | None = None
     #: Index into :meth:`urls` of the endpoint in use.
     _endpoint: int = 0
@@ -162,7 +193,7 @@ class WebSocketSource(StreamingSource):
         Reuses the source's HTTP session when it is open (from :meth:`prepare`, before
         :meth:`open`, a session is made for the call).
         """
-        from lakeflow.sources.http import fetch_json
+        from lakeflow.fetch import fetch_json
 
         return await fetch_json(url, params, session=self._session, within=within, log=self.log)
 
@@ -178,7 +209,7 @@ class WebSocketSource(StreamingSource):
             await self._session.close()
             self._session = None
 
-    async def _connect(self, step: Callable[[str], None] | None = None) -> WebSocket:
+    async def _connect(self, step: Callable[[str], None] | None = None) -> Connection:
         """Open a connection and run :meth:`on_open`, both within ``open_timeout``.
 
         ``step`` is told what the attempt is doing, as it goes. A timeout raises
@@ -228,7 +259,7 @@ class WebSocketSource(StreamingSource):
         self._companions[ws] = asyncio.ensure_future(self._accompany(ws))
         return ws
 
-    async def _accompany(self, ws: WebSocket) -> None:
+    async def _accompany(self, ws: Connection) -> None:
         """The keepalive and :meth:`while_open` of one connection; a failure ends it."""
         try:
             if self.keepalive_interval is not None and self.keepalive() is not None:
@@ -257,7 +288,7 @@ class WebSocketSource(StreamingSource):
             except ConnectionError:
                 return  # the reader sees the connection end and says why
 
-    async def _disconnect(self, ws: WebSocket) -> None:
+    async def _disconnect(self, ws: Connection) -> None:
         """End one connection: its companion task first, then :meth:`on_close`, then it."""
         task = (self._companions or {}).pop(ws, None)
         if task is not None:
@@ -280,11 +311,9 @@ class WebSocketSource(StreamingSource):
     async def stream(self, feed: Feed) -> None:
         import aiohttp
 
-        # Not part of the Feed protocol: the runtime's feed keeps it for a stop that
-        # comes before the first connection is up (the gap's reason says what hung).
-        step = getattr(feed, "connecting", None)
         try:
-            ws = await self._connect(step)
+            # Should a stop come before the connection is up, the gap says what hung.
+            ws = await self._connect(feed.connecting)
         except aiohttp.WSServerHandshakeError as exc:
             raise self._refused(exc) from None
         feed.connected(self.describe_url())
@@ -311,7 +340,7 @@ class WebSocketSource(StreamingSource):
         finally:
             await self._disconnect(ws)
 
-    async def _read(self, ws: WebSocket, feed: Feed, dedup: set[bytes] | None) -> Message:
+    async def _read(self, ws: Connection, feed: Feed, dedup: set[bytes] | None) -> Message:
         """Emit every data frame until the connection ends; returns the ending message."""
         from aiohttp import WSMsgType
 
@@ -369,11 +398,11 @@ class WebSocketSource(StreamingSource):
                 )
         return ConnectionError(f"handshake refused at {url}: {said}")
 
-    def _start_roll_over(self, old: WebSocket) -> None:
+    def _start_roll_over(self, old: Connection) -> None:
         task = asyncio.ensure_future(self._roll_over(old))
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
-    async def _roll_over(self, old: WebSocket) -> None:
+    async def _roll_over(self, old: Connection) -> None:
         """Open the next connection, keep reading the old one ``overlap`` s, then close it."""
         try:
             new = await self._connect()
@@ -391,7 +420,7 @@ class WebSocketSource(StreamingSource):
             await self._disconnect(old)
 
 
-def _closed_error(ws: WebSocket, message: Message) -> Exception:
+def _closed_error(ws: Connection, message: Message) -> Exception:
     """A ConnectionError that says how the connection ended."""
     from aiohttp import WSMsgType
 

@@ -18,6 +18,9 @@ To run the real ``lakeflow run`` against stand-ins at an exchange's own hostname
 TLS, in a private network namespace: :func:`run_at_hostnames` and
 :class:`HostnameStandIn` (:mod:`lakeflow.testing.hostnames`; Linux, needs the
 ``testing`` extra).
+
+For a sink plugin: :func:`check_sink` holds a sink type to the sink contract
+(:mod:`lakeflow.testing.sink`).
 """
 
 from __future__ import annotations
@@ -26,42 +29,41 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lakeflow.testing.collect import (
-        Collected,
-        Collector,
-        Watched,
-        collect,
-        collect_async,
-        read_table,
-        write_pipeline,
-    )
-    from lakeflow.testing.exchange import Connection, ExchangeStandIn
-    from lakeflow.testing.hostnames import (
-        HostnameRun,
-        HostnamesError,
-        HostnameStandIn,
-        HostnamesTimeout,
-        HostRequest,
-        HttpRoute,
-        Served,
-        WebSocketRoute,
-        hostnames_available,
-        require_hostnames,
-        run_at_hostnames,
-    )
-    from lakeflow.testing.readme import code_blocks, table_after
-    from lakeflow.testing.standins import (
-        Answer,
-        HttpStandIn,
-        Request,
-        Response,
-        ResponseLike,
-        WebSocketStandIn,
-    )
+    # `X as X`: an explicit re-export, since `__all__` is built from the table below.
+    from lakeflow.testing.collect import Collected as Collected
+    from lakeflow.testing.collect import Collector as Collector
+    from lakeflow.testing.collect import Watched as Watched
+    from lakeflow.testing.collect import collect as collect
+    from lakeflow.testing.collect import collect_async as collect_async
+    from lakeflow.testing.collect import read_table as read_table
+    from lakeflow.testing.collect import write_pipeline as write_pipeline
+    from lakeflow.testing.exchange import Connection as Connection
+    from lakeflow.testing.exchange import ExchangeStandIn as ExchangeStandIn
+    from lakeflow.testing.hostnames import HostnameRun as HostnameRun
+    from lakeflow.testing.hostnames import HostnamesError as HostnamesError
+    from lakeflow.testing.hostnames import HostnameStandIn as HostnameStandIn
+    from lakeflow.testing.hostnames import HostnamesTimeout as HostnamesTimeout
+    from lakeflow.testing.hostnames import HostRequest as HostRequest
+    from lakeflow.testing.hostnames import HttpRoute as HttpRoute
+    from lakeflow.testing.hostnames import Served as Served
+    from lakeflow.testing.hostnames import WebSocketRoute as WebSocketRoute
+    from lakeflow.testing.hostnames import hostnames_available as hostnames_available
+    from lakeflow.testing.hostnames import require_hostnames as require_hostnames
+    from lakeflow.testing.hostnames import run_at_hostnames as run_at_hostnames
+    from lakeflow.testing.readme import code_blocks as code_blocks
+    from lakeflow.testing.readme import table_after as table_after
+    from lakeflow.testing.sink import check_sink as check_sink
+    from lakeflow.testing.standins import Answer as Answer
+    from lakeflow.testing.standins import HttpStandIn as HttpStandIn
+    from lakeflow.testing.standins import Request as Request
+    from lakeflow.testing.standins import Response as Response
+    from lakeflow.testing.standins import ResponseLike as ResponseLike
+    from lakeflow.testing.standins import WebSocketStandIn as WebSocketStandIn
 
-# Imported on first use: the pytest plugin (lakeflow.testing.plugin) loads with every
-# pytest session of an environment that has lakeflow-core, and these bring polars,
-# deltalake and aiohttp.
+#: Every public name and the module it lives in: ``__getattr__``, ``__dir__`` and
+#: ``__all__`` read it. Imported on first use: the pytest plugin
+#: (lakeflow.testing.plugin) loads with every pytest session of an environment that has
+#: lakeflow-core, and these bring polars, deltalake and aiohttp.
 _EXPORTS = {
     "Collected": "lakeflow.testing.collect",
     "Collector": "lakeflow.testing.collect",
@@ -91,38 +93,10 @@ _EXPORTS = {
     "WebSocketStandIn": "lakeflow.testing.standins",
     "code_blocks": "lakeflow.testing.readme",
     "table_after": "lakeflow.testing.readme",
+    "check_sink": "lakeflow.testing.sink",
 }
 
-__all__ = [
-    "Answer",
-    "Collected",
-    "Collector",
-    "Connection",
-    "ExchangeStandIn",
-    "HostRequest",
-    "HostnameRun",
-    "HostnameStandIn",
-    "HostnamesError",
-    "HostnamesTimeout",
-    "HttpRoute",
-    "HttpStandIn",
-    "Request",
-    "Response",
-    "ResponseLike",
-    "Served",
-    "Watched",
-    "WebSocketRoute",
-    "WebSocketStandIn",
-    "code_blocks",
-    "collect",
-    "collect_async",
-    "hostnames_available",
-    "read_table",
-    "require_hostnames",
-    "run_at_hostnames",
-    "table_after",
-    "write_pipeline",
-]
+__all__ = [*_EXPORTS]
 
 
 def __getattr__(name: str) -> Any:

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import sys
+import warnings
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import lakeflow_market_schemas
+import lakeflow_market_schemas.reading as reading
 import polars as pl
 import pytest
 from lakeflow_market_schemas import (
     LIQUIDATION,
+    LegacyReading,
     MixedCurrencies,
     ReadingError,
+    decimal_product,
     liquidation_notional,
     notional_currencies,
 )
@@ -206,64 +211,146 @@ def test_rows_without_any_notional_give_no_currency():
     assert result.select("currency", "long_count", "unpriced_count").rows() == [(None, 0, 1)]
 
 
-def test_old_binance_usdm_rows_are_read_by_the_plugins_mapping():
-    # Written before position_side, notional and notional_currency existed: all null.
-    old = {"position_side": None, "notional": None, "currency": None, "market": "usdm"}
-    rows = frame(
-        row(**old, side="SELL", filled_quantity=Decimal("3"), average_price=Decimal("100")),
-        row(**old, side="BUY", filled_quantity=Decimal("0.5"), average_price=Decimal("200")),
-        row(**old, side="SELL", symbol="ETHUSDC", filled_quantity=Decimal("1"), average_price=1),
-    )
-    result = liquidation_notional(rows, currency="USDT", by_exchange=False)
-    assert result.select("long_notional", "short_notional", "other_currency_count").rows() == [
-        (Decimal("300"), Decimal("100"), 1)
+# -- rows older than the meaning columns: each exchange plugin's LegacyReading ----------
+
+ACME_PLUGIN = """
+import polars as pl
+from lakeflow_market_schemas import LegacyReading, decimal_product, position_from_order_side
+
+LEGACY_LIQUIDATION = LegacyReading(
+    "acme",
+    {
+        "position_side": position_from_order_side(pl.col("side")),
+        "notional": decimal_product(pl.col("quantity"), pl.col("price")),
+        "notional_currency": pl.lit("USD"),
+    },
+)
+"""
+#: A row of acme's written before the meaning columns existed: all three null.
+OLD = {"position_side": None, "notional": None, "currency": None}
+
+
+@pytest.fixture
+def installed(tmp_path, monkeypatch):
+    """Install a lakeflow plugin (entry point and module) whose module source is given,
+    as a distribution on ``sys.path`` for the test's length; returns the module's name."""
+    installed_modules = []
+
+    def install(
+        source: str, name: str = "acme_liquidations", requires: str = "Lakeflow_Market.Schemas>=0.1"
+    ) -> str:
+        (tmp_path / f"{name}.py").write_text(source, encoding="utf-8")
+        info = tmp_path / f"{name}-0.1.0.dist-info"
+        info.mkdir()
+        distribution = name.replace("_", "-")
+        metadata = (
+            f"Metadata-Version: 2.1\nName: {distribution}\nVersion: 0.1.0\n"
+            f"Requires-Dist: {requires}\n"
+        )
+        (info / "METADATA").write_text(metadata, encoding="utf-8")
+        (info / "entry_points.txt").write_text(f"[lakeflow]\n{name} = {name}\n", encoding="utf-8")
+        installed_modules.append(name)
+        reading.legacy_readings.cache_clear()
+        return name
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield install
+    reading.legacy_readings.cache_clear()
+    for name in installed_modules:
+        sys.modules.pop(name, None)
+
+
+def acme(**columns: Any) -> dict[str, Any]:
+    """An old acme row: a ``side`` order, 2 contracts of 1 at ``price``."""
+    return row("acme", **OLD, market="swap", side="SELL", quantity=Decimal("2")) | columns
+
+
+def test_an_installed_plugins_legacy_reading_fills_in_its_old_rows(installed):
+    installed(ACME_PLUGIN)
+    rows = frame(acme(price=Decimal("50")), acme(side="BUY", price=Decimal("10")))
+    result = liquidation_notional(rows, by_exchange=False)
+    assert result.select("currency", "long_notional", "short_notional").rows() == [
+        ("USD", Decimal("100"), Decimal("20"))
     ]
-    assert notional_currencies(rows) == {"USDT": 2, "USDC": 1}
+    assert notional_currencies(rows) == {"USD": 2}
+    assert reading.legacy_readings()["acme"].exchange == "acme"
 
 
-def test_old_binance_coinm_rows_stay_unpriced():
-    # Their notional needs the contract size from exchangeInfo, which the row lacks.
-    coinm = row(
-        position_side=None,
-        notional=None,
-        currency=None,
-        market="coinm",
-        symbol="BTCUSD_PERP",
-        side="SELL",
-        filled_quantity=Decimal("4"),
-        average_price=Decimal("97000"),
-    )
-    result = liquidation_notional(frame(coinm))
+def test_old_rows_can_be_left_unpriced(installed):
+    installed(ACME_PLUGIN)
+    result = liquidation_notional(frame(acme(price=Decimal("50"))), legacy=False)
     assert result.select("long_count", "unpriced_count").rows() == [(0, 1)]
 
 
-def test_old_rows_can_be_left_unpriced():
-    old = row(position_side=None, notional=None, currency=None, side="SELL")
-    old |= {"quantity": Decimal("3"), "average_price": Decimal("100")}
-    result = liquidation_notional(frame(old), legacy_binance=False)
+def test_a_reading_fills_in_only_its_own_exchanges_rows(installed):
+    installed(ACME_PLUGIN)
+    other = acme(price=Decimal("50")) | {"exchange": "other"}
+    result = liquidation_notional(frame(other))
     assert result.select("long_count", "unpriced_count").rows() == [(0, 1)]
 
 
-def test_new_rows_are_not_rederived():
-    # A row that has its notional keeps it, whatever quantity x average_price says.
-    new = row(side="BUY", filled_quantity=Decimal("3"), average_price=Decimal("100"))
+def test_rows_no_plugin_reads_stay_unpriced():
+    result = liquidation_notional(frame(acme(price=Decimal("50")) | {"exchange": "nobody"}))
+    assert result.select("long_count", "unpriced_count").rows() == [(0, 1)]
+
+
+def test_new_rows_are_not_rederived(installed):
+    # A row that has its notional keeps it, whatever quantity x price says.
+    installed(ACME_PLUGIN)
+    new = row("acme", "short", "7", "USD", side="SELL", quantity=Decimal("2"), price=Decimal("50"))
     result = liquidation_notional(frame(new))
-    assert result.select("long_notional", "short_notional").rows() == [
-        (Decimal("100"), Decimal("0"))
-    ]
+    assert result.select("long_notional", "short_notional").rows() == [(Decimal("0"), Decimal("7"))]
 
 
-def test_a_table_written_before_the_columns_existed_reads_them_null():
+def test_a_table_written_before_the_columns_existed_reads_them_null(installed):
+    installed(ACME_PLUGIN)
     old_columns = [c for c in LIQUIDATION.columns if c not in LIQUIDATION_NEW]
-    old = row(side="SELL", filled_quantity=Decimal("2"), average_price=Decimal("50"))
-    rows = frame(old).select(old_columns)
+    rows = frame(acme(price=Decimal("50"))).select(old_columns)
     result = liquidation_notional(rows, by_exchange=False)
     assert result.select("currency", "long_notional", "long_count").rows() == [
-        ("USDT", Decimal("100"), 1)
+        ("USD", Decimal("100"), 1)
     ]
 
 
 LIQUIDATION_NEW = ("position_side", "base_quantity", "notional", "notional_currency")
+
+
+def test_a_legacy_reading_fills_in_only_the_meaning_columns():
+    with pytest.raises(ValueError, match="fills base_quantity: it can fill only position_side"):
+        LegacyReading("acme", {"base_quantity": pl.lit(1)})
+
+
+def test_a_legacy_reading_says_which_columns_it_reads():
+    columns = {"notional": decimal_product(pl.col("quantity"), pl.col("price"))}
+    assert LegacyReading("acme", columns).reads == {"exchange", "quantity", "price"}
+
+
+def test_a_plugin_exporting_something_else_is_skipped_with_a_warning(installed):
+    installed("LEGACY_LIQUIDATION = 'not a reading'\n", name="odd_liquidations")
+    with pytest.warns(UserWarning, match="'odd_liquidations' exports LEGACY_LIQUIDATION as a str"):
+        reading.legacy_readings()
+
+
+def test_a_plugin_that_fails_to_import_is_skipped_with_a_warning(installed):
+    installed("raise RuntimeError('broken on import')\n", name="broken_liquidations")
+    with pytest.warns(
+        UserWarning, match="'broken_liquidations' could not be loaded .*broken on import"
+    ):
+        reading.legacy_readings()
+
+
+def test_a_plugin_that_does_not_depend_on_this_distribution_is_not_imported(installed):
+    installed("raise RuntimeError('imported')\n", name="prices_only", requires="polars")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        reading.legacy_readings()
+    assert "prices_only" not in sys.modules
+
+
+def test_lakeflow_plugins_limits_where_readings_are_looked_for(installed, monkeypatch):
+    installed(ACME_PLUGIN)
+    monkeypatch.setenv("LAKEFLOW_PLUGINS", "market_schemas")
+    assert "acme" not in reading.legacy_readings()
 
 
 def test_by_adds_grouping_columns():
@@ -298,8 +385,8 @@ def test_by_a_result_column_is_refused():
 
 
 def test_the_reading_names_are_exported_lazily():
-    reading = importlib.import_module("lakeflow_market_schemas.reading")
-    assert lakeflow_market_schemas.liquidation_notional is reading.liquidation_notional
+    module = importlib.import_module("lakeflow_market_schemas.reading")
+    assert lakeflow_market_schemas.liquidation_notional is module.liquidation_notional
     assert {"liquidation_notional", "MixedCurrencies"} <= set(lakeflow_market_schemas.__all__)
 
 

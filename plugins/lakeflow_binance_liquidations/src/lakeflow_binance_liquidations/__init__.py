@@ -1,7 +1,10 @@
 """lakeflow plugin: Binance futures liquidations (``forceOrder`` streams) into Delta tables.
 
 Registers the source type ``binance_liquidations`` and the record schema
-``liquidation`` (table ``liquidations``).
+``liquidation`` (table ``liquidations``). Exports ``LEGACY_LIQUIDATION``, how rows this
+plugin wrote before the schema's meaning columns existed are read (see
+:mod:`lakeflow_binance_liquidations.legacy`), for
+:func:`lakeflow_market_schemas.liquidation_notional` to find.
 
 This entry-point module stays light: every ``lakeflow`` command, ``--help`` included,
 imports it, so polars and the source are imported when a hook is called or a name below
@@ -17,41 +20,38 @@ from typing import TYPE_CHECKING, Any
 import lakeflow
 
 if TYPE_CHECKING:
-    from lakeflow import Source, TableSchema
-    from lakeflow_binance_liquidations.config import (
-        HOSTS,
-        MAX_STREAMS,
-        ROUTES,
-        LiquidationsConfig,
+    # `X as X`: an explicit re-export, since `__all__` is built from the table below.
+    from lakeflow_binance_liquidations.config import HOSTS as HOSTS
+    from lakeflow_binance_liquidations.config import MAX_STREAMS as MAX_STREAMS
+    from lakeflow_binance_liquidations.config import ROUTES as ROUTES
+    from lakeflow_binance_liquidations.config import LiquidationsConfig as LiquidationsConfig
+    from lakeflow_binance_liquidations.legacy import LEGACY_LIQUIDATION as LEGACY_LIQUIDATION
+    from lakeflow_binance_liquidations.legacy import USDM_QUOTE as USDM_QUOTE
+    from lakeflow_binance_liquidations.schema import LIQUIDATION as LIQUIDATION
+    from lakeflow_binance_liquidations.source import (
+        BinanceLiquidationsSource as BinanceLiquidationsSource,
     )
-    from lakeflow_binance_liquidations.schema import LIQUIDATION
-    from lakeflow_binance_liquidations.source import BinanceLiquidationsSource, event_fields
+    from lakeflow_binance_liquidations.source import event_fields as event_fields
 
+#: Every public name and the module it lives in: ``__getattr__``, ``__dir__`` and
+#: ``__all__`` read it.
 _EXPORTS = {
-    "HOSTS": "config",
-    "MAX_STREAMS": "config",
-    "ROUTES": "config",
-    "LiquidationsConfig": "config",
-    "LIQUIDATION": "schema",
-    "BinanceLiquidationsSource": "source",
-    "event_fields": "source",
+    "HOSTS": "lakeflow_binance_liquidations.config",
+    "MAX_STREAMS": "lakeflow_binance_liquidations.config",
+    "ROUTES": "lakeflow_binance_liquidations.config",
+    "LiquidationsConfig": "lakeflow_binance_liquidations.config",
+    "LEGACY_LIQUIDATION": "lakeflow_binance_liquidations.legacy",
+    "USDM_QUOTE": "lakeflow_binance_liquidations.legacy",
+    "LIQUIDATION": "lakeflow_binance_liquidations.schema",
+    "BinanceLiquidationsSource": "lakeflow_binance_liquidations.source",
+    "event_fields": "lakeflow_binance_liquidations.source",
 }
 
-__all__ = [
-    "HOSTS",
-    "LIQUIDATION",
-    "MAX_STREAMS",
-    "ROUTES",
-    "BinanceLiquidationsSource",
-    "LiquidationsConfig",
-    "event_fields",
-    "register_schemas",
-    "register_sources",
-]
+__all__ = [*_EXPORTS, "register_schemas", "register_sources"]
 
 
 @lakeflow.hookimpl
-def register_schemas(register: Callable[[TableSchema], None]) -> None:
+def register_schemas(register: Callable[[lakeflow.TableSchema], None]) -> None:
     """Register the ``liquidation`` schema."""
     from lakeflow_binance_liquidations.schema import LIQUIDATION
 
@@ -59,7 +59,7 @@ def register_schemas(register: Callable[[TableSchema], None]) -> None:
 
 
 @lakeflow.hookimpl
-def register_sources(register: Callable[[type[Source]], None]) -> None:
+def register_sources(register: Callable[[type[lakeflow.Source]], None]) -> None:
     """Register the ``binance_liquidations`` source type."""
     from lakeflow_binance_liquidations.source import BinanceLiquidationsSource
 
@@ -70,4 +70,8 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -14,7 +14,6 @@ from typing import Any, ClassVar
 
 import polars as pl
 from lakeflow_market_schemas import (
-    BINANCE_USDM_QUOTE,
     LIQUIDATION,
     decimal_product,
     decimal_quotient,
@@ -37,6 +36,7 @@ from lakeflow_binance_liquidations.config import (
     FUTURES_BUDGET,
     LiquidationsConfig,
 )
+from lakeflow_binance_liquidations.legacy import USDM_QUOTE
 
 EVENT_TYPE = "forceOrder"
 #: ``st``, the symbol type Binance marks each event of the merged streams with.
@@ -158,7 +158,6 @@ class BinanceLiquidationsSource(WebSocketSource):
         self._reply = event_type.is_null() & pl.col("id").is_not_null()
         self._checks = {f"event type is not {EVENT_TYPE!r}": event_type != EVENT_TYPE}
         self._known = ("stream",) if config.combined else ()
-        self.silence_timeout = config.silence_timeout
 
     def reference_data(self) -> list[Reference]:
         """Each kept product's instrument list (``exchangeInfo``), hourly, on the shared
@@ -277,7 +276,7 @@ def sized(rows: pl.DataFrame, contracts: pl.DataFrame | None) -> pl.DataFrame:
             .then(decimal_quotient(pl.col("notional"), average))
             .cast(DECIMAL),
             notional_currency=pl.when(usdm)
-            .then(pl.col("symbol").str.extract(BINANCE_USDM_QUOTE, 1))
+            .then(pl.col("symbol").str.extract(USDM_QUOTE, 1))
             .when(coinm & pl.col("notional").is_not_null())
             .then(pl.lit("USD")),
         )

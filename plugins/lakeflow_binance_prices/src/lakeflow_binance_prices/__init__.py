@@ -17,33 +17,30 @@ from typing import TYPE_CHECKING, Any
 import lakeflow
 
 if TYPE_CHECKING:
-    from lakeflow_binance_prices.config import MARKETS, BinancePricesConfig, Market
-    from lakeflow_binance_prices.decode import MARKET_FIELDS, TICKER_24H, decode_tickers
-    from lakeflow_binance_prices.source import BinancePricesSource, BinanceRequestError
+    # `X as X`: an explicit re-export, since `__all__` is built from the table below.
+    from lakeflow_binance_prices.config import MARKETS as MARKETS
+    from lakeflow_binance_prices.config import BinancePricesConfig as BinancePricesConfig
+    from lakeflow_binance_prices.config import Market as Market
+    from lakeflow_binance_prices.decode import MARKET_FIELDS as MARKET_FIELDS
+    from lakeflow_binance_prices.decode import TICKER_24H as TICKER_24H
+    from lakeflow_binance_prices.decode import decode_tickers as decode_tickers
+    from lakeflow_binance_prices.source import BinancePricesSource as BinancePricesSource
+    from lakeflow_binance_prices.source import BinanceRequestError as BinanceRequestError
 
+#: Every public name and the module it lives in: ``__getattr__``, ``__dir__`` and
+#: ``__all__`` read it.
 _EXPORTS = {
-    "MARKETS": "config",
-    "BinancePricesConfig": "config",
-    "Market": "config",
-    "MARKET_FIELDS": "decode",
-    "TICKER_24H": "decode",
-    "decode_tickers": "decode",
-    "BinancePricesSource": "source",
-    "BinanceRequestError": "source",
+    "MARKETS": "lakeflow_binance_prices.config",
+    "BinancePricesConfig": "lakeflow_binance_prices.config",
+    "Market": "lakeflow_binance_prices.config",
+    "MARKET_FIELDS": "lakeflow_binance_prices.decode",
+    "TICKER_24H": "lakeflow_binance_prices.decode",
+    "decode_tickers": "lakeflow_binance_prices.decode",
+    "BinancePricesSource": "lakeflow_binance_prices.source",
+    "BinanceRequestError": "lakeflow_binance_prices.source",
 }
 
-__all__ = [
-    "MARKETS",
-    "MARKET_FIELDS",
-    "TICKER_24H",
-    "BinancePricesConfig",
-    "BinancePricesSource",
-    "BinanceRequestError",
-    "Market",
-    "decode_tickers",
-    "register_schemas",
-    "register_sources",
-]
+__all__ = [*_EXPORTS, "register_schemas", "register_sources"]
 
 
 @lakeflow.hookimpl
@@ -66,4 +63,8 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -18,19 +18,23 @@ from typing import TYPE_CHECKING, Any
 import lakeflow
 
 if TYPE_CHECKING:
-    from lakeflow_market_schemas.liquidation import LIQUIDATION
+    # `X as X`: an explicit re-export, since `__all__` is built from the table below.
+    from lakeflow_market_schemas.liquidation import LIQUIDATION as LIQUIDATION
 
-    from lakeflow import Source, TableSchema
+    from lakeflow_bybit_liquidations.config import REST_HOST as REST_HOST
+    from lakeflow_bybit_liquidations.config import SUBSCRIBE_BATCH as SUBSCRIBE_BATCH
+    from lakeflow_bybit_liquidations.config import WS_HOST as WS_HOST
     from lakeflow_bybit_liquidations.config import (
-        REST_HOST,
-        SUBSCRIBE_BATCH,
-        WS_HOST,
-        BybitLiquidationsConfig,
+        BybitLiquidationsConfig as BybitLiquidationsConfig,
     )
-    from lakeflow_bybit_liquidations.instruments import fetch_instruments, instrument_frame
-    from lakeflow_bybit_liquidations.source import BybitLiquidationsSource
+    from lakeflow_bybit_liquidations.instruments import fetch_instruments as fetch_instruments
+    from lakeflow_bybit_liquidations.instruments import instrument_frame as instrument_frame
+    from lakeflow_bybit_liquidations.source import (
+        BybitLiquidationsSource as BybitLiquidationsSource,
+    )
 
-#: Where each public name lives.
+#: Every public name and the module it lives in: ``__getattr__``, ``__dir__`` and
+#: ``__all__`` read it.
 _EXPORTS = {
     "REST_HOST": "lakeflow_bybit_liquidations.config",
     "SUBSCRIBE_BATCH": "lakeflow_bybit_liquidations.config",
@@ -42,22 +46,11 @@ _EXPORTS = {
     "LIQUIDATION": "lakeflow_market_schemas.liquidation",
 }
 
-__all__ = [
-    "LIQUIDATION",
-    "REST_HOST",
-    "SUBSCRIBE_BATCH",
-    "WS_HOST",
-    "BybitLiquidationsConfig",
-    "BybitLiquidationsSource",
-    "fetch_instruments",
-    "instrument_frame",
-    "register_schemas",
-    "register_sources",
-]
+__all__ = [*_EXPORTS, "register_schemas", "register_sources"]
 
 
 @lakeflow.hookimpl
-def register_schemas(register: Callable[[TableSchema], None]) -> None:
+def register_schemas(register: Callable[[lakeflow.TableSchema], None]) -> None:
     """Register the shared ``liquidation`` schema (registering it twice is allowed)."""
     from lakeflow_market_schemas.liquidation import LIQUIDATION
 
@@ -65,7 +58,7 @@ def register_schemas(register: Callable[[TableSchema], None]) -> None:
 
 
 @lakeflow.hookimpl
-def register_sources(register: Callable[[type[Source]], None]) -> None:
+def register_sources(register: Callable[[type[lakeflow.Source]], None]) -> None:
     """Register the ``bybit_liquidations`` source type."""
     from lakeflow_bybit_liquidations.source import BybitLiquidationsSource
 
@@ -77,3 +70,7 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -42,7 +42,7 @@ from lakeflow_bybit_liquidations.instruments import (
 )
 
 if TYPE_CHECKING:
-    from lakeflow.sources.websocket import WebSocket
+    from lakeflow import WebSocket
 
 #: Bybit's application ping; the server answers ``{"success":true,"ret_msg":"pong",...}``.
 PING = '{"op":"ping"}'
@@ -135,7 +135,6 @@ class BybitLiquidationsSource(WebSocketSource):
                 f"{type(self).__name__} needs a BybitLiquidationsConfig, not {config!r}"
             )
         super().__init__(name, config)
-        self.silence_timeout = config.silence_timeout
         self._constants = {"exchange": "bybit", "market": config.category}
         self._req_ids = itertools.count(1)
         #: Per open connection: the symbols subscribed on it, and the characters of

@@ -21,9 +21,20 @@ import lakeflow
 if TYPE_CHECKING:
     import click
 
-    from lakeflow_charts.draw import Chart, PlotError, chart
+    # `X as X`: an explicit re-export, since `__all__` is built from the table below.
+    from lakeflow_charts.draw import Chart as Chart
+    from lakeflow_charts.draw import PlotError as PlotError
+    from lakeflow_charts.draw import chart as chart
 
-__all__ = ["Chart", "PlotError", "chart", "register_commands"]
+#: Every public name and the module it lives in: ``__getattr__``, ``__dir__`` and
+#: ``__all__`` read it.
+_EXPORTS = {
+    "Chart": "lakeflow_charts.draw",
+    "PlotError": "lakeflow_charts.draw",
+    "chart": "lakeflow_charts.draw",
+}
+
+__all__ = [*_EXPORTS, "register_commands"]
 
 
 @lakeflow.hookimpl
@@ -35,6 +46,11 @@ def register_commands(cli: click.Group) -> None:
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("Chart", "PlotError", "chart"):
-        return getattr(importlib.import_module("lakeflow_charts.draw"), name)
-    raise AttributeError(f"module 'lakeflow_charts' has no attribute {name!r}")
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -26,6 +26,7 @@ from lakeflow_market_schemas import (
     SHORT,
     MixedCurrencies,
     ReadingError,
+    legacy_readings,
     liquidation_notional,
     notional_currencies,
 )
@@ -36,7 +37,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, ScalarFormatter
 
 import lakeflow
-from lakeflow.units import parse_duration
+from lakeflow import parse_duration
 
 #: matplotlib draws at this many pixels per inch; a figure of W/DPI x H/DPI inches is W x H px.
 DPI = 100
@@ -85,8 +86,9 @@ LIQUIDATIONS = Kind(
     "liquidation",
     "trade_time",
     ("exchange", "symbol", "market", "side", "filled_quantity"),
-    # What liquidation_notional reads; average_price only for rows older than notional.
-    ("position_side", "average_price", "notional", "notional_currency"),
+    # What liquidation_notional reads; a row older than these columns is read from others,
+    # which _read adds (see _legacy_columns).
+    ("position_side", "notional", "notional_currency"),
 )
 PRICES = Kind(
     "prices",
@@ -107,7 +109,7 @@ class Window:
 
 
 def parse_since(text: str) -> timedelta:
-    """``--since``: a positive duration in the grammar of the pipeline file (lakeflow.units)."""
+    """``--since``: a positive duration, in the grammar of :func:`lakeflow.parse_duration`."""
     try:
         seconds = parse_duration(text)
     except ValueError as exc:
@@ -294,10 +296,21 @@ def _read(
         # The partition column too, so that the scan skips files outside the window.
         wanted &= pl.col("date").is_between(window.start.date(), window.end.date())
     wanted &= _matching(symbol, exchange)
-    optional = [column for column in chart.optional if column in columns]
+    extra = _legacy_columns() if chart is LIQUIDATIONS else ()
+    optional = [
+        column
+        for column in dict.fromkeys((*chart.optional, *extra))
+        if column in columns and column not in (chart.time, *chart.columns)
+    ]
     return (
         scan.filter(wanted).select(chart.time, *chart.columns, *optional).sort(chart.time).collect()
     )
+
+
+def _legacy_columns() -> tuple[str, ...]:
+    """The columns the installed exchange plugins read rows older than ``notional`` from
+    (each plugin's :class:`~lakeflow_market_schemas.LegacyReading`)."""
+    return tuple(sorted({c for reading in legacy_readings().values() for c in reading.reads}))
 
 
 def _spelling(scan: pl.LazyFrame, name: str, column: str, value: str) -> str:

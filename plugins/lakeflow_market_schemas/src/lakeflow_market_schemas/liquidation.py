@@ -21,11 +21,6 @@ import polars as pl
 
 from lakeflow import DECIMAL, TIMESTAMP, TableSchema
 
-#: The quote asset a Binance USD-M symbol ends in (a delivery contract adds ``_YYMMDD``):
-#: the currency of a USD-M row's notional, here so that the Binance plugin and the
-#: reading of rows older than the notional column use one pattern.
-BINANCE_USDM_QUOTE = r"(USDT|USDC|FDUSD|BUSD)(?:_\d+)?$"
-
 #: ``position_side`` values.
 LONG, SHORT = "long", "short"
 _ORDER_SIDES = {s: LONG for s in ("SELL", "Sell", "sell")} | {

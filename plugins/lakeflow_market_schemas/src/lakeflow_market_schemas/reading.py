@@ -7,46 +7,44 @@ exchange: the liquidated position (``position_side``) and its size in money
 without one are left out and counted.
 
 Rows written before ``position_side``, ``base_quantity``, ``notional`` and
-``notional_currency`` existed read null there (schema evolution). For Binance USD-M those
-columns follow from what such a row always held, by the mapping the Binance plugin now
-applies when it writes a row (this distribution's README): the position from the order's
-``side`` (``SELL`` closes a long), the notional ``filled_quantity x average_price`` (what
-was executed), in the quote
-asset the symbol ends in. :func:`liquidation_notional` fills them in so (``legacy_binance``,
-on by default). Old Binance COIN-M rows cannot be: their notional needs the contract size
-of the exchange's instrument list, which the row does not hold; they stay unpriced.
+``notional_currency`` existed read null there (schema evolution). Where what such a row
+always held tells what they are, the plugin of its exchange says how, with a
+:class:`LegacyReading` its entry-point module exports as ``LEGACY_LIQUIDATION``;
+:func:`liquidation_notional` finds the installed ones (:func:`legacy_readings`) and reads
+old rows by them (``legacy``, on by default). Rows no reading fills in stay unpriced:
+never guessed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import importlib.metadata
+import os
+import re
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import polars as pl
 
 import lakeflow
 from lakeflow import DECIMAL
-from lakeflow_market_schemas.liquidation import (
-    BINANCE_USDM_QUOTE,
-    LONG,
-    SHORT,
-    decimal_product,
-    position_from_order_side,
-)
+from lakeflow_market_schemas.liquidation import LIQUIDATION, LONG, SHORT
 
-#: The columns :func:`liquidation_notional` reads besides ``trade_time``. A column the
-#: rows lack reads null, as it does in a table written before the column existed.
+#: The columns a row lacks read null, as in a table written before the column existed:
+#: every column of the ``liquidation`` schema but ``trade_time``, which a row must have.
 READ_COLUMNS: dict[str, pl.DataType] = {
-    "exchange": pl.String(),
-    "market": pl.String(),
-    "symbol": pl.String(),
-    "side": pl.String(),
-    "position_side": pl.String(),
-    "filled_quantity": DECIMAL,
-    "average_price": DECIMAL,
-    "notional": DECIMAL,
-    "notional_currency": pl.String(),
+    column: dtype for column, dtype in LIQUIDATION.columns.items() if column != "trade_time"
 }
+#: The columns a :class:`LegacyReading` fills in: what a row means, as
+#: :func:`liquidation_notional` reads it. A row in which all three are null was written
+#: before they existed.
+LEGACY_COLUMNS = ("position_side", "notional", "notional_currency")
+#: The name under which a plugin's entry-point module exports its :class:`LegacyReading`.
+LEGACY_EXPORT = "LEGACY_LIQUIDATION"
+#: This distribution: a plugin that exports a :class:`LegacyReading` depends on it.
+DISTRIBUTION = "lakeflow-market-schemas"
 
 #: The columns of the frame :func:`liquidation_notional` returns, after the keys.
 VALUE_COLUMNS = (
@@ -83,6 +81,89 @@ class MixedCurrencies(ReadingError):
         )
 
 
+@dataclass(frozen=True, eq=False)
+class LegacyReading:
+    """How one exchange's rows written before :data:`LEGACY_COLUMNS` existed are read.
+
+    An exchange plugin whose earlier versions wrote ``liquidation`` rows without them
+    exports one from its entry-point module (the module its ``lakeflow`` entry point
+    names) as ``LEGACY_LIQUIDATION``; :func:`liquidation_notional` finds it there.
+    ``exchange`` is the rows' ``exchange``; ``columns`` maps some of
+    :data:`LEGACY_COLUMNS` to polars expressions over the row's other columns (null where
+    the row does not tell: never a guess). They apply only to that exchange's rows in
+    which all three are null: a row that has any of them is read as it is.
+    """
+
+    exchange: str
+    columns: Mapping[str, pl.Expr]
+
+    def __post_init__(self) -> None:
+        others = sorted(set(self.columns) - set(LEGACY_COLUMNS))
+        if others:
+            raise ValueError(
+                f"the legacy reading of {self.exchange!r} rows fills {', '.join(others)}: "
+                f"it can fill only {', '.join(LEGACY_COLUMNS)}"
+            )
+
+    @property
+    def reads(self) -> frozenset[str]:
+        """The columns it reads, ``exchange`` included: what a reader selects for it."""
+        roots = (expression.meta.root_names() for expression in self.columns.values())
+        return frozenset({"exchange"}.union(*roots))
+
+
+@functools.cache
+def legacy_readings() -> dict[str, LegacyReading]:
+    """The :class:`LegacyReading` of each exchange, by ``exchange``, from installed plugins.
+
+    Read once per process from the entry-point modules of the ``lakeflow`` group (those
+    ``LAKEFLOW_PLUGINS`` lets lakeflow load) whose distribution depends on this one: the
+    others cannot hold a reading and are not imported. A plugin that fails to import, or
+    exports something else under ``LEGACY_LIQUIDATION``, is skipped with a warning naming
+    it: its old rows then count as unpriced.
+    """
+    wanted = os.environ.get("LAKEFLOW_PLUGINS")
+    allowed = None if wanted is None else {n.strip() for n in wanted.split(",") if n.strip()}
+    found: dict[str, LegacyReading] = {}
+    for entry_point in importlib.metadata.entry_points(group="lakeflow"):
+        if allowed is not None and entry_point.name not in allowed:
+            continue
+        if not _depends_on_this(entry_point.dist):
+            continue
+        try:
+            reading = getattr(entry_point.load(), LEGACY_EXPORT, None)
+        except Exception as exc:
+            warnings.warn(
+                f"plugin {entry_point.name!r} could not be loaded ({type(exc).__name__}: "
+                f"{exc}): if it reads old liquidation rows, they count as unpriced",
+                stacklevel=2,
+            )
+            continue
+        if reading is None:
+            continue
+        if not isinstance(reading, LegacyReading):
+            warnings.warn(
+                f"plugin {entry_point.name!r} exports {LEGACY_EXPORT} as a "
+                f"{type(reading).__name__}, not a LegacyReading; its old liquidation rows "
+                "count as unpriced",
+                stacklevel=2,
+            )
+            continue
+        found.setdefault(reading.exchange, reading)
+    return found
+
+
+def _depends_on_this(distribution: importlib.metadata.Distribution | None) -> bool:
+    """Whether ``distribution`` requires this one (names compared as PEP 503 normalizes them)."""
+    if distribution is None:
+        return False
+    for requirement in distribution.requires or []:
+        name = re.match(r"[A-Za-z0-9._-]+", requirement)
+        if name and re.sub(r"[-_.]+", "-", name.group()).lower() == DISTRIBUTION:
+            return True
+    return False
+
+
 def liquidation_notional(
     rows: pl.LazyFrame | pl.DataFrame,
     *,
@@ -90,7 +171,7 @@ def liquidation_notional(
     by_exchange: bool = True,
     currency: str | None = None,
     by: Sequence[str] = (),
-    legacy_binance: bool = True,
+    legacy: bool = True,
 ) -> pl.DataFrame:
     """Long and short notional per time bucket (and per exchange), in one currency.
 
@@ -106,8 +187,9 @@ def liquidation_notional(
     a ``notional``, ``notional_currency`` or ``position_side`` (an instrument missing
     from the exchange's list, an old COIN-M row) is left out and counted in
     ``unpriced_count``; one in another currency than ``currency`` in
-    ``other_currency_count``. ``legacy_binance`` fills in old Binance USD-M rows (see the
-    module's docstring); false leaves them unpriced.
+    ``other_currency_count``. ``legacy`` reads rows written before the meaning columns
+    existed by their exchange plugin's :class:`LegacyReading` (see the module's
+    docstring); false leaves them unpriced.
 
     Returns one row per group that has rows (an empty bucket has none), sorted by the
     keys: ``bucket``, ``exchange`` (if ``by_exchange``), the ``by`` columns, then
@@ -119,7 +201,7 @@ def liquidation_notional(
     by = [by] if isinstance(by, str) else list(by)
     keys = _keys(by_exchange, by)
     per = (
-        _priced(rows, legacy_binance, by)
+        _priced(rows, legacy, by)
         .with_columns(bucket=pl.col("trade_time").dt.truncate(_duration(every)))
         .group_by(*keys, "_currency")
         .agg(
@@ -150,15 +232,15 @@ def liquidation_notional(
 
 
 def notional_currencies(
-    rows: pl.LazyFrame | pl.DataFrame, *, legacy_binance: bool = True
+    rows: pl.LazyFrame | pl.DataFrame, *, legacy: bool = True
 ) -> dict[str, int]:
     """The currencies of the rows' notionals, each with its number of rows, most first.
 
     Only rows :func:`liquidation_notional` would count: those with a notional, its
-    currency and a position side (``legacy_binance`` as there).
+    currency and a position side (``legacy`` as there).
     """
     counts = (
-        _priced(rows, legacy_binance, [])
+        _priced(rows, legacy, [])
         .filter(pl.col("_currency").is_not_null())
         .group_by("_currency")
         .len()
@@ -191,7 +273,7 @@ def _duration(every: str) -> str:
     return every
 
 
-def _priced(rows: pl.LazyFrame | pl.DataFrame, legacy_binance: bool, by: list[str]) -> pl.LazyFrame:
+def _priced(rows: pl.LazyFrame | pl.DataFrame, legacy: bool, by: list[str]) -> pl.LazyFrame:
     """The rows with ``_position``, and ``_notional`` and ``_currency`` where they count.
 
     ``_currency`` is null for a row that cannot be counted in money (no notional, no
@@ -211,25 +293,17 @@ def _priced(rows: pl.LazyFrame | pl.DataFrame, legacy_binance: bool, by: list[st
         for column, dtype in READ_COLUMNS.items()
         if column not in present
     )
-    position = pl.col("position_side")
-    notional = pl.col("notional")
-    currency = pl.col("notional_currency")
-    if legacy_binance:
-        binance = pl.col("exchange") == "binance"
-        # Written before the four columns existed: all of them read null.
-        old = binance & position.is_null() & notional.is_null() & currency.is_null()
-        old_usdm = old & (pl.col("market") == "usdm")
-        position = pl.when(old).then(position_from_order_side(pl.col("side"))).otherwise(position)
-        notional = (
-            pl.when(old_usdm)
-            .then(decimal_product(pl.col("filled_quantity"), pl.col("average_price")))
-            .otherwise(notional)
-        )
-        currency = (
-            pl.when(old_usdm)
-            .then(pl.col("symbol").str.extract(BINANCE_USDM_QUOTE, 1))
-            .otherwise(currency)
-        )
+    meaning = {column: pl.col(column) for column in LEGACY_COLUMNS}
+    if legacy:
+        # Written before the columns existed: all of them read null.
+        unfilled = pl.all_horizontal([pl.col(column).is_null() for column in LEGACY_COLUMNS])
+        for reading in legacy_readings().values():
+            old = unfilled & (pl.col("exchange") == reading.exchange)
+            for column, expression in reading.columns.items():
+                meaning[column] = pl.when(old).then(expression).otherwise(meaning[column])
+    position = meaning["position_side"]
+    notional = meaning["notional"]
+    currency = meaning["notional_currency"]
     priced = (
         notional.is_not_null() & currency.is_not_null() & position.is_in([LONG, SHORT])
     ).fill_null(False)

@@ -17,50 +17,36 @@ from typing import TYPE_CHECKING, Any
 import lakeflow
 
 if TYPE_CHECKING:
-    from lakeflow import Source, TableSchema
-    from lakeflow_okx_liquidations.config import (
-        CHANNEL,
-        INST_TYPES,
-        OkxLiquidationsConfig,
-    )
-    from lakeflow_okx_liquidations.instruments import (
-        NO_INSTRUMENTS,
-        fetch_instruments,
-        instrument_table,
-        sized,
-    )
-    from lakeflow_okx_liquidations.schema import LIQUIDATION
-    from lakeflow_okx_liquidations.source import OkxLiquidationsSource
+    # `X as X`: an explicit re-export, since `__all__` is built from the table below.
+    from lakeflow_okx_liquidations.config import CHANNEL as CHANNEL
+    from lakeflow_okx_liquidations.config import INST_TYPES as INST_TYPES
+    from lakeflow_okx_liquidations.config import OkxLiquidationsConfig as OkxLiquidationsConfig
+    from lakeflow_okx_liquidations.instruments import NO_INSTRUMENTS as NO_INSTRUMENTS
+    from lakeflow_okx_liquidations.instruments import fetch_instruments as fetch_instruments
+    from lakeflow_okx_liquidations.instruments import instrument_table as instrument_table
+    from lakeflow_okx_liquidations.instruments import sized as sized
+    from lakeflow_okx_liquidations.schema import LIQUIDATION as LIQUIDATION
+    from lakeflow_okx_liquidations.source import OkxLiquidationsSource as OkxLiquidationsSource
 
+#: Every public name and the module it lives in: ``__getattr__``, ``__dir__`` and
+#: ``__all__`` read it.
 _EXPORTS = {
-    "CHANNEL": "config",
-    "INST_TYPES": "config",
-    "OkxLiquidationsConfig": "config",
-    "NO_INSTRUMENTS": "instruments",
-    "fetch_instruments": "instruments",
-    "instrument_table": "instruments",
-    "sized": "instruments",
-    "LIQUIDATION": "schema",
-    "OkxLiquidationsSource": "source",
+    "CHANNEL": "lakeflow_okx_liquidations.config",
+    "INST_TYPES": "lakeflow_okx_liquidations.config",
+    "OkxLiquidationsConfig": "lakeflow_okx_liquidations.config",
+    "NO_INSTRUMENTS": "lakeflow_okx_liquidations.instruments",
+    "fetch_instruments": "lakeflow_okx_liquidations.instruments",
+    "instrument_table": "lakeflow_okx_liquidations.instruments",
+    "sized": "lakeflow_okx_liquidations.instruments",
+    "LIQUIDATION": "lakeflow_okx_liquidations.schema",
+    "OkxLiquidationsSource": "lakeflow_okx_liquidations.source",
 }
 
-__all__ = [
-    "CHANNEL",
-    "INST_TYPES",
-    "LIQUIDATION",
-    "NO_INSTRUMENTS",
-    "OkxLiquidationsConfig",
-    "OkxLiquidationsSource",
-    "fetch_instruments",
-    "instrument_table",
-    "register_schemas",
-    "register_sources",
-    "sized",
-]
+__all__ = [*_EXPORTS, "register_schemas", "register_sources"]
 
 
 @lakeflow.hookimpl
-def register_schemas(register: Callable[[TableSchema], None]) -> None:
+def register_schemas(register: Callable[[lakeflow.TableSchema], None]) -> None:
     """Register the shared ``liquidation`` schema (registering it twice is allowed)."""
     from lakeflow_okx_liquidations.schema import LIQUIDATION
 
@@ -68,7 +54,7 @@ def register_schemas(register: Callable[[TableSchema], None]) -> None:
 
 
 @lakeflow.hookimpl
-def register_sources(register: Callable[[type[Source]], None]) -> None:
+def register_sources(register: Callable[[type[lakeflow.Source]], None]) -> None:
     """Register the ``okx_liquidations`` source type."""
     from lakeflow_okx_liquidations.source import OkxLiquidationsSource
 
@@ -79,4 +65,8 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

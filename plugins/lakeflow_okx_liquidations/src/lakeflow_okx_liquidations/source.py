@@ -28,7 +28,7 @@ from lakeflow_okx_liquidations.instruments import (
 )
 
 if TYPE_CHECKING:
-    from lakeflow.sources.websocket import WebSocket
+    from lakeflow import WebSocket
 
 EXCHANGE = "okx"
 #: The name of the instrument list among the source's reference data.
@@ -138,7 +138,6 @@ class OkxLiquidationsSource(WebSocketSource):
         if not isinstance(config, OkxLiquidationsConfig):
             raise TypeError(f"{type(self).__name__} needs an OkxLiquidationsConfig, not {config!r}")
         super().__init__(name, config)
-        self.silence_timeout = config.silence_timeout
         self._constants = {"exchange": EXCHANGE}
 
     def url(self) -> str:
