@@ -208,8 +208,8 @@ class Collecting:
     @property
     def source(self) -> lakeflow.Source:
         """The running source instance (for its reference lists)."""
-        wait_for(lambda: SOURCE in self.runtime.committers, what="the source")
-        return self.runtime.committers[SOURCE].source
+        wait_for(lambda: SOURCE in self.runtime.sources, what="the source")
+        return self.runtime.sources[SOURCE]
 
     def lists(self, symbol: str) -> bool:
         """Whether the source's current instrument list names ``symbol``."""

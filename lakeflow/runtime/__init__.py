@@ -10,17 +10,20 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lakeflow.runtime.pipeline import RunResult, Runtime, run_pipeline
-    from lakeflow.runtime.stats import SourceStats
+    # `X as X`: an explicit re-export, since `__all__` is built from the table below.
+    from lakeflow.runtime.runner import RunResult as RunResult
+    from lakeflow.runtime.runner import Runtime as Runtime
+    from lakeflow.runtime.stats import SourceStats as SourceStats
 
+#: Every public name and the module it lives in: ``__getattr__``, ``__dir__`` and
+#: ``__all__`` read it.
 _EXPORTS = {
-    "RunResult": "lakeflow.runtime.pipeline",
-    "Runtime": "lakeflow.runtime.pipeline",
-    "run_pipeline": "lakeflow.runtime.pipeline",
+    "RunResult": "lakeflow.runtime.runner",
+    "Runtime": "lakeflow.runtime.runner",
     "SourceStats": "lakeflow.runtime.stats",
 }
 
-__all__ = ["RunResult", "Runtime", "SourceStats", "run_pipeline"]
+__all__ = [*_EXPORTS]
 
 
 def __getattr__(name: str) -> Any:
@@ -28,3 +31,7 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'lakeflow.runtime' has no attribute {name!r}")
     return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,7 +1,9 @@
-"""Turns a source's buffered payloads into Delta commits, off the event loop.
+"""Turns a source's buffered payloads into commits, off the event loop.
 
 Decoding is :mod:`lakeflow.runtime.decoding`'s, the system tables' rows
-:mod:`lakeflow.runtime.system_rows`'; this module orders and retries the commits.
+:mod:`lakeflow.runtime.system_rows`'; this module orders and retries the commits. It
+takes batches and queued gaps from the source's lane (:mod:`lakeflow.runtime.lane`) and
+hands each commit's :class:`~lakeflow.runtime.lane.Landed` back to it, on the event loop.
 
 Every payload gets a sequence number, consecutive per source instance. A batch is
 committed with the sequence of its last payload as the Delta application transaction
@@ -25,11 +27,10 @@ import polars as pl
 from lakeflow.config.models import RuntimeConfig, SinkConfig, SourceSpec
 from lakeflow.errors import CommitRefused, LakeflowError, RowsRefused, SchemaMismatch, SinkError
 from lakeflow.runtime.backoff import Backoff
-from lakeflow.runtime.buffer import PayloadBuffer, make_batch
+from lakeflow.runtime.buffer import make_batch
 from lakeflow.runtime.decoding import decode_batch
-from lakeflow.runtime.drift import DriftWatch
-from lakeflow.runtime.spool import Block, Damage, Spool
-from lakeflow.runtime.stats import SourceStats
+from lakeflow.runtime.lane import Landed, Lane
+from lakeflow.runtime.spool import Block, Spool
 from lakeflow.runtime.system_rows import Gap, dead_letter_rows, gap_key, gap_rows
 from lakeflow.schema import TableSchema
 from lakeflow.secrets import mask_uri, redact
@@ -177,50 +178,31 @@ class Committer:
         spec: SourceSpec,
         source: Source,
         sink: Sink,
+        lane: Lane,
         sink_config: SinkConfig,
-        stats: SourceStats,
         spool: Spool | None = None,
         runtime_config: RuntimeConfig | None = None,
     ) -> None:
         self.spec = spec
         self.source = source
         self.sink = sink
+        self.lane = lane
         self.flush_interval = sink_config.flush_interval
         self.flush_rows = sink_config.flush_rows
         self.spool = spool
         self.fsync_interval = runtime_config.fsync_interval if runtime_config else 1.0
-        self.buffer = PayloadBuffer(
-            sink_config.flush_rows,
-            sink_config.buffer_limit,
-            spool,
-            limit_bytes=sink_config.max_buffered_bytes,
-        )
-        self.stats = stats
-        stats.buffer = self.buffer
-        self.gaps: list[Gap] = []
-        self.log = logging.LoggerAdapter(logger, {"source": spec.name})
+        self.buffer = lane.buffer
+        self.log = lane.log
         self._lock = asyncio.Lock()
         #: Loop time after which a failing commit stops being retried (set on stop).
         self.give_up_at: float | None = None
-        #: A stream ended: what is buffered is complete and commits now, not at the
-        #: deadline. A flag of its own, since ``buffer.ready`` is cleared by every take.
-        self.drain = False
         #: Per table, the last sequence this committer saw there under its name; None
         #: until :meth:`committed` has read the tables.
         self._known: dict[str, int | None] | None = None
-        #: What arrives that the source does not declare; written to _drift by the runtime.
-        self.drift = DriftWatch(
-            spec.name,
-            spec.table,
-            key_sample=source.key_sample,
-            instrument_column=source.instrument_column,
-            log=self.log,
-        )
-        stats.watch = self.drift
         refs = source.refs
         if refs:
-            self.drift.request_refresh = refs.request_early
-            refs.on_refresh = self.drift.settle
+            lane.drift.request_refresh = refs.request_early
+            refs.on_refresh = lane.drift.settle
 
     def committed(self) -> int:
         """The highest sequence of this source that its tables hold (0 if none). Blocks."""
@@ -253,33 +235,28 @@ class Committer:
         if self._known is not None:
             self._known[table] = last
 
-    async def start(self, covered_until: float | None = None) -> None:
+    async def start(self) -> None:
         """Commit what the spool holds beyond the tables, then resume numbering after it.
 
-        ``covered_until`` (epoch seconds) is when the previous run of this source stopped
-        covering its feed, from its last status file: the time from then to now is the
-        "lakeflow was not running" gap. Without it, the last spooled payload's receipt
-        stands in (a quiet connection covers past its last payload, so that is later
-        than the truth only errs towards a longer gap).
+        The time since the previous run stopped covering the feed is the lane's "not
+        running" gap, committed now with what the spool held: another crash must not
+        lose this record.
         """
         committed = await asyncio.to_thread(self.committed)
         last = committed
-        since = covered_until
-        if since is None and self.spool is not None:
+        previous = None
+        if self.spool is not None and self.lane.covered_until is None:
             previous = await asyncio.to_thread(self.spool.last_received)
-            since = None if previous is None else previous / 1e9
-        if since is not None:
-            self.add_gap(since, max(since, time.time()), "lakeflow was not running")
+        self.lane.resumed(previous)
         if self.spool is not None:
-            last = max(last, await self.replay(committed))
+            last = max(last, await self.commit_spooled(committed))
             await asyncio.to_thread(self.spool.trim, last)
-        if self.gaps:
-            # Now, not at the first flush: another crash must not lose this record.
-            gaps, self.gaps = self.gaps, []
+        if self.lane.gaps:
+            gaps = self.lane.take_gaps()
             await self._commit_with_retry(last + 1, last, make_batch([], array("q")), gaps)
         self.buffer.first = last + 1
 
-    async def replay(
+    async def commit_spooled(
         self, committed: int, since_ns: int | None = None, until_ns: int | None = None
     ) -> int:
         """Commit spooled payloads above ``committed``, in batches of ``flush_rows``.
@@ -307,7 +284,7 @@ class Committer:
                 # Found before this block: the loss lies between the payloads around it.
                 after_ns = block.times[0] if block is not None and block.times else None
                 for damage in spool.damage[damaged:]:
-                    self._damaged(damage, committed, previous_ns, after_ns)
+                    self.lane.spool_damaged(damage, committed, previous_ns, after_ns)
                 damaged = len(spool.damage)
             if block is not None and block.times:
                 previous_ns = block.times[-1]
@@ -340,41 +317,12 @@ class Committer:
             self.log.info("replayed %d spooled payloads (up to sequence %d)", total, highest)
         return highest
 
-    def _damaged(
-        self, damage: Damage, committed: int, before_ns: int | None, after_ns: int | None
-    ) -> None:
-        """Record a damaged stretch of the spool as a gap, unless its payloads had landed.
-
-        The time is what the receipts around it bound: from the last payload read before
-        the damage to the first after it (a point when only one side is known).
-        """
-        if damage.payloads == 0:
-            return
-        if damage.last_sequence is not None and damage.last_sequence <= committed:
-            return  # committed before the bytes went bad: nothing lost
-        now = time.time_ns()
-        start = before_ns if before_ns is not None else after_ns if after_ns is not None else now
-        end = after_ns if after_ns is not None else start
-        self.add_gap(start / 1e9, max(start, end) / 1e9, damage.reason)
-
-    def add_gap(self, start: float, end: float, reason: str) -> None:
-        """Record that the source covered nothing from ``start`` to ``end`` (epoch seconds)."""
-        self.gaps.append(
-            Gap(datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC), reason)
-        )
-        self.stats.gaps += 1
-
-    def request_drain(self) -> None:
-        """Commit everything buffered at once (a stream ended), in ``flush_rows`` batches."""
-        self.drain = True
-        self.buffer.ready.set()
-
     async def run(self, stopping: asyncio.Event) -> None:
         """Commit each payload within ``flush_interval`` of its receipt, until stopped.
 
         The deadline is the oldest waiting payload's receipt time plus ``flush_interval``;
-        ``flush_rows`` waiting payloads (or a disconnect: :meth:`request_drain`) flush at
-        once.
+        ``flush_rows`` waiting payloads (or a disconnect: the lane's ``request_drain``)
+        flush at once.
         """
         syncer = asyncio.create_task(self._fsync_loop()) if self.spool is not None else None
         try:
@@ -384,7 +332,7 @@ class Committer:
                     wait = self.flush_interval
                 else:
                     wait = oldest / 1e9 + self.flush_interval - time.time()
-                if wait > 0 and not (self.buffer.ready.is_set() or self.drain):
+                if wait > 0 and not (self.buffer.ready.is_set() or self.lane.drain):
                     ready = asyncio.ensure_future(self.buffer.ready.wait())
                     stop = asyncio.ensure_future(stopping.wait())
                     await asyncio.wait({ready, stop}, timeout=wait, return_when="FIRST_COMPLETED")
@@ -392,7 +340,7 @@ class Committer:
                     stop.cancel()
                     oldest = self.buffer.oldest()
                     due = oldest is not None and oldest / 1e9 + self.flush_interval <= time.time()
-                    woken = self.buffer.ready.is_set() or self.drain or stopping.is_set()
+                    woken = self.buffer.ready.is_set() or self.lane.drain or stopping.is_set()
                     if not (due or woken):
                         continue
                 await self.flush()
@@ -416,17 +364,18 @@ class Committer:
         """
         async with self._lock:
             # Everything buffered now is taken below: a drain asked for until now is done.
-            self.drain = False
+            self.lane.drain = False
             pending = len(self.buffer)
-            while pending or self.gaps:
+            stats = self.lane.stats
+            while pending or self.lane.gaps:
                 first, batch = self.buffer.take(min(self.flush_rows, pending))
                 pending -= len(batch)
-                gaps, self.gaps = self.gaps, []
-                self.stats.in_flight = len(batch)
+                gaps = self.lane.take_gaps()
+                stats.in_flight = len(batch)
                 try:
                     await self._commit_with_retry(first, first + len(batch) - 1, batch, gaps)
                 finally:
-                    self.stats.in_flight = 0
+                    stats.in_flight = 0
             if not self.buffer.due:
                 # A wake-up (a disconnect) with nothing more to commit must not spin the loop;
                 # a buffer still holding a flush's worth (in payloads or bytes) goes again.
@@ -445,7 +394,22 @@ class Committer:
         restart does the same.
         """
         backoff = Backoff(base=1.0, cap=30.0)
-        landed: set[str] = set()  # tables this batch reached, kept across retries
+        # What this batch did, kept across retries; counted by the lane once, at the end.
+        landed = Landed()
+        try:
+            await self._commit_until_landed(first, last, batch, gaps, landed, backoff)
+        finally:
+            self.lane.apply(landed)
+
+    async def _commit_until_landed(
+        self,
+        first: int,
+        last: int,
+        batch: Batch,
+        gaps: list[Gap],
+        landed: Landed,
+        backoff: Backoff,
+    ) -> None:
         #: Batch index -> why the sink cannot store that payload's rows.
         poison: dict[int, str] = {}
         checked = False  # whether the rows were checked for this batch's unknown failure
@@ -459,7 +423,7 @@ class Committer:
                 kind = failure_kind(exc)
                 if kind == "refused":
                     # The gaps of this batch are not lost: they go again with the next try.
-                    self.gaps[:0] = gaps
+                    self.lane.return_gaps(gaps)
                     kept = "kept in the spool" if self.spool is not None else "NOT spooled"
                     raise CommitRefused(
                         f"commit to table {self.spec.table} refused, and retrying cannot fix "
@@ -467,7 +431,7 @@ class Committer:
                         f"and those after them are {kept}, and land at the next `lakeflow "
                         "run` (or `lakeflow replay`) once this is fixed."
                     ) from exc
-                if kind in ("rows", "unknown") and self.spec.table not in landed:
+                if kind in ("rows", "unknown") and self.spec.table not in landed.tables:
                     if kind == "rows" or not checked:
                         checked = True
                         found = await asyncio.to_thread(self._isolate, batch, poison)
@@ -580,59 +544,62 @@ class Committer:
         first: int,
         last: int,
         gaps: list[Gap],
-        landed: set[str],
+        landed: Landed,
         poison: dict[int, str] | None = None,
     ) -> None:
-        """Decode and commit one batch; ``landed`` names the tables already done.
+        """Decode and commit one batch (in a worker thread); ``landed`` says what is done.
 
         The sink skips a table that already holds ``last`` for this source, so a retry
         after a failure that struck after the commit writes nothing twice. ``poison``
         names payloads whose rows the sink cannot store: they are not decoded again and
-        go to ``_dead_letters`` with the reason given.
+        go to ``_dead_letters`` with the reason given. What landed is written to
+        ``landed`` only (never to the lane's counters, which the event loop reads).
         """
         name, table = self.spec.name, self.spec.table
         started = time.perf_counter()
         rows = 0
         if len(batch):
             decoded = self._decode_without(batch, poison) if poison else self._decode(batch)
-            if decoded.rows.height and table not in landed:
+            if decoded.rows.height and table not in landed.tables:
                 check_plausible(table, self.spec.schema, decoded.rows)
                 self._commit_table(table, self.spec.schema, decoded.rows, last)
-                landed.add(table)
+                landed.tables.add(table)
                 rows = decoded.rows.height
-                self.stats.rows += rows
-                self.stats.commits += 1
+                landed.rows += rows
+                landed.commits += 1
                 newest = batch.received_at.max()
                 if newest is not None:
                     # Within a batch (a flush interval) of the newest row: precise enough
                     # for a silence measured in minutes, and no per-payload work.
-                    self.stats.last_data = newest.timestamp()  # type: ignore[union-attr]
-            if decoded.rejects and DEAD_LETTERS.table not in landed:
+                    landed.newest_data = newest.timestamp()  # type: ignore[union-attr]
+            if decoded.rejects and DEAD_LETTERS.table not in landed.tables:
                 rejects = [(i, redact(reason)) for i, reason in decoded.rejects]
                 dead = dead_letter_rows(name, table, batch, rejects)
                 self._commit_table(DEAD_LETTERS.table, DEAD_LETTERS, dead, last)
-                landed.add(DEAD_LETTERS.table)
-                self.stats.dead_letters += dead.height
+                landed.tables.add(DEAD_LETTERS.table)
+                landed.dead_letters += dead.height
                 self.log.warning(
                     "%d payload(s) could not be decoded or stored and went to %s (first: %s)",
                     dead.height,
                     DEAD_LETTERS.table,
                     rejects[0][1],
                 )
-            if "ignored" not in landed:
-                landed.add("ignored")
-                self.stats.ignored += decoded.ignored
-                # Once per batch, retries included: a count, not a table.
-                self.drift.check(batch, decoded, self.source.refs.instruments())
-        if gaps and GAPS.table not in landed:
+            if not landed.decoded:
+                # Once per batch, retries included.
+                landed.decoded = True
+                landed.ignored += decoded.ignored
+                # The drift watch is thread-safe: it samples and parses keys here, off
+                # the loop, and counts under its own lock.
+                self.lane.drift.check(batch, decoded, self.source.refs.instruments())
+        if gaps and GAPS.table not in landed.tables:
             self.sink.commit(GAPS.table, GAPS, gap_rows(name, table, gaps), name, gap_key(gaps))
-            landed.add(GAPS.table)
+            landed.tables.add(GAPS.table)
         now = time.time()
-        self.stats.last_commit = now
-        self.stats.commit_seconds.observe(time.perf_counter() - started)
+        landed.committed_at = now
+        landed.seconds = time.perf_counter() - started
         if len(batch):
             first_received = batch.received_at[0].timestamp()
-            self.stats.latency.observe(max(0.0, now - first_received))
+            landed.latency = max(0.0, now - first_received)
         self.log.debug(
             "committed payloads %d..%d: %d rows to %s in %.3fs",
             first,

@@ -1,4 +1,11 @@
-"""The runtime: every configured source at once, into one shared sink, until stopped."""
+"""The runner: every configured source at once, each in its lane, into one shared sink.
+
+Per source it takes the source's lock, opens its spool and its lane
+(:mod:`lakeflow.runtime.lane`), starts its committer and its reader (a stream's
+supervisor or a polling schedule), and at the stop commits what is buffered. Around
+them it runs what the sources share: the status files and view, drift's table, scheduled
+maintenance and the metrics server.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +24,7 @@ from lakeflow.plugins import Registry
 from lakeflow.runtime.backoff import Backoff
 from lakeflow.runtime.committer import CommitAbandoned, Committer
 from lakeflow.runtime.drift import drift_rows
+from lakeflow.runtime.lane import Lane
 from lakeflow.runtime.lock import SourceLock, SourceLocked
 from lakeflow.runtime.maintenance import maintain_periodically
 from lakeflow.runtime.metrics import MetricsServer
@@ -33,7 +41,7 @@ from lakeflow.runtime.status import (
 from lakeflow.runtime.streaming import supervise_stream
 from lakeflow.secrets import mask_uri
 from lakeflow.sinks import Sink
-from lakeflow.sources import PollingSource, Source, StreamingSource
+from lakeflow.sources import PollingSource, Source, StreamingConfig, StreamingSource
 from lakeflow.system_tables import DEAD_LETTERS, DRIFT, DRIFT_KEY, GAPS
 
 logger = logging.getLogger(__name__)
@@ -95,16 +103,16 @@ class Runtime:
         self.specs = specs
         self.stopping = asyncio.Event()
         self.stats: dict[str, SourceStats] = {s.name: SourceStats() for s in specs}
-        self.committers: dict[str, Committer] = {}
+        #: Each running source's lane, from the moment its lock is taken.
+        self.lanes: dict[str, Lane] = {}
+        #: Each running source's instance (tests reach a source through it).
+        self.sources: dict[str, Source] = {}
         self.tracker = StatusTracker(specs, self.stats)
         #: The sources whose lock this run holds: it writes the status files of these only
         #: (another run's source, refused here, keeps the file that run writes).
         self.owned: set[str] = set()
         #: The status write under way: writes are chained, so that none lands out of order.
         self._status_write: asyncio.Future[None] | None = None
-        #: When each source's previous run stopped covering its feed (its last status),
-        #: read once the source's lock is taken.
-        self.covered_until: dict[str, float] = {}
         self.metrics: MetricsServer | None = None
         if pipeline.metrics.listen:
             self.metrics = MetricsServer(pipeline.metrics.listen, self.tracker)
@@ -215,7 +223,7 @@ class Runtime:
 
         ``final``: the run stops, so the payloads sampled for keys are parsed now.
         """
-        watches = [c.drift for c in self.committers.values()]
+        watches = [lane.drift for lane in self.lanes.values()]
         if final:
             for watch in watches:
                 await asyncio.to_thread(watch.parse_sample)
@@ -263,7 +271,7 @@ class Runtime:
         """Once a second: status files, the live view; a status line every status_interval."""
         view = None
         if self.live:
-            from lakeflow.view import LiveView
+            from lakeflow.runtime.view import LiveView
 
             view = LiveView()
             view.start()
@@ -323,9 +331,16 @@ class Runtime:
             result.failed.append(spec.name)
             return
         try:
-            await self._read_coverage(spec.name, log)
+            lane = Lane(
+                spec,
+                stats,
+                self.pipeline.sink,
+                log,
+                covered_until=await self._read_coverage(spec.name, log),
+            )
+            self.lanes[spec.name] = lane
             self.owned.add(spec.name)
-            await self._collect(spec, lock, result, log)
+            await self._collect(spec, lane, lock, result)
         finally:
             # No periodic write of it from now on: the last status is written below, and
             # once the lock is released the file is the next owner's.
@@ -335,7 +350,7 @@ class Runtime:
             finally:
                 lock.release()
 
-    async def _read_coverage(self, name: str, log: logging.LoggerAdapter) -> None:
+    async def _read_coverage(self, name: str, log: logging.LoggerAdapter) -> float | None:
         """Where the previous run's coverage of ``name`` ended, from its last status.
 
         Read under the lock, before this run's first publish overwrites the file: a run
@@ -346,34 +361,25 @@ class Runtime:
             previous = await asyncio.to_thread(read_status, folder, [name])
         except OSError as exc:
             log.warning("cannot read the previous status in %s: %s", folder, exc)
-            return
-        for status in previous:
-            if status.covered_until is not None:
-                self.covered_until[name] = status.covered_until
-                # Until the committer's start records the "lakeflow was not running" gap
-                # from there, that end stands: a run stopped (or failed) before then
-                # leaves the whole stretch to the next one.
-                self.stats[name].uncovered_since = status.covered_until
+            return None
+        return next((s.covered_until for s in previous if s.covered_until is not None), None)
 
     async def _write_last_status(self, name: str) -> None:
         """This source's final status (stopped or failed, and where its coverage ended)."""
-        committer = self.committers.get(name)
-        if committer is not None:
+        lane = self.lanes.get(name)
+        if lane is not None:
             # What the run's final drift write would parse, now: the status shows it too.
             with contextlib.suppress(Exception):
-                await asyncio.to_thread(committer.drift.parse_sample)
+                await asyncio.to_thread(lane.drift.parse_sample)
         await self._write_status(self.tracker.snapshot(only={name}))
 
     async def _collect(
-        self,
-        spec: SourceSpec,
-        lock: SourceLock,
-        result: RunResult,
-        log: logging.LoggerAdapter,
+        self, spec: SourceSpec, lane: Lane, lock: SourceLock, result: RunResult
     ) -> None:
         """Check the table, open the spool in the locked folder, then serve the source."""
-        stats = self.stats[spec.name]
+        stats, log = lane.stats, lane.log
         source: Source = spec.cls(spec.name, spec.config)
+        self.sources[spec.name] = source
         runtime = self.pipeline.runtime
         try:
             # Before anything is received: a table this source cannot append to is one
@@ -405,10 +411,10 @@ class Runtime:
                 stats.state = SourceState.FAILED
                 result.failed.append(spec.name)
                 return
-        committer = Committer(spec, source, self.sink, self.pipeline.sink, stats, spool, runtime)
-        self.committers[spec.name] = committer
+            lane.use_spool(spool)
+        committer = Committer(spec, source, self.sink, lane, self.pipeline.sink, spool, runtime)
         try:
-            await self._serve(spec, source, committer, result, log)
+            await self._serve(spec, source, lane, committer, result)
         finally:
             if spool is not None:
                 spool.close()
@@ -417,23 +423,23 @@ class Runtime:
         self,
         spec: SourceSpec,
         source: Source,
+        lane: Lane,
         committer: Committer,
         result: RunResult,
-        log: logging.LoggerAdapter,
     ) -> None:
-        stats = committer.stats
+        stats, log = lane.stats, lane.log
         await prepare(source, log)
         if not await self._start(spec, committer, result, log):
             stats.state = SourceState.FAILED if spec.name in result.failed else SourceState.STOPPED
             return
-        # Recorded up to now; a stream's supervisor says from here on what it covers.
-        stats.uncovered_since = None
+        # Recorded up to now; from here on the reader says what the source covers.
+        lane.covering()
         log.info("%s source %s -> table %s", spec.cls.kind, spec.cls.type, spec.table)
         # The flusher outlives the reader: it stops when this source is done *and*
         # (unless the run is a one-off) the whole run is stopping.
         finished = asyncio.Event()
         flusher = asyncio.create_task(committer.run(finished))
-        reader = asyncio.create_task(self._read(spec, source, committer, log))
+        reader = asyncio.create_task(self._read(spec, source, lane))
         # The lists' schedule is the source's, not a connection's: a stream that
         # reconnects often still refreshes on time.
         keeper = asyncio.create_task(source.refs.run()) if source.refs else None
@@ -467,15 +473,15 @@ class Runtime:
                 await committer.flush()
             except CommitRefused as exc:
                 log.error("stopped: %s", exc)
-                if len(committer.buffer):
+                if len(lane.buffer):
                     kept = "kept in the spool" if committer.spool else "LOST (no spool)"
-                    log.error("%d payloads received after them: %s", len(committer.buffer), kept)
+                    log.error("%d payloads received after them: %s", len(lane.buffer), kept)
                 result.failed.append(spec.name)
             except CommitAbandoned as exc:
                 kept = "kept in the spool for the next start" if committer.spool else "LOST"
-                pending = exc.payloads + len(committer.buffer)
+                pending = exc.payloads + len(lane.buffer)
                 # Received while the spool's disk was full: in memory only, gone at exit.
-                lost = committer.buffer.taken_unspooled + committer.buffer.unspooled
+                lost = lane.buffer.taken_unspooled + lane.buffer.unspooled
                 if committer.spool and lost:
                     kept = f"{pending - lost} {kept}, {lost} received while its disk was full LOST"
                 log.error("%s; %d payloads not committed (%s)", exc, pending, kept)
@@ -487,7 +493,7 @@ class Runtime:
         spec: SourceSpec,
         committer: Committer,
         result: RunResult,
-        log: logging.LoggerAdapter,
+        log: logging.Logger | logging.LoggerAdapter,
     ) -> bool:
         """Start the committer (replay, first gap), retrying; False if stopped or refused.
 
@@ -497,7 +503,7 @@ class Runtime:
         """
         backoff = Backoff(base=1.0, cap=60.0)
         while not self.stopping.is_set():
-            start = asyncio.ensure_future(committer.start(self.covered_until.get(spec.name)))
+            start = asyncio.ensure_future(committer.start())
             stop = asyncio.ensure_future(self.stopping.wait())
             await asyncio.wait({start, stop}, return_when="FIRST_COMPLETED")
             stop.cancel()
@@ -521,25 +527,23 @@ class Runtime:
                     await asyncio.wait_for(self.stopping.wait(), timeout=delay)
         return False
 
-    async def _read(
-        self,
-        spec: SourceSpec,
-        source: Source,
-        committer: Committer,
-        log: logging.LoggerAdapter,
-    ) -> None:
+    async def _read(self, spec: SourceSpec, source: Source, lane: Lane) -> None:
         """Open and drive the source, restarting it with backoff if it crashes."""
         backoff = Backoff(base=1.0, cap=60.0)
+        log = lane.log
         while not self.stopping.is_set():
             try:
                 await source.open()
                 if isinstance(source, StreamingSource):
-                    await supervise_stream(
-                        source, committer, self.stopping, spec.silence_limit(source)
+                    silence = (
+                        spec.config.silence_limit()
+                        if isinstance(spec.config, StreamingConfig)
+                        else None
                     )
+                    await supervise_stream(source, lane, self.stopping, silence)
                 else:
                     assert isinstance(source, PollingSource)
-                    await run_polls(source, committer, self.stopping, 1 if self.once else None)
+                    await run_polls(source, lane, self.stopping, 1 if self.once else None)
                 return
             except SourceError:
                 raise
@@ -575,8 +579,3 @@ async def prepare(source: Source, log: logging.Logger | logging.LoggerAdapter) -
 async def _prepare(source: Source) -> None:
     await source.refs.prepare()
     await source.prepare()
-
-
-async def run_pipeline(pipeline: Pipeline, registry: Registry, **options: object) -> RunResult:
-    """Run ``pipeline`` until stopped; see :class:`Runtime` for the options."""
-    return await Runtime(pipeline, registry, **options).run()  # type: ignore[arg-type]
