@@ -1,5 +1,6 @@
 """Test harness: the real `lakeflow` command, pipelines of in-test plugins run in-process,
-and the small helpers the suite's tests share (waiting, a table's commits, a free port).
+and the small helpers the suite's tests share (waiting, reaping a subprocess, a table's
+commits, a free port).
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import AnyStr, TypeVar
 
 import pytest
 from deltalake import DeltaTable
@@ -117,6 +119,21 @@ def run_until(
             process.wait()
 
 
+@contextmanager
+def reaped(process: subprocess.Popen[AnyStr]) -> Iterator[subprocess.Popen[AnyStr]]:
+    """``process`` for the ``with`` block; on the way out, killed if it still runs, and waited for.
+
+    A test that fails (or times out) between starting a collector and stopping it must not
+    leave it running: it would hold its port, its lock and its files past the test.
+    """
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
 def wait_for(
     check: Callable[[], T],
     timeout: float = 30.0,
@@ -138,6 +155,22 @@ def wait_for(
             raise AssertionError(said)
         time.sleep(interval)
     return value
+
+
+async def wait_until(
+    check: Callable[[], object], what: str = "", within: float = 30.0, *, interval: float = 0.01
+) -> None:
+    """:func:`wait_for` inside a running event loop: the loop runs on between looks.
+
+    For a condition that the loop's own timers and tasks make true. Past ``within``
+    seconds, fail saying ``what`` was awaited.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not check():
+        if loop.time() > deadline:
+            raise AssertionError(f"{what or 'condition'} not reached in {within:g}s")
+        await asyncio.sleep(interval)
 
 
 def committed(table: Path | str, app_id: str, storage_options: dict[str, str] | None = None) -> int:

@@ -12,8 +12,8 @@ from pathlib import Path
 import polars as pl
 from deltalake import DeltaTable
 
-from harness import LAKEFLOW
-from standin import StreamStandIn
+from harness import LAKEFLOW, reaped, wait_for
+from standin import Connection, StreamStandIn
 
 KILLS = 10
 #: Events in flight at a kill at 1,000/s: in the server's and the kernel's socket buffers,
@@ -52,25 +52,44 @@ def wait_connected(server: StreamStandIn, count: int, timeout: float = 30) -> No
         time.sleep(0.02)
 
 
+def landed_from(connection: Connection, table: Path) -> bool:
+    """Whether ``table`` holds an event sent on ``connection``.
+
+    Events are numbered in the order sent, across connections, and the connections before
+    this one are closed: any event from its first one on is one of its own.
+    """
+    try:
+        newest = pl.read_delta(str(table))["n"].max()
+    except Exception:  # the table does not exist yet, or its first commit is being written
+        return False
+    return bool(connection.sent) and newest is not None and newest >= connection.sent[0]
+
+
 def test_kill_9_at_random_moments_loses_only_in_flight_events_and_duplicates_none(tmp_path):
     rng = random.Random(7)
+    table = tmp_path / "tables" / "test_records"
     (tmp_path / "lakeflow.toml").write_text("")
     with StreamStandIn(rate=1000) as server:
         (tmp_path / "lakeflow.toml").write_text(pipeline(server.url))
         for kill in range(KILLS):
-            process = spawn(tmp_path)
-            wait_connected(server, kill + 1)
-            time.sleep(rng.uniform(0.05, 1.5))
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait(10)
+            with reaped(spawn(tmp_path)) as process:
+                wait_connected(server, kill + 1)
+                time.sleep(rng.uniform(0.05, 1.5))  # the random moment of the kill
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait(10)
         # A last run that stops cleanly commits everything, the crashes' spools included.
-        process = spawn(tmp_path)
-        wait_connected(server, KILLS + 1)
-        time.sleep(0.5)
-        process.terminate()
-        assert process.wait(30) == 0, (tmp_path / "run.log").read_text()[-3000:]
+        with reaped(spawn(tmp_path)) as process:
+            wait_connected(server, KILLS + 1)
+            last = server.connections[-1]
+            wait_for(
+                lambda: landed_from(last, table),
+                what="a row of the last connection",
+                log=tmp_path / "run.log",
+            )
+            process.terminate()
+            assert process.wait(30) == 0, (tmp_path / "run.log").read_text()[-3000:]
 
-    rows = pl.read_delta(str(tmp_path / "tables" / "test_records"))
+    rows = pl.read_delta(str(table))
     seen = rows["n"]
     assert seen.n_unique() == rows.height, "a payload was committed twice"
     committed = set(seen.to_list())

@@ -23,6 +23,7 @@ from aiohttp import web
 from lakeflow_testsource.sources import UrlConfig, WebSocketTestSource
 
 import lakeflow
+from harness import wait_until
 from lakeflow import Reference, ReferenceData, RequestFailed
 from lakeflow.config import SinkConfig
 from lakeflow.runtime.buffer import PayloadBuffer
@@ -153,6 +154,9 @@ class BufferFeed:
     def backlogged(self) -> bool:
         return self._buffer.backlogged
 
+    def connecting(self, what: str) -> None:
+        """Nothing to note: no gaps are recorded here."""
+
     def connected(self, detail: str = "") -> None:
         """Nothing to note: no gaps are recorded here."""
 
@@ -201,16 +205,6 @@ async def flooding(frame: bytes) -> AsyncIterator[tuple[str, Sent]]:
         await runner.cleanup()
 
 
-async def wait_until(check: Callable[[], bool], what: str) -> None:
-    """Look at ``check`` every 10 ms on the loop until it holds; fail saying ``what`` after
-    30 s (a generous bound on a shared machine, not a measurement)."""
-    for _ in range(3000):
-        if check():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"{what} (waited 30 s)")
-
-
 def test_a_websocket_reader_stops_reading_at_the_byte_limit():
     frame = b'{"n": 1, "value": "1.5", "pad": "' + b"x" * (64 * KIB) + b'"}'
     limit = MIB
@@ -221,13 +215,14 @@ def test_a_websocket_reader_stops_reading_at_the_byte_limit():
             source = WebSocketTestSource("flood", UrlConfig(url=url))
             reader = asyncio.create_task(source.stream(BufferFeed(buffer)))
             try:
-                await wait_until(lambda: buffer.backlogged, "the buffer never filled")
+                await wait_until(lambda: buffer.backlogged, "a full buffer")
                 # Whatever the reader would read, the server has sent by now: several
                 # times the limit is in the socket and aiohttp's queue, waiting.
                 # More than the reader holds is on its way (in the socket, in aiohttp's
                 # queue): a reader that ignored the limit would read it on.
                 await wait_until(
-                    lambda: sent.bytes >= buffer.nbytes + limit // 2, "the server stopped"
+                    lambda: sent.bytes >= buffer.nbytes + limit // 2,
+                    "more sent than the reader holds",
                 )
                 for _ in range(20):
                     await asyncio.sleep(0.01)  # every chance to read on, if it would

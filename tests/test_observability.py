@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import select
 import signal
 import socket
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness import LAKEFLOW, free_port, wait_for
+from harness import LAKEFLOW, free_port, reaped, wait_for
 from lakeflow.runtime.status import SourceStatus, write_status
 
 
@@ -74,9 +75,31 @@ class Run:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-        return self.process.wait(30)
+        """SIGINT, then the exit code; killed if it has not exited within 30 s."""
+        with reaped(self.process):
+            if self.process.poll() is None:
+                self.process.send_signal(signal.SIGINT)
+            return self.process.wait(30)
+
+    def snapshot(self, source: str) -> dict:
+        """The status file of ``source`` as last written ({} before the first)."""
+        try:
+            return json.loads((self.folder / "state" / "status" / f"{source}.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def has_shown_everything(self) -> bool:
+        """Whether each source did what this module's tests look at: the stream committed
+        rows and a dead letter, the clock polled and committed, a status line was logged."""
+        stream, clock = self.snapshot("stream"), self.snapshot("clock")
+        return (
+            stream.get("rows", 0) > 0
+            and stream.get("commits", 0) > 0
+            and stream.get("dead_letters", 0) > 0
+            and clock.get("polls", 0) > 0
+            and clock.get("rows", 0) > 0
+            and "[stream] connected," in self.log.read_text()
+        )
 
 
 @pytest.fixture(scope="module")
@@ -86,12 +109,12 @@ def running(tmp_path_factory) -> Iterator[Run]:
     port = free_port()
     (folder / "lakeflow.toml").write_text(PIPELINE.format(port=port))
     run = Run(folder, port=port)
-    wait_for(lambda: http_get(run.url("/healthz"))[0] == 200, what="a healthy run")
-    # Enough for a few commits, polls and a dead letter on each source.
-    wait_for(lambda: (folder / "state" / "status" / "clock.json").exists(), what="status files")
-    time.sleep(1.5)
-    yield run
-    run.stop()
+    try:
+        wait_for(lambda: http_get(run.url("/healthz"))[0] == 200, what="a healthy run")
+        wait_for(run.has_shown_everything, what="commits, a dead letter, polls", log=run.log)
+        yield run
+    finally:
+        run.stop()
 
 
 def lakeflow(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -126,8 +149,9 @@ def test_status_shows_each_running_source_with_its_state_and_counts(running):
     assert lines[0].split()[:4] == ["source", "state", "rows/s", "rows"]
     stream = next(line for line in lines if line.startswith("stream "))
     clock = next(line for line in lines if line.startswith("clock "))
-    assert "connected" in stream
-    assert "polled" in clock
+    # The state, then rows/s and the rows so far (none of them zero by now).
+    assert re.match(r"stream +connected \S+ +[\d,.]+ +[1-9][\d,]* ", stream), stream
+    assert re.match(r"clock +\w+, polled \S+ ago +[\d,.]+ +[1-9][\d,]* ", clock), clock
     assert "test_records" in stream
 
 
@@ -181,7 +205,9 @@ def test_healthz_is_200_with_every_source_ok_while_all_are_healthy(running):
     assert status == 200
     report = json.loads(body)
     assert report["status"] == "ok"
-    assert report["sources"]["stream"] == {"state": "connected", "problem": None}
+    problems = {source: shown["problem"] for source, shown in report["sources"].items()}
+    assert problems == {"stream": None, "clock": None}
+    assert report["sources"]["stream"]["state"] == "connected"
 
 
 def test_status_lines_are_logged_when_stdout_is_not_a_terminal(running):
@@ -221,8 +247,11 @@ def test_status_after_the_run_stopped_says_not_running_and_exits_1(tmp_path):
         '[sources.clock]\ntype = "test_clock"\ninterval = 0.2\n'
     )
     run = Run(tmp_path)
-    wait_for(lambda: (tmp_path / "state" / "status" / "clock.json").exists(), what="status")
-    assert run.stop() == 0
+    try:
+        wait_for(lambda: (tmp_path / "state" / "status" / "clock.json").exists(), what="status")
+    finally:
+        exit_code = run.stop()
+    assert exit_code == 0
     result = lakeflow(tmp_path, "status")
     assert result.returncode == 1
     assert "not running" in result.stdout
@@ -303,8 +332,9 @@ def test_live_view_draws_the_status_table_on_a_terminal(tmp_path):
                 except OSError:
                     break
     finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(30)
+        with reaped(process):  # killed if SIGINT does not stop it within 30 s
+            process.send_signal(signal.SIGINT)
+            process.wait(30)
         os.close(leader)
     text = screen.decode(errors="replace")
     assert "rows/s" in text and "dead letters" in text

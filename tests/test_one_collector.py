@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import LAKEFLOW, wait_for
+from harness import LAKEFLOW, reaped, wait_for
 
 PIPELINE = """
 [sink]
@@ -64,15 +64,22 @@ def start_first(folder: Path, spool: bool) -> subprocess.Popen[bytes]:
         process = subprocess.Popen(
             [LAKEFLOW, "run"], cwd=folder, stdin=subprocess.DEVNULL, stdout=output, stderr=output
         )
-    wait_for(lambda: connected(folder), what="the first run connected", log=log)
+    try:
+        wait_for(lambda: connected(folder), what="the first run connected", log=log)
+    except BaseException:
+        # Not handed to a fixture yet: nothing else would stop it.
+        process.kill()
+        process.wait()
+        raise
     return process
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGCONT)  # should a test have left it frozen
-        process.terminate()
-    process.wait(30)
+    with reaped(process):  # killed if it does not stop within the 30 s
+        if process.poll() is None:
+            process.send_signal(signal.SIGCONT)  # should a test have left it frozen
+            process.terminate()
+        process.wait(30)
 
 
 @pytest.fixture(params=[False, True], ids=["without-spool", "with-spool"])
@@ -153,25 +160,27 @@ def test_status_still_shows_the_first_run_healthy_after_a_refused_second(refused
 def test_the_source_runs_again_once_the_run_that_had_it_stopped(first, tmp_path):
     first.terminate()
     assert first.wait(30) == 0
-    second = subprocess.Popen(
-        [LAKEFLOW, "run"],
-        cwd=tmp_path,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        wait_for(
-            lambda: (
-                connected(tmp_path)
-                and json.loads(status_file(tmp_path).read_text())["pid"] == second.pid
-            ),
-            what="the second run connected",
+    with reaped(
+        subprocess.Popen(
+            [LAKEFLOW, "run"],
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
         )
-    finally:
-        second.terminate()
-        said = second.communicate(timeout=30)[1]
+    ) as second:
+        try:
+            wait_for(
+                lambda: (
+                    connected(tmp_path)
+                    and json.loads(status_file(tmp_path).read_text())["pid"] == second.pid
+                ),
+                what="the second run connected",
+            )
+        finally:
+            second.terminate()
+            said = second.communicate(timeout=30)[1]
     assert second.returncode == 0, said
 
 

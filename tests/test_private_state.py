@@ -120,7 +120,7 @@ def test_the_list_of_drift_marked_seen_is_private_under_umask_022(tmp_path):
         "mark_seen(sys.argv[1], {('stream', 'key', 'extra', '')})"
     )
 
-    subprocess.run([sys.executable, "-c", mark, str(state)], check=True, umask=0o022)
+    subprocess.run([sys.executable, "-c", mark, str(state)], check=True, umask=0o022, timeout=60)
 
     assert json.loads((state / "drift_seen.json").read_text()) == [["stream", "key", "extra", ""]]
     assert modes(state) == {".": "0o700", "drift_seen.json": "0o600"}

@@ -12,7 +12,7 @@ from deltalake import DeltaTable
 from lakeflow_testsource import RECORD, ClockSource, SequenceSource
 
 import lakeflow
-from harness import LAKEFLOW, Plugin, committed, run, wait_for
+from harness import LAKEFLOW, Plugin, committed, reaped, run, wait_for
 from lakeflow.config import load_pipeline
 from lakeflow.plugins import load
 from lakeflow.runtime.spool import Spool
@@ -283,17 +283,23 @@ def test_maintain_while_a_collector_writes_loses_and_doubles_nothing(tmp_path, c
         "[sink]\nflush_interval = 0.05\n"
         '[sources.s]\ntype = "test_sequence"\ncount = 3000\nrate = 1500\n'
     )
-    collector = subprocess.Popen(
-        [LAKEFLOW, "run"], cwd=tmp_path, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
-    )
     table = tmp_path / "tables" / "test_records"
-    wait_for(lambda: committed(table, "s") > 0, timeout=60)
-    for _ in range(4):
-        done = cli("maintain", "--table", "test_records")
-        assert done.returncode == 0, done.stderr
-    wait_for(lambda: committed(table, "s") >= 3000, timeout=60)
-    collector.terminate()
-    _, err = collector.communicate(timeout=30)
+    with reaped(
+        subprocess.Popen(
+            [LAKEFLOW, "run"],
+            cwd=tmp_path,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+    ) as collector:
+        wait_for(lambda: committed(table, "s") > 0, timeout=60)
+        for _ in range(4):
+            done = cli("maintain", "--table", "test_records")
+            assert done.returncode == 0, done.stderr
+        wait_for(lambda: committed(table, "s") >= 3000, timeout=60)
+        collector.terminate()
+        _, err = collector.communicate(timeout=30)
     assert collector.returncode == 0, err
     assert pl.read_delta(str(table))["n"].sort().to_list() == list(range(1, 3001))
 

@@ -48,6 +48,6 @@ def test_the_sink_the_committer_and_maintenance_do_not_import_the_config_loader(
         "lakeflow.runtime.committer, lakeflow.runtime.maintenance\n"
         "print('lakeflow.config.loader' in sys.modules)"
     )
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"

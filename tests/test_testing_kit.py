@@ -328,6 +328,6 @@ def test_collect_is_the_function_whichever_export_of_its_module_came_first():
         "from lakeflow.testing import collect\n"
         "assert callable(collect), collect\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
 
     assert done.returncode == 0, done.stderr
