@@ -117,14 +117,10 @@ class _Recorder(logging.Handler):
 
 def collector(args: dict[str, Any], maintenance: bool) -> dict[str, Any]:
     """The child: run the collector until ``commits`` commits landed; timings and RSS."""
-    import lakeflow.sinks.delta.sink as delta
     from lakeflow.config import load_pipeline
     from lakeflow.plugins import load
     from lakeflow.runtime import Runtime, SourceStats
 
-    # The log retention the sink gives the tables it creates, compressed like the rest
-    # (with maintenance on, maintenance sets the same value on its first round).
-    delta.LOG_RETENTION_SECONDS = args["log_retention"]
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     commits: list[tuple[float, float, int]] = []  # (wall time at start, seconds, rows)
     recorder = _Recorder(commits)

@@ -22,7 +22,7 @@ from deltalake import DeltaTable, write_deltalake
 import lakeflow.sinks.delta.sink as delta
 from lakeflow import TableSchema
 from lakeflow.config import SinkConfig
-from lakeflow.sinks.delta import DeltaSettings, DeltaSink
+from lakeflow.sinks.delta import DeltaSink
 
 TABLE = "events"
 APP = "src"
@@ -65,18 +65,18 @@ def test_a_new_table_keeps_an_hour_of_log(sink: DeltaSink) -> None:
     assert configuration["delta.logRetentionDuration"] == "interval 3600 seconds"
 
 
-def test_the_sinks_log_retention_is_the_maintenance_default(sink: DeltaSink) -> None:
-    # Scheduled maintenance would otherwise rewrite the property on its first round.
-    default = DeltaSettings().log_retention
-    assert delta.retention_interval(default) == delta.retention_interval(
-        delta.LOG_RETENTION_SECONDS
-    )
+def test_a_new_table_keeps_the_log_retention_the_pipeline_sets(tmp_path: Path) -> None:
+    # From its first commit: scheduled maintenance would otherwise change it an hour later.
+    sink = DeltaSink(SinkConfig(uri=str(tmp_path / "tables"), log_retention="2h"))
+    commit(sink, 1)
+    configuration = DeltaTable(sink.table_uri(TABLE)).metadata().configuration
+    assert configuration["delta.logRetentionDuration"] == "interval 7200 seconds"
 
 
 def test_checkpoint_commits_delete_log_entries_past_the_retention(
-    sink: DeltaSink, every_5: None, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, every_5: None
 ) -> None:
-    monkeypatch.setattr(delta, "LOG_RETENTION_SECONDS", 60.0)
+    sink = DeltaSink(SinkConfig(uri=str(tmp_path / "tables"), log_retention=60))
     commit(sink, *range(1, 6))  # versions 0..4, checkpoint at 4
     # Cleanup goes by an entry's age on disk: make entries 0..4 an hour old.
     an_hour_ago = time.time() - 3600

@@ -65,14 +65,6 @@ from lakeflow.sinks.delta.table import LOG_RETENTION, retention_interval, table_
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_KEY = "delta.checkpointInterval"
-#: The log retention of the tables the sink creates: ``[sink] log_retention``'s default,
-#: which scheduled maintenance then keeps set to what the pipeline says. Without
-#: it delta-rs keeps 30 days of log entries, and a commit to a local table lists the
-#: whole ``_delta_log`` twice (about 3 us an entry per commit here): 518,400 entries at
-#: the default 5 s flush. A day (17,280 entries) measured 65-75 ms a commit against
-#: 18 ms at first; an hour (720 entries) stayed at the first commits' cost
-#: (bench/README.md, "longrun.py").
-LOG_RETENTION_SECONDS = 3_600.0
 #: Log entries of a local table above which the sink warns (checked once a checkpoint).
 LOG_WARNING = 50_000
 #: ``delta.checkpointInterval`` of the tables the sink creates. delta-rs's own default,
@@ -364,7 +356,7 @@ class DeltaSink(Sink):
                     # Table properties only when creating: an append never changes them.
                     configuration={
                         CHECKPOINT_KEY: str(CHECKPOINT_INTERVAL),
-                        LOG_RETENTION: retention_interval(LOG_RETENTION_SECONDS),
+                        LOG_RETENTION: retention_interval(self.settings.log_retention),
                     }
                     if handle is None
                     else None,
@@ -477,7 +469,7 @@ class DeltaSink(Sink):
                     description=schema.description or None,
                     configuration={
                         CHECKPOINT_KEY: str(CHECKPOINT_INTERVAL),
-                        LOG_RETENTION: retention_interval(LOG_RETENTION_SECONDS),
+                        LOG_RETENTION: retention_interval(self.settings.log_retention),
                     },
                 )
                 return
