@@ -100,8 +100,7 @@ def run(
     runtime = Runtime(spec, registry, only=list(sources) or None, once=once, live=live)
     if not runtime.specs:
         raise Refused("--once runs polling sources only, and none is selected")
-    # A taken port is the person's to free (or change), like a wrong pipeline file.
-    with failing(f"{pipeline}: ", catch=MetricsUnavailable, raise_as=Refused):
+    with failing(f"{pipeline}: ", catch=MetricsUnavailable):
         result = asyncio.run(runtime.run())
     if not result.ok:
         logger.error("sources stopped on errors: %s", ", ".join(result.failed))

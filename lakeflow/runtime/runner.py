@@ -19,7 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lakeflow.config.models import Pipeline, SourceSpec
-from lakeflow.errors import CommitRefused, LakeflowError, SchemaMismatch, SourceError
+from lakeflow.errors import (
+    USAGE_ERROR,
+    CommitRefused,
+    LakeflowError,
+    SchemaMismatch,
+    SourceError,
+)
 from lakeflow.plugins import Registry
 from lakeflow.runtime.backoff import Backoff
 from lakeflow.runtime.committer import CommitAbandoned, Committer
@@ -61,7 +67,12 @@ class RunResult:
 
 
 class MetricsUnavailable(LakeflowError, RuntimeError):
-    """The ``[metrics]`` server could not start (its port is taken, say)."""
+    """The ``[metrics]`` server could not start (its port is taken, say).
+
+    A taken port is the person's to free (or change), like a wrong pipeline file: exit 2.
+    """
+
+    exit_code = USAGE_ERROR
 
 
 class Runtime:
