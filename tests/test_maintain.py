@@ -16,7 +16,7 @@ import pytest
 from deltalake import DeltaTable
 from lakeflow_testsource import RECORD, SequenceSource
 
-from harness import LAKEFLOW, Plugin, committed, run
+from harness import LAKEFLOW, Plugin, committed, reaped, run, wait_for
 from lakeflow.config import MaintenanceConfig, SinkConfig, load_pipeline
 from lakeflow.errors import ConfigError
 from lakeflow.plugins import load
@@ -359,23 +359,24 @@ def test_scheduled_and_manual_maintenance_while_writing_lose_and_double_nothing(
     (tmp_path / "lakeflow.toml").write_text(
         COLLECT.format(maintenance="interval = 0.3", count=4000, rate=1000)
     )
-    collector = subprocess.Popen(
-        [LAKEFLOW, "run"], cwd=tmp_path, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
-    )
     table = tmp_path / "tables" / "test_records"
-    try:
+    with reaped(
+        subprocess.Popen(
+            [LAKEFLOW, "run"],
+            cwd=tmp_path,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+    ) as collector:
         deadline = time.monotonic() + 60
-        while committed(table, "seq") == 0:
-            assert time.monotonic() < deadline, "collector did not commit"
-            time.sleep(0.05)
+        wait_for(lambda: committed(table, "seq") > 0, 60, "the collector's first commit")
         while committed(table, "seq") < 4000:
             done = cli("maintain", "--table", "test_records")
             assert done.returncode == 0, done.stderr
             assert time.monotonic() < deadline + 60, "collector did not finish"
         collector.terminate()
         _, err = collector.communicate(timeout=60)
-    finally:
-        collector.kill()
     assert collector.returncode == 0, err
     assert "maintained test_records" in err
     assert pl.read_delta(str(table))["n"].sort().to_list() == list(range(1, 4001))

@@ -13,6 +13,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -22,7 +23,7 @@ import pytest
 from deltalake import DeltaTable
 
 import lakeflow.sinks.delta.lease as lease_module
-from harness import LAKEFLOW, committed, needs_workspace_plugins, wait_for
+from harness import LAKEFLOW, committed, needs_workspace_plugins, reaped, wait_for
 from lakeflow import Lake
 from lakeflow.config import SinkConfig, load_pipeline
 from lakeflow.plugins import load
@@ -118,9 +119,9 @@ def collected(s3: SeaweedFS, tmp_path_factory: pytest.TempPathFactory) -> tuple[
     root = s3.uri()
     home = tmp_path_factory.mktemp("collector")
     (home / "lakeflow.toml").write_text(pipeline(s3, root, sequence("seq", 500)))
-    process = start_run(home)
-    wait_on_s3(lambda: committed(f"{root}/test_records", "seq", s3.storage_options()) >= 500)
-    stop(process, home)
+    with reaped(start_run(home)) as process:
+        wait_on_s3(lambda: committed(f"{root}/test_records", "seq", s3.storage_options()) >= 500)
+        stop(process, home)
     return home, root
 
 
@@ -178,18 +179,19 @@ def test_two_collectors_and_maintain_on_one_s3_table_commit_every_payload_once(s
     east = folder("east", pipeline(s3, root, sequence("east", count, rate=1500) + every_second))
     west = folder("west", pipeline(s3, root, sequence("west", count, rate=1500) + every_second))
     options = s3.storage_options()
-    runs = [start_run(east), start_run(west)]
-    wait_on_s3(lambda: min(committed(table, s, options) for s in ("east", "west")) > 0)
-    # And `lakeflow maintain` beside them: three maintainers, whose rewrites the table's
-    # lease keeps apart, race the collectors' appends.
-    maintained = []
-    while min(committed(table, s, options) for s in ("east", "west")) < count:
-        done = lakeflow(east, "maintain", "--table", "test_records")
-        assert done.returncode == 0, done.stderr
-        maintained.append(done.stdout)
-        assert len(maintained) < 50, "the collectors did not finish"
-    for process, home in zip(runs, (east, west), strict=True):
-        stop(process, home)
+    with ExitStack() as stack:
+        runs = [stack.enter_context(reaped(start_run(home))) for home in (east, west)]
+        wait_on_s3(lambda: min(committed(table, s, options) for s in ("east", "west")) > 0)
+        # And `lakeflow maintain` beside them: three maintainers, whose rewrites the table's
+        # lease keeps apart, race the collectors' appends.
+        maintained = []
+        while min(committed(table, s, options) for s in ("east", "west")) < count:
+            done = lakeflow(east, "maintain", "--table", "test_records")
+            assert done.returncode == 0, done.stderr
+            maintained.append(done.stdout)
+            assert len(maintained) < 50, "the collectors did not finish"
+        for process, home in zip(runs, (east, west), strict=True):
+            stop(process, home)
 
     rows = pl.read_delta(table, storage_options=s3.storage_options())
     for source in ("east", "west"):
@@ -229,9 +231,9 @@ def test_wrong_credentials_exit_2_saying_what_to_set_and_never_the_secret(s3, fo
 def test_replay_into_another_s3_table(s3, folder):
     root = s3.uri()
     home = folder("replay", pipeline(s3, root, sequence("seq", 200), runtime="keep_raw = true"))
-    process = start_run(home)
-    wait_on_s3(lambda: committed(f"{root}/test_records", "seq", s3.storage_options()) >= 200)
-    stop(process, home)
+    with reaped(start_run(home)) as process:
+        wait_on_s3(lambda: committed(f"{root}/test_records", "seq", s3.storage_options()) >= 200)
+        stop(process, home)
     done = lakeflow(home, "replay", "--source", "seq", "--table", "again")
     assert done.returncode == 0, done.stderr
     again = pl.read_delta(f"{root}/again", storage_options=s3.storage_options())
@@ -317,13 +319,15 @@ def test_an_object_store_outage_mid_run_loses_nothing(tmp_path, folder):
         root = server.uri()
         table = f"{root}/test_records"
         home = folder("outage", pipeline(server, root, sequence("seq", 4000, rate=500)))
-        process = start_run(home)
-        wait_on_s3(lambda: committed(table, "seq", server.storage_options()) > 0)
-        server.stop()
-        time.sleep(3)  # commits fail meanwhile; payloads keep arriving into the spool
-        server.start()
-        wait_on_s3(lambda: committed(table, "seq", server.storage_options()) >= 4000, timeout=120)
-        stop(process, home)
+        with reaped(start_run(home)) as process:
+            wait_on_s3(lambda: committed(table, "seq", server.storage_options()) > 0)
+            server.stop()
+            time.sleep(3)  # commits fail meanwhile; payloads keep arriving into the spool
+            server.start()
+            wait_on_s3(
+                lambda: committed(table, "seq", server.storage_options()) >= 4000, timeout=120
+            )
+            stop(process, home)
         rows = pl.read_delta(table, storage_options=server.storage_options())
     assert sorted(rows["n"].to_list()) == list(range(1, 4001))
     log = (home / "run.log").read_text()
@@ -336,15 +340,16 @@ def test_two_collectors_sharing_a_source_name_refuse_to_commit_instead_of_skippi
     text = pipeline(s3, root, sequence("liquidations", 100_000, rate=200), "stop_timeout = 2")
     first = folder("first", text)
     second = folder("second", text)
-    runs = [start_run(first)]
-    wait_on_s3(lambda: committed(table, "liquidations", s3.storage_options()) > 0)
-    runs.append(start_run(second))
     message = "another collector also commits as source 'liquidations' to table test_records"
     logs = [first / "run.log", second / "run.log"]
-    wait_on_s3(lambda: any(message in log.read_text() for log in logs), timeout=60)
-    for process in runs:
-        process.terminate()
-    codes = [process.wait(60) for process in runs]
+    with ExitStack() as stack:
+        runs = [stack.enter_context(reaped(start_run(first)))]
+        wait_on_s3(lambda: committed(table, "liquidations", s3.storage_options()) > 0)
+        runs.append(stack.enter_context(reaped(start_run(second))))
+        wait_on_s3(lambda: any(message in log.read_text() for log in logs), timeout=60)
+        for process in runs:
+            process.terminate()
+        codes = [process.wait(60) for process in runs]
     # The one refused exits 1 and keeps its batches in its spool; the table holds no
     # batch that one of them skipped silently.
     assert 1 in codes, [log.read_text()[-2000:] for log in logs]
