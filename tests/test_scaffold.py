@@ -12,7 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
+import tomllib
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,10 +21,12 @@ import polars as pl
 import pytest
 from click.testing import CliRunner, Result
 
-from harness import LAKEFLOW
+from harness import LAKEFLOW, reaped, wait_for
 from lakeflow.cli.new_plugin import new_plugin
 from lakeflow.cli.new_plugin.scaffold import FILES, Names, PluginNameError, scaffold
 from lakeflow.testing import WebSocketStandIn
+
+ROOT = Path(__file__).resolve().parent.parent
 
 BIN = Path(sys.executable).parent
 TRADES = [
@@ -210,16 +212,17 @@ def test_a_scaffolded_plugin_installs_lists_passes_its_tests_and_collects(
             f'[sink]\nuri = "tables"\nflush_interval = 0.2\n\n'
             f'[sources.trades]\ntype = "proof_trades"\nurl = "{server.url}"\n'
         )
-        process = subprocess.Popen(
+        table = run_dir / "tables" / "proof_trades"
+        with reaped(subprocess.Popen(
             [LAKEFLOW, "run"], cwd=run_dir, env=env, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-        try:
-            table = run_dir / "tables" / "proof_trades"
-            deadline = time.monotonic() + 30
-            while not (table / "_delta_log").is_dir() and time.monotonic() < deadline:
-                time.sleep(0.1)
-        finally:
+        )) as process:  # fmt: skip
+            wait_for(
+                lambda: (table / "_delta_log").is_dir(),
+                30,
+                "the table's first commit",
+                interval=0.1,
+            )
             process.send_signal(signal.SIGINT)
             output, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output
@@ -258,3 +261,38 @@ def test_the_wheel_ships_the_templates_and_the_pytest_plugin_but_no_dev_script(t
     assert b"[pytest11]\nlakeflow = lakeflow.testing.plugin" in entry_points
     # The hook reference's generator is for lakeflow's developers (docs/hookdocs.py).
     assert not [name for name in names if "hookdocs" in name]
+
+
+def pyproject_shape(path: Path) -> tuple[list[str], list[str], list[str]]:
+    """A pyproject's tables, its [project] keys and its entry-point groups, in order."""
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    return list(data), list(data["project"]), list(data["project"]["entry-points"])
+
+
+@pytest.mark.parametrize("kind", ["--streaming", "--polling"])
+def test_a_scaffolded_plugin_has_the_repository_plugins_pyproject_shape(new, tmp_path, kind):
+    # A plugin added to plugins/ must pass the repository's own shape test unchanged.
+    assert new("deribit_trades", kind).exit_code == 0
+    repository = ROOT / "plugins" / "lakeflow_okx_liquidations" / "pyproject.toml"
+
+    assert pyproject_shape(tmp_path / "lakeflow-deribit-trades" / "pyproject.toml") == (
+        pyproject_shape(repository)
+    )
+
+
+def test_inside_lakeflows_workspace_the_next_steps_say_how_to_install_it_there(new, tmp_path):
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "lakeflow-core"\n\n[tool.uv.workspace]\nmembers = ["plugins/*"]\n'
+    )
+    done = new("deribit_trades", "--dir", "plugins/lakeflow_deribit_trades")
+
+    assert done.exit_code == 0, done.output
+    assert "add 'lakeflow-deribit-trades' to the dev group" in done.output
+    assert "uv run pytest plugins/lakeflow_deribit_trades" in done.output
+    assert "uv pip install" not in done.output
+
+
+def test_outside_a_workspace_the_next_steps_install_it_with_pip_or_uv(new):
+    done = new("deribit_trades")
+
+    assert 'uv pip install -e "lakeflow-deribit-trades[test]"' in done.output

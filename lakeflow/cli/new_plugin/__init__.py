@@ -59,7 +59,36 @@ def new_plugin(name: str, streaming: bool, directory: Path | None) -> None:
     for path in written:
         click.echo(f"  {path.relative_to(target)}")
     click.echo("Next:")
-    click.echo(f'  uv pip install -e "{target}[test]"    # or: pip install -e "{target}[test]"')
-    click.echo("  lakeflow list-sources")
-    click.echo(f"  pytest {target}")
+    workspace = lakeflow_workspace(target)
+    if workspace is not None:
+        # Inside lakeflow's own repository: `uv run` installs what the root's dev group
+        # lists, and an installed-by-hand plugin would be removed at the next sync.
+        click.echo(
+            f"  add {names.dist!r} to the dev group and `{names.dist} = {{ workspace = true }}` "
+            f"to [tool.uv.sources] in {workspace / 'pyproject.toml'}"
+        )
+        click.echo("  uv run lakeflow list-sources")
+        click.echo(f"  uv run pytest {target}")
+    else:
+        click.echo(f'  uv pip install -e "{target}[test]"    # or: pip install -e "{target}[test]"')
+        click.echo("  lakeflow list-sources")
+        click.echo(f"  pytest {target}")
     click.echo("The guide: docs/plugins.md in the lakeflow repository.")
+
+
+def lakeflow_workspace(target: Path) -> Path | None:
+    """The root of lakeflow's own uv workspace that ``target`` lies in, if any."""
+    import tomllib
+
+    for folder in target.resolve().parents:
+        pyproject = folder / "pyproject.toml"
+        if not pyproject.is_file():
+            continue
+        try:
+            data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        uv = data.get("tool", {}).get("uv", {})
+        if data.get("project", {}).get("name") == "lakeflow-core" and "workspace" in uv:
+            return folder
+    return None
