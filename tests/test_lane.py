@@ -6,16 +6,27 @@ end-to-end test): real lanes, on a real event loop, with a real buffer.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import threading
+import time
+from array import array
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
 from lakeflow_testsource import RECORD
 from lakeflow_testsource.sources import ClockSource, SequenceConfig, SequenceSource
 
+from harness import wait_until
 from lakeflow.config import SinkConfig, SourceSpec
+from lakeflow.runtime.buffer import make_batch
+from lakeflow.runtime.committer import Committer
 from lakeflow.runtime.lane import Landed, Lane
 from lakeflow.runtime.stats import SourceState, SourceStats
+from lakeflow.sinks.delta import DeltaSink
 
 LOG = logging.LoggerAdapter(logging.getLogger("test_lane"), {"source": "s"})
 
@@ -202,3 +213,96 @@ def test_a_commit_is_counted_once_when_its_result_is_applied() -> None:
     assert (stats.rows, stats.commits, stats.dead_letters, stats.ignored) == (10, 1, 2, 3)
     assert (stats.last_data, stats.last_commit) == (5.0, 6.0)
     assert stats.latency.count == stats.commit_seconds.count == 1
+
+
+def test_a_restart_after_a_crash_is_a_gap_until_the_stream_connects_again(stream: Lane) -> None:
+    stream.connected()
+    stream.stopped()  # the supervisor's end, as the crash unwinds it
+    stream.crashed("KeyError: 'x'")
+    stream.stream_started(silence_timeout=60.0)
+    stream.connected()
+
+    assert reasons(stream) == ["source crashed: KeyError: 'x'"]
+
+
+def test_a_restart_after_a_crash_is_a_gap_until_the_polls_start_again() -> None:
+    lane = make_lane(polling=True)
+    lane.polls_started()
+    lane.stopped()
+    lane.crashed("TypeError: bad body")
+    assert lane.stats.uncovered_since is not None
+    lane.polls_started()
+
+    assert reasons(lane) == ["source crashed: TypeError: bad body"]
+    assert lane.stats.uncovered_since is None
+
+
+def test_a_stop_during_a_crashs_restart_wait_records_it_until_the_stop() -> None:
+    lane = make_lane()
+    lane.crashed("RuntimeError: boom")
+    lane.stopped()
+
+    assert reasons(lane) == ["source crashed: RuntimeError: boom"]
+
+
+def test_a_start_tried_again_queues_the_not_running_gap_once() -> None:
+    lane = make_lane(covered_until=1_700_000_000.0)
+    lane.resumed(last_spooled_ns=None)
+    lane.resumed(last_spooled_ns=None)
+
+    assert reasons(lane) == ["lakeflow was not running"]
+
+
+class GatedSink(DeltaSink):
+    """A Delta sink whose commits wait at a gate: a stop can then be staged exactly while
+    a worker thread is inside a commit, which no real store times reliably."""
+
+    gate = threading.Event()
+    entered = threading.Event()
+
+    def commit(self, *args: Any, **kwargs: Any) -> bool:
+        self.entered.set()
+        self.gate.wait(30)
+        return super().commit(*args, **kwargs)
+
+
+def test_rows_a_cancelled_commit_lands_are_counted_when_its_thread_ends(
+    tmp_path: Path,
+) -> None:
+    config = SinkConfig(uri=str(tmp_path / "tables"))
+    lane = make_lane()
+    committer = Committer(
+        lane_spec(), SequenceSource("s", SequenceConfig()), GatedSink(config), lane, config
+    )
+    payloads = [b'{"n": %d, "value": "1.5"}' % n for n in range(1, 11)]
+    batch = make_batch(payloads, array("q", [time.time_ns()] * len(payloads)))
+
+    async def stop_in_the_middle() -> None:
+        flush = asyncio.ensure_future(committer._commit_with_retry(1, 10, batch, []))
+        await wait_until(GatedSink.entered.is_set, "the commit's worker thread in the sink")
+        flush.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await flush
+        assert lane.stats.rows == 0  # the thread still writes: nothing counted yet
+        GatedSink.gate.set()
+        await wait_until(lambda: lane.stats.rows == 10, "the landed rows counted")
+
+    asyncio.run(stop_in_the_middle())
+    assert lane.stats.commits == 1
+    assert lane.stats.last_data is not None
+
+
+def lane_spec() -> SourceSpec:
+    return SourceSpec(
+        name="s", cls=SequenceSource, config=SequenceConfig(), table="records", schema=RECORD
+    )
+
+
+def test_a_second_stop_leaves_where_the_coverage_ended(stream: Lane) -> None:
+    stream.connected()
+    stream.stopped()
+    ended = stream.stats.uncovered_since
+    stream.stopped()  # the reader's end, after its supervisor's
+
+    assert stream.stats.uncovered_since == ended
+    assert stream.gaps == []

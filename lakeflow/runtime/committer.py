@@ -192,13 +192,15 @@ class Committer:
         self.spool = spool
         self.fsync_interval = runtime_config.fsync_interval if runtime_config else 1.0
         self.buffer = lane.buffer
-        self.log = lane.log
+        self.log = logging.LoggerAdapter(logger, {"source": spec.name})
         self._lock = asyncio.Lock()
         #: Loop time after which a failing commit stops being retried (set on stop).
         self.give_up_at: float | None = None
         #: Per table, the last sequence this committer saw there under its name; None
         #: until :meth:`committed` has read the tables.
         self._known: dict[str, int | None] | None = None
+        #: The commit a worker thread runs now, if any.
+        self._work: asyncio.Future[None] | None = None
         refs = source.refs
         if refs:
             lane.drift.request_refresh = refs.request_early
@@ -399,7 +401,19 @@ class Committer:
         try:
             await self._commit_until_landed(first, last, batch, gaps, landed, backoff)
         finally:
-            self.lane.apply(landed)
+            work, self._work = self._work, None
+            if work is not None and not work.done():
+                # Cancelled while the worker thread commits: what it lands is counted
+                # when it ends (done callbacks run on the loop), never while it writes.
+                work.add_done_callback(lambda done: self._apply_late(done, landed))
+            else:
+                self.lane.apply(landed)
+
+    def _apply_late(self, work: asyncio.Future[None], landed: Landed) -> None:
+        """Count what a cancelled commit's worker thread landed, once it has ended."""
+        if not work.cancelled() and work.exception() is not None:
+            self.log.debug("a cancelled commit ended with: %s", work.exception())
+        self.lane.apply(landed)
 
     async def _commit_until_landed(
         self,
@@ -415,8 +429,12 @@ class Committer:
         checked = False  # whether the rows were checked for this batch's unknown failure
         unknown = 0
         while True:
+            # Shielded: a cancelled flush must not lose track of the thread still writing.
+            self._work = asyncio.get_running_loop().run_in_executor(
+                None, self._commit, batch, first, last, gaps, landed, poison
+            )
             try:
-                await asyncio.to_thread(self._commit, batch, first, last, gaps, landed, poison)
+                await asyncio.shield(self._work)
             except BaseException as exc:
                 if not _caught(exc):
                     raise

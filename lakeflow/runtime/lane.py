@@ -120,6 +120,8 @@ class Lane:
         self.connected_at: float | None = None
         #: Epoch seconds of the last data when the current silence was noticed.
         self.silent_after: float | None = None
+        #: Whether this run's "not running" gap has been queued (a start is retried).
+        self._resumed = False
 
     # -- the buffer -----------------------------------------------------------------
 
@@ -185,6 +187,9 @@ class Lane:
         one, the last spooled payload's receipt stands in (a quiet connection covers
         past its last payload, so this errs towards a longer gap, never a shorter one).
         """
+        if self._resumed:
+            return  # a start that failed after queuing it, tried again
+        self._resumed = True
         since = self.covered_until
         if since is None and last_spooled_ns is not None:
             since = last_spooled_ns / 1e9
@@ -214,9 +219,21 @@ class Lane:
 
     # -- a stream (the Feed) --------------------------------------------------------
 
+    def crashed(self, reason: str) -> None:
+        """The source's reader crashed (a bug): uncovered from now until it is restarted
+        and covers again."""
+        self._gap_since, self._gap_reason = time.time(), f"source crashed: {reason}"
+        self.stats.uncovered_since = self._gap_since
+
     def stream_started(self, silence_timeout: float | None) -> None:
-        """A stream's supervisor starts: nothing is covered until a connection is up."""
-        self._gap_since, self._gap_reason, self._attempt = time.time(), "", ""
+        """A stream's supervisor starts: nothing is covered until a connection is up.
+
+        After a crash the open gap goes on, with the crash's reason, until a connection
+        is up; otherwise the run's first attempt starts one without a reason.
+        """
+        if self._gap_since is None:
+            self._gap_since, self._gap_reason = time.time(), ""
+        self._attempt = ""
         self.connected_at = self.silent_after = None
         self.stats.uncovered_since = self._gap_since
         self.stats.silence_timeout = silence_timeout
@@ -302,8 +319,9 @@ class Lane:
     # -- polls ----------------------------------------------------------------------
 
     def polls_started(self) -> None:
-        """A polling source's schedule starts: it covers its feed from its first poll on."""
-        self._gap_since, self._gap_reason = None, ""
+        """A polling source's schedule starts: it covers its feed from its first poll on
+        (a crash's gap ends here)."""
+        self._close_gap()
         self.stats.uncovered_since = None
 
     def polling(self) -> None:
@@ -350,6 +368,14 @@ class Lane:
         running" gap starts where this one's last gap ended.
         """
         now = time.time()
+        stats = self.stats
+        # Called again (the reader's end after its supervisor's), nothing is left to
+        # record and the coverage already ended: it stays where it ended.
+        ended = (
+            self.connected_at is None
+            and self._gap_since is None
+            and stats.uncovered_since is not None
+        )
         quiet_since = self.quiet_since()
         if self.silent_after is not None and quiet_since is not None:
             # A connection that was still silent was not covering.
@@ -366,8 +392,8 @@ class Lane:
             self.add_gap(self._gap_since, max(self._gap_since, now), reason)
         self._gap_since = self.connected_at = None
         self._gap_reason = self._attempt = ""
-        stats = self.stats
-        stats.uncovered_since = now
+        if not ended:
+            stats.uncovered_since = now
         stats.connected_since = None
         if stats.state in (SourceState.CONNECTED, SourceState.SILENT):
             stats.state = SourceState.DISCONNECTED

@@ -28,7 +28,7 @@ from lakeflow.errors import (
 )
 from lakeflow.plugins import Registry
 from lakeflow.runtime.backoff import Backoff
-from lakeflow.runtime.committer import CommitAbandoned, Committer
+from lakeflow.runtime.committer import CommitAbandoned, Committer, refused
 from lakeflow.runtime.drift import drift_rows
 from lakeflow.runtime.lane import Lane
 from lakeflow.runtime.lock import SourceLock, SourceLocked
@@ -45,7 +45,7 @@ from lakeflow.runtime.status import (
     write_status,
 )
 from lakeflow.runtime.streaming import supervise_stream
-from lakeflow.secrets import mask_uri
+from lakeflow.secrets import mask_uri, redact
 from lakeflow.sinks import Sink
 from lakeflow.sources import PollingSource, Source, StreamingConfig, StreamingSource
 from lakeflow.system_tables import DEAD_LETTERS, DRIFT, DRIFT_KEY, GAPS
@@ -532,6 +532,12 @@ class Runtime:
                 result.failed.append(spec.name)
                 return False
             except Exception as exc:
+                if refused(exc):
+                    # What stops a source at a commit stops it here too: retrying
+                    # cannot fix it, and the spool keeps what it holds.
+                    log.error("cannot start: table %s: %s", spec.table, redact(str(exc)))
+                    result.failed.append(spec.name)
+                    return False
                 delay = backoff.next() or 1.0
                 log.error("cannot read table %s: %s; retrying in %.0fs", spec.table, exc, delay)
                 with contextlib.suppress(TimeoutError):
@@ -542,29 +548,30 @@ class Runtime:
         """Open and drive the source, restarting it with backoff if it crashes."""
         backoff = Backoff(base=1.0, cap=60.0)
         log = lane.log
-        while not self.stopping.is_set():
-            try:
-                await source.open()
-                if isinstance(source, StreamingSource):
-                    silence = (
-                        spec.config.silence_limit()
-                        if isinstance(spec.config, StreamingConfig)
-                        else None
-                    )
-                    await supervise_stream(source, lane, self.stopping, silence)
-                else:
-                    assert isinstance(source, PollingSource)
-                    await run_polls(source, lane, self.stopping, 1 if self.once else None)
-                return
-            except SourceError:
-                raise
-            except Exception:
-                delay = backoff.next() or 1.0
-                log.exception("source crashed; restarting in %.1fs", delay)
-                with contextlib.suppress(Exception):
-                    await source.close()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stopping.wait(), timeout=delay)
+        silence = spec.config.silence_limit() if isinstance(spec.config, StreamingConfig) else None
+        try:
+            while not self.stopping.is_set():
+                try:
+                    await source.open()
+                    if isinstance(source, StreamingSource):
+                        await supervise_stream(source, lane, self.stopping, silence)
+                    else:
+                        assert isinstance(source, PollingSource)
+                        await run_polls(source, lane, self.stopping, 1 if self.once else None)
+                    return
+                except SourceError:
+                    raise
+                except Exception as exc:
+                    delay = backoff.next() or 1.0
+                    log.exception("source crashed; restarting in %.1fs", delay)
+                    lane.crashed(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+                    with contextlib.suppress(Exception):
+                        await source.close()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.stopping.wait(), timeout=delay)
+        finally:
+            # A stop during a crash's restart wait: that gap ends at the stop.
+            lane.stopped()
 
 
 async def prepare(source: Source, log: logging.Logger | logging.LoggerAdapter) -> bool:
