@@ -18,6 +18,7 @@ It reads through :meth:`lakeflow.Sink.scan`, so a local folder and an object sto
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -52,6 +53,8 @@ class Lake:
 
         registry = load()
         spec = load_pipeline(pipeline, registry)
+        for notice in spec.notices:  # a deprecated key: said where a notebook shows it
+            logging.getLogger("lakeflow").warning("%s", notice)
         sink = registry.sinks[spec.sink.type](spec.sink)
         if check:
             sink.check()

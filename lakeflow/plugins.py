@@ -136,6 +136,7 @@ def _call_each(
 
 def load(pm: pluggy.PluginManager | None = None, *, entry_points: bool = True) -> Registry:
     """Load the entry-point plugins (unless disabled) and the built-ins into a registry."""
+    from lakeflow.config.models import SinkConfig
     from lakeflow.schema import TableSchema
     from lakeflow.sinks import Sink
     from lakeflow.sources import PollingSource, StreamingConfig, StreamingSource
@@ -182,6 +183,13 @@ def load(pm: pluggy.PluginManager | None = None, *, entry_points: bool = True) -
                 f"Config {getattr(config, '__qualname__', config)!r}, which is not a "
                 "lakeflow.StreamingConfig; derive its Config from lakeflow.StreamingConfig"
             )
+        if issubclass(cls, StreamingSource) and "silence_timeout" in vars(cls):
+            # Read from there before: left on the class, it would now be silently ignored.
+            raise TypeError(
+                f"plugin {plugin!r}: streaming source {cls.__module__}.{cls.__qualname__} "
+                "sets silence_timeout on the class; the runtime reads it from the config: "
+                "declare it on its Config instead (silence_timeout: float | None = ...)"
+            )
         if cls.type in registry.sources:
             other = registry.sources[cls.type].plugin
             raise ValueError(f"source type {cls.type!r} is already registered by plugin {other!r}")
@@ -193,6 +201,14 @@ def load(pm: pluggy.PluginManager | None = None, *, entry_points: bool = True) -
     def add_sink(plugin: str, cls: type[Sink]) -> None:
         if not (isinstance(cls, type) and issubclass(cls, Sink)):
             raise TypeError(f"register_sinks got {cls!r}: subclass lakeflow.Sink")
+        generic = set(cls.Config.model_fields) & set(SinkConfig.model_fields)
+        if generic:
+            # [sink]'s generic keys are the core's: the sink's Config never sees them.
+            raise TypeError(
+                f"plugin {plugin!r}: sink {cls.__module__}.{cls.__qualname__}'s Config declares "
+                f"{', '.join(sorted(generic))}, which [sink] keeps for every sink type; "
+                "read them from self.config instead"
+            )
         if cls.type in registry.sinks and registry.sinks[cls.type] is not cls:
             raise ValueError(
                 f"sink type {cls.type!r} is already registered by plugin {sink_plugins[cls.type]!r}"

@@ -115,6 +115,20 @@ def test_a_failure_already_reported_exits_1_saying_nothing_more():
     assert invoke(probe) == (1, "clock: not running\n", "")
 
 
+def test_with_lakeflow_debug_an_error_shows_its_traceback(monkeypatch):
+    monkeypatch.setenv("LAKEFLOW_DEBUG", "1")
+
+    @click.command()
+    def probe() -> None:  # a plugin's command, failing in a way nobody anticipated
+        raise lakeflow.SourceError("the symbol list is wrong")
+
+    group = LakeflowGroup()
+    group.add_command(probe, "probe")
+    done = CliRunner().invoke(group, ["probe"])
+    assert isinstance(done.exception, lakeflow.SourceError)  # raised on to ``main``
+    assert "Error:" not in done.stderr
+
+
 def test_failing_prefixes_the_message_and_keeps_the_errors_exit_code():
     @click.command()
     def probe() -> None:

@@ -232,18 +232,29 @@ def test_the_sinks_maintenance_settings_reach_the_sink(write_toml):
         ("log_retention", '"2h"', 7_200.0),
     ],
 )
-def test_a_moved_maintenance_key_still_applies_with_a_warning_naming_its_new_place(
-    write_toml, caplog, key, value, read
+def test_a_moved_maintenance_key_still_applies_with_a_notice_naming_its_new_place(
+    write_toml, key, value, read
 ):
-    caplog.set_level(logging.WARNING)
     path = write_toml(CLOCK.format(sink="", maintenance=f"{key} = {value}"))
     pipeline = load_pipeline(path, load())
     assert getattr(DeltaSink(pipeline.sink).settings, key) == read
-    assert (
-        f"[maintenance] {key} is deprecated: it is a setting of the delta sink now; "
-        f"move it to [sink] {key}"
-    ) in caplog.text
+    assert pipeline.notices == (
+        f"{path}: [maintenance] {key} is deprecated: it is a setting of the delta sink now; "
+        f"move it to [sink] {key}",
+    )
     assert pipeline.maintenance.moved() == {}
+
+
+def test_run_writes_a_moved_keys_notice_to_the_log_the_pipeline_names(write_toml, cli, tmp_path):
+    # Logged once the file's [log] is set up, so that it reaches the log file too.
+    toml = CLOCK.format(sink="", maintenance='z_order = ["n"]')
+    write_toml(toml + '\n[log]\nfile = "lakeflow.log"\n')
+    done = cli("run", "--once")
+
+    assert done.returncode == 0, done.stderr
+    log = (tmp_path / "lakeflow.log").read_text()
+    assert "[maintenance] z_order is deprecated" in log
+    assert done.stderr.count("[maintenance] z_order is deprecated") == 1
 
 
 def test_a_bad_value_of_a_moved_key_is_named_where_it_was_written(write_toml):

@@ -147,6 +147,58 @@ def test_a_streaming_source_whose_config_is_not_a_streaming_config_is_refused_by
     assert "in_test_good" in registry.sources
 
 
+class StreamWithClassSilence(lakeflow.StreamingSource):
+    type = "in_test_class_silence"
+    schema = "in_test_record"
+    silence_timeout = 30.0  # where it was read before it moved to the config
+
+    async def stream(self, feed: lakeflow.Feed) -> None:
+        feed.connected()
+
+    def decode(self, batch: lakeflow.Batch) -> lakeflow.Decoded:
+        return lakeflow.Decoded(rows=pl.DataFrame())
+
+
+class ClassSilencePlugin:
+    @lakeflow.hookimpl
+    def register_sources(self, register):
+        register(StreamWithClassSilence)
+
+
+def test_a_streaming_source_setting_silence_timeout_on_the_class_is_told_where_it_moved(pm):
+    pm.register(GoodPlugin(), name="good")
+    pm.register(ClassSilencePlugin(), name="old")
+
+    registry = load(pm, entry_points=False)
+
+    assert "in_test_class_silence" not in registry.sources
+    assert "declare it on its Config instead" in registry.errors["old"]
+
+
+class GreedySettings(lakeflow.SinkSettings):
+    uri: str = "elsewhere"
+
+
+class GreedySink(DeltaSink):
+    type = "in_test_greedy"
+    Config = GreedySettings  # type: ignore[assignment]  # the mistake this test is about
+
+
+class GreedySinkPlugin:
+    @lakeflow.hookimpl
+    def register_sinks(self, register):
+        register(GreedySink)
+
+
+def test_a_sink_whose_config_declares_a_generic_sink_key_is_refused_by_name(pm):
+    pm.register(GreedySinkPlugin(), name="greedy")
+
+    registry = load(pm, entry_points=False)
+
+    assert "in_test_greedy" not in registry.sinks
+    assert "declares uri, which [sink] keeps for every sink type" in registry.errors["greedy"]
+
+
 def test_plugin_implementing_an_unknown_hook_is_reported_by_name(pm):
     pm.register(WrongHookPlugin(), name="wrong")
     registry = load(pm, entry_points=False)

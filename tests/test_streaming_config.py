@@ -140,9 +140,16 @@ def test_a_source_type_that_changes_only_the_default_keeps_the_keys_description(
     assert base.description and "0 turns the check off" in base.description
 
 
-def test_a_polling_source_given_silence_timeout_gets_the_unknown_key_error(configure):
-    with pytest.raises(ConfigError, match=r"sources\.s\.silence_timeout: unknown key"):
+def test_a_polling_source_given_silence_timeout_is_told_its_health_follows_its_polls(
+    configure,
+):
+    with pytest.raises(ConfigError) as refused:
         configure('type = "test_clock"\nsilence_timeout = "5m"')
+
+    assert str(refused.value).endswith(
+        "sources.s.silence_timeout: applies to streaming sources only; 'test_clock' polls, "
+        "and its health follows its polls"
+    )
 
 
 @pytest.mark.parametrize(

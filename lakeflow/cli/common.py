@@ -7,6 +7,7 @@ and :class:`Refused` here); the group turns it into ``Error: MESSAGE`` and the e
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -27,6 +28,10 @@ DEFAULT_PIPELINE = "lakeflow.toml"
 pipeline_argument = click.argument(
     "pipeline", required=False, default=DEFAULT_PIPELINE, type=click.Path(dir_okay=False)
 )
+
+
+#: Warnings about the pipeline file (its notices) come from the command line.
+logger = logging.getLogger("lakeflow")
 
 
 class Failed(LakeflowError):
@@ -83,13 +88,26 @@ def failing(
         raise Failed(message, exit_code=code) from exc
 
 
-def load(path: str) -> tuple[Registry, Pipeline]:
-    """The installed plugins and the pipeline file at ``path``; a :class:`ConfigError` if wrong."""
+def load(path: str, *, announce: bool = True) -> tuple[Registry, Pipeline]:
+    """The installed plugins and the pipeline file at ``path``; a :class:`ConfigError` if wrong.
+
+    With ``announce``, the file's notices (deprecated keys) are logged as warnings now; a
+    command that sets up logging from the file first (``run``) logs them itself after.
+    """
     from lakeflow.config import load_pipeline
     from lakeflow.plugins import load
 
     registry = load()
-    return registry, load_pipeline(path, registry)
+    pipeline = load_pipeline(path, registry)
+    if announce:
+        announce_notices(pipeline)
+    return registry, pipeline
+
+
+def announce_notices(pipeline: Pipeline) -> None:
+    """Log each of the pipeline file's notices (a deprecated key) as a warning."""
+    for notice in pipeline.notices:
+        logger.warning("%s", notice)
 
 
 def open_sink(registry: Registry, pipeline: Pipeline, *, check: bool = True) -> Sink:

@@ -68,6 +68,8 @@ class LakeflowGroup(click.Group):
         try:
             return super().invoke(ctx)
         except LakeflowError as exc:
+            if os.environ.get("LAKEFLOW_DEBUG") and not isinstance(exc, AlreadyReported):
+                raise  # the traceback, as for any other error (``main``)
             if not isinstance(exc, AlreadyReported):
                 # As click shows its own ClickException, whose exit code is fixed per class.
                 click.echo(f"Error: {redact(str(exc))}", err=True)

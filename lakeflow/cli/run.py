@@ -11,6 +11,7 @@ from lakeflow import logs
 from lakeflow.cli.common import (
     AlreadyReported,
     Refused,
+    announce_notices,
     failing,
     load,
     open_sink,
@@ -74,7 +75,7 @@ def run(
     from lakeflow.runtime import Runtime
     from lakeflow.runtime.runner import MetricsUnavailable
 
-    registry, spec = load(pipeline)
+    registry, spec = load(pipeline, announce=False)
     cfg = spec.log
     logs.configure(
         level=log_level or cfg.level,
@@ -86,6 +87,8 @@ def run(
     )
     for plugin, error in registry.errors.items():
         logger.error("plugin %s failed to load and is skipped: %s", plugin, error)
+    # Now that the log goes where the file says: a deprecation belongs in it too.
+    announce_notices(spec)
     unknown = [name for name in sources if name not in spec.sources]
     if unknown:
         raise Refused(

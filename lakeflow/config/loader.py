@@ -63,7 +63,8 @@ def load_pipeline(path: str | Path, registry: Registry) -> Pipeline:
     path = Path(path)
     where = str(path)
     parsed = read_pipeline_file(path)
-    sink, maintenance = _load_sink(where, parsed, registry)
+    notices: list[str] = []
+    sink, maintenance = _load_sink(where, parsed, registry, notices)
     if "://" not in sink.uri:
         sink = sink.model_copy(update={"uri": str((path.parent / sink.uri).resolve())})
 
@@ -80,17 +81,18 @@ def load_pipeline(path: str | Path, registry: Registry) -> Pipeline:
         sources=sources,
         metrics=parsed.metrics,
         maintenance=maintenance,
+        notices=tuple(notices),
     )
 
 
 def _load_sink(
-    where: str, parsed: PipelineFile, registry: Registry
+    where: str, parsed: PipelineFile, registry: Registry, notices: list[str]
 ) -> tuple[SinkConfig, MaintenanceConfig]:
     """``[sink]`` bound to its sink type, and ``[maintenance]`` without the keys it lost.
 
     The sink type's own keys are validated by its ``Config``. The keys ``[maintenance]``
     had before they became the Delta sink's settings are moved to ``[sink]``, with a
-    warning, if the sink type has them.
+    notice (added to ``notices``), if the sink type has them.
     """
     sink = parsed.sink
     _register_secrets(sink.options)
@@ -112,13 +114,9 @@ def _load_sink(
                 f"{where}: maintenance.{key}: also set as sink.{key}; remove it from "
                 "[maintenance], where it is deprecated"
             )
-        logger.warning(
-            "%s: [maintenance] %s is deprecated: it is a setting of the %s sink now; "
-            "move it to [sink] %s",
-            where,
-            key,
-            sink.type,
-            key,
+        notices.append(
+            f"{where}: [maintenance] {key} is deprecated: it is a setting of the "
+            f"{sink.type} sink now; move it to [sink] {key}"
         )
     try:
         model.model_validate({**sink.options, **moved})
@@ -172,6 +170,12 @@ def _load_source(
             f"(installed: {installed}; `lakeflow list-sources` shows them)"
         )
     cls = registry.sources[kind].cls
+    if "silence_timeout" in section and cls.kind == "polling":
+        # A hint, not a route: otherwise the key would be "unknown", with a lookalike.
+        raise ConfigError(
+            f"{where}: {prefix}.silence_timeout: applies to streaming sources only; "
+            f"{kind!r} polls, and its health follows its polls"
+        )
     try:
         config = cls.Config.model_validate(section)
     except ValidationError as exc:

@@ -250,6 +250,9 @@ class Pipeline:
     sources: dict[str, SourceSpec]
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     maintenance: MaintenanceConfig = field(default_factory=MaintenanceConfig)
+    #: What the file still says the old way (a deprecated key), for the person to fix:
+    #: commands log them once logging is set up.
+    notices: tuple[str, ...] = ()
 
     def spool_dir(self, source: str) -> Path:
         """The spool folder of one source instance."""

@@ -77,8 +77,9 @@ DEFAULT_CHECKPOINT_INTERVAL = 100
 #: Active data files above which the sink warns that a table needs maintenance.
 FILES_WARNING = 10_000
 #: How deltalake says a table needs what it cannot do ("Unsupported: Feature 'x' is not
-#: supported"): at an open, that is the table's protocol, never the rows.
-_UNSUPPORTED = re.compile(r"\bUnsupported\b|is not supported")
+#: supported"): at an open, that is the table's protocol, never the rows. Not an HTTP
+#: status line ("415 Unsupported Media Type" from a proxy is an outage to retry).
+_UNSUPPORTED = re.compile(r"(?<!\d{3} )\bUnsupported\b(?! Media Type)|is not supported")
 
 
 class DeltaSink(Sink):
