@@ -13,6 +13,7 @@ from typing import Literal
 
 import polars as pl
 import pytest
+from deltalake import DeltaTable
 from lakeflow_testsource import SequenceSource
 
 from harness import Plugin, run
@@ -179,11 +180,77 @@ class Unlisted(ParquetSink):
         return None if info is None else dataclasses.replace(info, rows=info.rows + 1)
 
 
+class Amnesiac(ParquetSink):
+    """Keeps the column types it wrote in memory only: a sink opened afresh (as the
+    runtime's is when a source starts) takes a column whose type changed."""
+
+    def __init__(self, config: SinkConfig) -> None:
+        super().__init__(config)
+        self._memory: dict[str, dict[str, str]] = {}
+
+    def _columns(self, table: str) -> dict[str, str]:
+        return self._memory.get(table, {})
+
+    def commit(
+        self, table: str, schema: TableSchema, rows: pl.DataFrame, app_id: str, sequence: int
+    ) -> bool:
+        done = super().commit(table, schema, rows, app_id, sequence)
+        if done:
+            self._memory[table] = {name: str(kind) for name, kind in schema.columns.items()}
+        return done
+
+
+class DropsUpserts(ParquetSink):
+    """Loses the rows given to upsert (the runtime's _drift tallies)."""
+
+    def upsert(
+        self, table: str, schema: TableSchema, rows: pl.DataFrame, keys: tuple[str, ...]
+    ) -> None:
+        return None
+
+
+class KeepsFirstSighting(ParquetSink):
+    """Upserts only the keys the table lacks: a key seen again never adds its count."""
+
+    def upsert(
+        self, table: str, schema: TableSchema, rows: pl.DataFrame, keys: tuple[str, ...]
+    ) -> None:
+        held = self.scan(table)
+        if held is not None:
+            rows = rows.join(held.select(keys).unique().collect(), on=list(keys), how="anti")
+        super().upsert(table, schema, rows, keys)
+
+
 class EagerDryRun(DeltaSink):
     """Maintains for real when asked for a dry run."""
 
     def maintain(self, table: str, *, dry_run: bool = False) -> MaintainReport | None:
         return super().maintain(table)
+
+
+class TidyingDryRun(DeltaSink):
+    """A dry run deletes the data files the table no longer references (what a
+    compaction replaced, kept for the vacuum retention), without a commit."""
+
+    def maintain(self, table: str, *, dry_run: bool = False) -> MaintainReport | None:
+        root = Path(self.table_uri(table))
+        if dry_run and root.is_dir():
+            handle = DeltaTable(str(root))
+            live = set(pl.DataFrame(handle.get_add_actions(flatten=True))["path"])
+            for data in root.rglob("*.parquet"):
+                name = data.relative_to(root).as_posix()
+                if not name.startswith("_delta_log/") and name not in live:
+                    data.unlink()
+        return super().maintain(table, dry_run=dry_run)
+
+
+class CheckpointingDryRun(DeltaSink):
+    """A dry run writes a checkpoint of the log: the same version, a new file."""
+
+    def maintain(self, table: str, *, dry_run: bool = False) -> MaintainReport | None:
+        if dry_run and self.info(table) is not None:
+            DeltaTable(self.table_uri(table)).create_checkpoint()
+        return super().maintain(table, dry_run=dry_run)
 
 
 @pytest.mark.parametrize(
@@ -196,11 +263,49 @@ class EagerDryRun(DeltaSink):
         ),
         (Forgetful, "exactly once (a repeated or lower sequence is skipped): committed_seq"),
         (Lax, "refused type change (SchemaMismatch): check_schema accepted"),
+        (
+            Amnesiac,
+            "refused type change (SchemaMismatch): check_schema of a sink opened afresh "
+            "accepted a column whose type changed",
+        ),
         (Trusting, "check_rows (RowsRefused for rows that do not fit)"),
         (Unlisted, "tables(), info(), scan() and table_uri() agreeing: info() counts 4"),
+        (
+            DropsUpserts,
+            "upsert (the rows read back, counts added per key): scan('conformance_upsert') "
+            "is None after upsert() wrote rows to it",
+        ),
+        (
+            KeepsFirstSighting,
+            "upsert (the rows read back, counts added per key): after a second upsert() of a "
+            "key the table held and a new one, scan() reads per key ['s/t/key/$.a/x: count 2, "
+            "seen 03:04:05..03:04:05',",
+        ),
         (EagerDryRun, "maintenance (every row kept, a dry run writes nothing): a dry run"),
+        (
+            TidyingDryRun,
+            "maintenance (every row kept, a dry run writes nothing): a dry run changed the "
+            "table's files: added [], removed ['date=2026-01-02/part-",
+        ),
+        (
+            CheckpointingDryRun,
+            "maintenance (every row kept, a dry run writes nothing): a dry run changed the "
+            "table's files: added ['_delta_log/",
+        ),
     ],
-    ids=["no-skip", "forgetful", "type-change", "check-rows", "info", "dry-run"],
+    ids=[
+        "no-skip",
+        "forgetful",
+        "type-change",
+        "type-change-reopened",
+        "check-rows",
+        "info",
+        "upsert-dropped",
+        "upsert-count",
+        "dry-run",
+        "dry-run-deletes",
+        "dry-run-writes",
+    ],
 )
 def test_a_broken_sink_fails_check_sink_naming_the_property(tmp_path, sink, broken):
     with pytest.raises(AssertionError) as failure:

@@ -15,17 +15,21 @@ and the first property broken raises :class:`AssertionError` naming it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import polars as pl
 
 from lakeflow.config.models import SinkConfig
 from lakeflow.errors import RowsRefused, SchemaMismatch
 from lakeflow.schema import TableSchema
-from lakeflow.sinks import Sink
+from lakeflow.sinks import Sink, TableInfo
+from lakeflow.system_tables import DRIFT, DRIFT_KEY
 
 __all__ = ["check_sink"]
 
@@ -49,6 +53,9 @@ RETYPED = TableSchema(
 )
 APP = "conformance"
 DAY = date(2026, 1, 2)
+#: Two moments of sightings, for ``upsert``'s first/last times.
+EARLY = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+LATE = datetime(2026, 1, 2, 6, 7, 8, tzinfo=UTC)
 
 
 def check_sink(sink: type[Sink] | Callable[[Path], Sink], folder: Path, **settings: Any) -> None:
@@ -68,13 +75,20 @@ def check_sink(sink: type[Sink] | Callable[[Path], Sink], folder: Path, **settin
     - a missing table is created with the schema's columns;
     - a schema that gained a nullable column commits, and the older rows read null;
     - a changed column type is refused with :class:`~lakeflow.SchemaMismatch` by
-      ``check_schema`` and ``commit``, and nothing is written;
+      ``check_schema`` and ``commit``, of the sink that wrote the table and of one
+      opened afresh (the runtime checks schemas on a new sink), and nothing is written;
     - ``tables()``, ``info()``, ``scan()`` and ``table_uri()`` agree (a sink that
       cannot list its store may return no tables);
     - ``check_rows`` raises :class:`~lakeflow.RowsRefused` for rows that do not fit the
       schema, and writes nothing for rows that do;
+    - rows given to ``upsert`` (as the runtime gives ``_drift``'s) are read back by
+      ``scan``, of a sink opened afresh, the way readers sum them per key: counts added,
+      the first ``first_seen`` and the last ``last_seen`` (appended, as by default, or
+      folded in place);
     - with ``maintains = True``: ``maintain`` keeps every row and the exactly-once
-      bookkeeping, a dry run writes nothing, a missing table gives None.
+      bookkeeping, a dry run writes nothing (before and after a maintenance: ``info()``
+      the same but for ``last_commit`` and, for a ``table_uri`` that is a local path, no
+      file under it added, removed or modified), a missing table gives None.
 
     Raises :class:`AssertionError` whose message names the sink type and the property.
     """
@@ -192,20 +206,28 @@ def _check_added_columns(sink: Sink, table: str, reopen: Callable[[], Sink]) -> 
 
 def _check_refused_type_change(sink: Sink, table: str, reopen: Callable[[], Sink]) -> None:
     sink.commit(table, SCHEMA, _rows(1), APP, 1)
+    _refuses_the_retyped_schema(sink, table, "")
+    # The runtime calls check_schema on the sink it has just made, before a source
+    # starts: what the table holds must refuse the change, not what one sink remembers.
+    _refuses_the_retyped_schema(reopen(), table, " of a sink opened afresh")
+    assert _numbers(reopen(), table) == [1], "a refused commit wrote rows"
+
+
+def _refuses_the_retyped_schema(sink: Sink, table: str, whose: str) -> None:
+    """``sink``'s ``check_schema`` and ``commit`` raise SchemaMismatch for :data:`RETYPED`."""
     try:
         sink.check_schema(table, RETYPED)
     except SchemaMismatch:
         pass
     else:
-        raise AssertionError("check_schema accepted a column whose type changed")
+        raise AssertionError(f"check_schema{whose} accepted a column whose type changed")
     changed = _rows(2).with_columns(pl.col("n").cast(pl.String))
     try:
         sink.commit(table, RETYPED, changed, APP, 2)
     except SchemaMismatch:
         pass
     else:
-        raise AssertionError("commit took rows whose column changed type")
-    assert _numbers(reopen(), table) == [1], "a refused commit wrote rows"
+        raise AssertionError(f"commit{whose} took rows whose column changed type")
 
 
 def _check_table_listing(sink: Sink, table: str, reopen: Callable[[], Sink]) -> None:
@@ -245,20 +267,129 @@ def _check_rows_refused(sink: Sink, table: str, reopen: Callable[[], Sink]) -> N
     assert sink.info(table) is None, "check_rows wrote a table"
 
 
-def _check_maintenance(sink: Sink, table: str, reopen: Callable[[], Sink]) -> None:
-    assert sink.maintain(table) is None, "maintain() of a missing table is not None"
-    for n in range(1, 6):
-        sink.commit(table, SCHEMA, _rows(n), APP, n)
-    before, rows = sink.info(table), _read(sink, table)
+def _tally(first: int, last: int, count: int, *key: str) -> dict[str, Any]:
+    """One row of :data:`~lakeflow.system_tables.DRIFT` for ``key`` (its ``DRIFT_KEY``
+    columns; the rest fixed), seen ``count`` times from ``EARLY``/``LATE``."""
+    times = (EARLY, LATE)
+    return {
+        **dict(zip(DRIFT_KEY, key, strict=True)),
+        "first_seen": times[first],
+        "last_seen": times[last],
+        "count": count,
+        "example": b"{}",
+    }
+
+
+def _read_tallies(sink: Sink, table: str) -> list[str]:
+    """``table`` as readers of ``_drift`` read it: one row per key, counts summed."""
+    scan = sink.scan(table)
+    assert scan is not None, f"scan({table!r}) is None after upsert() wrote rows to it"
+    rows = (
+        scan.group_by(DRIFT_KEY)
+        .agg(pl.col("first_seen").min(), pl.col("last_seen").max(), pl.col("count").sum())
+        .sort(DRIFT_KEY)
+        .collect()
+        .to_dicts()
+    )
+    return [_shown(row) for row in rows]
+
+
+def _shown(tally: dict[str, Any]) -> str:
+    """``"s/t/key/$.a/x: count 5, seen 03:04:05..06:07:08"``: one key's tally, short."""
+    key = "/".join(str(tally[k]) for k in DRIFT_KEY)
+    first, last = (
+        f"{seen.astimezone(UTC):%H:%M:%S}" if isinstance(seen, datetime) else repr(seen)
+        for seen in (tally["first_seen"], tally["last_seen"])
+    )
+    return f"{key}: count {tally['count']}, seen {first}..{last}"
+
+
+def _check_upsert(sink: Sink, table: str, reopen: Callable[[], Sink]) -> None:
+    def upsert(*rows: dict[str, Any]) -> None:
+        sink.upsert(table, DRIFT, pl.DataFrame(list(rows), schema=DRIFT.polars_schema), DRIFT_KEY)
+
+    def expect(*rows: dict[str, Any], after: str) -> None:
+        want = [_shown(row) for row in rows]
+        got = _read_tallies(reopen(), table)
+        assert got == want, f"after {after}, scan() reads per key {got}, expected {want}"
+
+    a, b = ("s", "t", "key", "$.a", "x"), ("s", "t", "key", "$.b", "x")
+    upsert(_tally(0, 0, 2, *a), _tally(0, 0, 1, *b))
+    expect(_tally(0, 0, 2, *a), _tally(0, 0, 1, *b), after="upsert() into a missing table")
+    # ``a`` again (its count added, its last sighting moved), and a key new but for one
+    # column: a row of its own.
+    ay = (*a[:-1], "y")
+    upsert(_tally(1, 1, 3, *a), _tally(1, 1, 1, *ay))
+    expect(
+        _tally(0, 1, 5, *a),
+        _tally(1, 1, 1, *ay),
+        _tally(0, 0, 1, *b),
+        after="a second upsert() of a key the table held and a new one",
+    )
+
+
+def _files_under(uri: str) -> dict[str, tuple[int, int]] | None:
+    """Every file under ``uri`` (a local path or ``file://`` URI) with its size and mtime;
+    None for a store elsewhere."""
+    if "://" in uri:
+        parsed = urlparse(uri)
+        if parsed.scheme != "file":
+            return None
+        path = Path(url2pathname(parsed.path))
+    else:
+        path = Path(uri)
+    found = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    listing: dict[str, tuple[int, int]] = {}
+    for file in found:
+        try:
+            stat = file.stat()
+        except FileNotFoundError:  # gone between the listing and the stat
+            continue
+        listing[file.relative_to(path).as_posix()] = (stat.st_size, stat.st_mtime_ns)
+    return listing
+
+
+def _dry_run_writes_nothing(sink: Sink, table: str) -> None:
+    def state() -> tuple[TableInfo | None, dict[str, tuple[int, int]] | None]:
+        info = sink.info(table)
+        info = None if info is None else dataclasses.replace(info, last_commit=None)
+        return info, _files_under(uri)
+
+    uri = sink.table_uri(table)
+    before, files = state()
     report = sink.maintain(table, dry_run=True)
     assert report is not None, "a dry run of maintain() returned None for a table"
     assert isinstance(report.summary(), str)
-    after = sink.info(table)
+    after, now = state()
     assert after is not None and before is not None
-    assert (after.version, after.files) == (before.version, before.files), (
-        f"a dry run changed the table: version {before.version} -> {after.version}, "
-        f"files {before.files} -> {after.files}"
-    )
+    moved = [
+        f"{field.name} {getattr(before, field.name)!r} -> {getattr(after, field.name)!r}"
+        for field in dataclasses.fields(TableInfo)
+        if getattr(before, field.name) != getattr(after, field.name)
+    ]
+    assert not moved, f"a dry run changed the table: {', '.join(moved)}"
+    if files is not None and now is not None:
+        added, removed = sorted(now.keys() - files.keys()), sorted(files.keys() - now.keys())
+        changed = sorted(f for f in files.keys() & now.keys() if files[f] != now[f])
+        assert not (added or removed or changed), (
+            f"a dry run changed the table's files: added {added}, removed {removed}, "
+            f"modified {changed} (under {uri})"
+        )
+
+
+def _check_maintenance(sink: Sink, table: str, reopen: Callable[[], Sink]) -> None:
+    assert sink.maintain(table) is None, "maintain() of a missing table is not None"
+    for n in range(1, 4):
+        sink.commit(table, SCHEMA, _rows(n), APP, n)
+    _dry_run_writes_nothing(sink, table)
+    report = sink.maintain(table)
+    assert report is not None and isinstance(report.summary(), str)
+    # Again on a table maintained once (what it replaced may lie about, waiting for its
+    # retention), with work to do: still nothing written, nothing deleted.
+    for n in range(4, 6):
+        sink.commit(table, SCHEMA, _rows(n), APP, n)
+    rows = _read(sink, table)
+    _dry_run_writes_nothing(sink, table)
     report = sink.maintain(table)
     assert report is not None and isinstance(report.summary(), str)
     assert _read(reopen(), table).equals(rows), "maintain() changed the rows"
@@ -279,5 +410,6 @@ _CHECKS: list[tuple[str, Callable[[Sink, str, Callable[[], Sink]], None]]] = [
     ("refused type change (SchemaMismatch)", _check_refused_type_change),
     ("tables(), info(), scan() and table_uri() agreeing", _check_table_listing),
     ("check_rows (RowsRefused for rows that do not fit)", _check_rows_refused),
+    ("upsert (the rows read back, counts added per key)", _check_upsert),
     ("maintenance (every row kept, a dry run writes nothing)", _check_maintenance),
 ]
