@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from lakeflow.errors import SourceError as SourceError
     from lakeflow.errors import SourcePaused as SourcePaused
     from lakeflow.errors import TableNotFound as TableNotFound
+    from lakeflow.exports import lazy_exports as lazy_exports
     from lakeflow.fetch import fetch_json as fetch_json
     from lakeflow.fetch import retry_after as retry_after
     from lakeflow.hookspecs import hookimpl as hookimpl
@@ -66,6 +67,7 @@ if TYPE_CHECKING:
 
 #: Every public name and the module it lives in.
 _EXPORTS: dict[str, str] = {
+    "lazy_exports": "lakeflow.exports",
     "Budget": "lakeflow.budgets",
     "Field": "lakeflow.decode",
     "decode_json": "lakeflow.decode",

@@ -9,8 +9,9 @@ models does not load the loader.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from lakeflow.exports import lazy_exports
 
 if TYPE_CHECKING:
     # `X as X`: an explicit re-export, since `__all__` is built from the table below.
@@ -46,15 +47,4 @@ _EXPORTS = {
     "state_dir_of": _LOADER,
 }
 
-__all__ = [*_EXPORTS]
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'lakeflow.config' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -25,8 +25,9 @@ For a sink plugin: :func:`check_sink` holds a sink type to the sink contract
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from lakeflow.exports import lazy_exports
 
 if TYPE_CHECKING:
     # `X as X`: an explicit re-export, since `__all__` is built from the table below.
@@ -96,23 +97,4 @@ _EXPORTS = {
     "check_sink": "lakeflow.testing.sink",
 }
 
-__all__ = [*_EXPORTS]
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'lakeflow.testing' has no attribute {name!r}")
-    imported = importlib.import_module(module)
-    value = getattr(imported, name)
-    globals()[name] = value
-    # Importing ``lakeflow.testing.collect`` binds the package's attribute ``collect`` to
-    # the submodule, hiding the function of that name whichever export was asked for.
-    short = module.rsplit(".", 1)[-1]
-    if _EXPORTS.get(short) == module:
-        globals()[short] = getattr(imported, short)
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

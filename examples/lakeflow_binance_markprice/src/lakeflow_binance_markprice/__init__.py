@@ -10,9 +10,8 @@ first used, not at its top.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import lakeflow
 
@@ -32,7 +31,9 @@ _EXPORTS = {
     "decode_frames": "lakeflow_binance_markprice.source",
 }
 
-__all__ = [*_EXPORTS, "register_schemas", "register_sources"]
+__getattr__, __dir__, __all__ = lakeflow.lazy_exports(
+    __name__, _EXPORTS, "register_schemas", "register_sources"
+)
 
 
 @lakeflow.hookimpl
@@ -49,14 +50,3 @@ def register_sources(register: Callable[[type[lakeflow.Source]], None]) -> None:
     from lakeflow_binance_markprice.source import BinanceMarkPriceSource
 
     register(BinanceMarkPriceSource)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return __all__

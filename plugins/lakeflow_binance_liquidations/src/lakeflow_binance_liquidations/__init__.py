@@ -13,9 +13,8 @@ is first used.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import lakeflow
 
@@ -47,7 +46,9 @@ _EXPORTS = {
     "event_fields": "lakeflow_binance_liquidations.source",
 }
 
-__all__ = [*_EXPORTS, "register_schemas", "register_sources"]
+__getattr__, __dir__, __all__ = lakeflow.lazy_exports(
+    __name__, _EXPORTS, "register_schemas", "register_sources"
+)
 
 
 @lakeflow.hookimpl
@@ -64,14 +65,3 @@ def register_sources(register: Callable[[type[lakeflow.Source]], None]) -> None:
     from lakeflow_binance_liquidations.source import BinanceLiquidationsSource
 
     register(BinanceLiquidationsSource)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return __all__

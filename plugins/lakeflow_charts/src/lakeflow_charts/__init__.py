@@ -13,8 +13,7 @@ This module stays light (matplotlib is imported when a chart is drawn), because 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import lakeflow
 
@@ -34,7 +33,7 @@ _EXPORTS = {
     "chart": "lakeflow_charts.draw",
 }
 
-__all__ = [*_EXPORTS, "register_commands"]
+__getattr__, __dir__, __all__ = lakeflow.lazy_exports(__name__, _EXPORTS, "register_commands")
 
 
 @lakeflow.hookimpl
@@ -43,14 +42,3 @@ def register_commands(cli: click.Group) -> None:
     from lakeflow_charts.command import plot
 
     cli.add_command(plot)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return __all__

@@ -13,9 +13,8 @@ is imported when a hook is called or a name below is first used.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import lakeflow
 
@@ -57,7 +56,7 @@ _EXPORTS = {
     "notional_currencies": "lakeflow_market_schemas.reading",
 }
 
-__all__ = [*_EXPORTS, "register_schemas"]
+__getattr__, __dir__, __all__ = lakeflow.lazy_exports(__name__, _EXPORTS, "register_schemas")
 
 
 @lakeflow.hookimpl
@@ -66,14 +65,3 @@ def register_schemas(register: Callable[[lakeflow.TableSchema], None]) -> None:
     from lakeflow_market_schemas.liquidation import LIQUIDATION
 
     register(LIQUIDATION)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
