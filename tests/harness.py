@@ -82,6 +82,24 @@ class Plugin:
             register(cls)
 
 
+def start_run(
+    folder: Path, *args: str, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """The real ``lakeflow run`` started in ``folder``, its log on a pipe (``stderr``).
+
+    Use it inside :func:`reaped`, so that a failing test does not leave it running.
+    """
+    return subprocess.Popen(
+        [LAKEFLOW, "run", *args],
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=dict(os.environ if env is None else env),
+    )
+
+
 def run_until(
     folder: Path,
     done: Callable[[], bool],
@@ -94,15 +112,7 @@ def run_until(
     Fails with the run's stderr if it exits early, if ``done()`` does not hold within
     ``timeout`` seconds, or if it does not exit 0 when stopped. Returns its stderr (the log).
     """
-    process = subprocess.Popen(
-        [LAKEFLOW, "run"],
-        cwd=folder,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        env=dict(os.environ if env is None else env),
-    )
+    process = start_run(folder, env=env)
     try:
         deadline = time.monotonic() + timeout
         while not done():

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import time
 import tomllib
 from datetime import UTC, datetime
@@ -16,7 +15,7 @@ import pytest
 from deltalake import DeltaTable
 from lakeflow_testsource import RECORD, SequenceSource
 
-from harness import LAKEFLOW, Plugin, committed, reaped, run, wait_for
+from harness import Plugin, committed, reaped, run, start_run, wait_for
 from lakeflow.config import MaintenanceConfig, SinkConfig, load_pipeline
 from lakeflow.errors import ConfigError
 from lakeflow.plugins import load
@@ -371,15 +370,7 @@ def test_scheduled_and_manual_maintenance_while_writing_lose_and_double_nothing(
         COLLECT.format(maintenance="interval = 0.3", count=4000, rate=1000)
     )
     table = tmp_path / "tables" / "test_records"
-    with reaped(
-        subprocess.Popen(
-            [LAKEFLOW, "run"],
-            cwd=tmp_path,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-        )
-    ) as collector:
+    with reaped(start_run(tmp_path)) as collector:
         deadline = time.monotonic() + 60
         wait_for(lambda: committed(table, "seq") > 0, 60, "the collector's first commit")
         while committed(table, "seq") < 4000:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import LAKEFLOW, reaped, wait_for
+from harness import LAKEFLOW, reaped, start_run, wait_for
 
 PIPELINE = """
 [sink]
@@ -160,16 +160,7 @@ def test_status_still_shows_the_first_run_healthy_after_a_refused_second(refused
 def test_the_source_runs_again_once_the_run_that_had_it_stopped(first, tmp_path):
     first.terminate()
     assert first.wait(30) == 0
-    with reaped(
-        subprocess.Popen(
-            [LAKEFLOW, "run"],
-            cwd=tmp_path,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-    ) as second:
+    with reaped(start_run(tmp_path)) as second:
         try:
             wait_for(
                 lambda: (

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 
 import polars as pl
@@ -12,7 +11,7 @@ from deltalake import DeltaTable
 from lakeflow_testsource import RECORD, ClockSource, SequenceSource
 
 import lakeflow
-from harness import LAKEFLOW, Plugin, committed, reaped, run, wait_for
+from harness import Plugin, committed, reaped, run, start_run, wait_for
 from lakeflow.config import load_pipeline
 from lakeflow.plugins import load
 from lakeflow.runtime.spool import Spool
@@ -284,15 +283,7 @@ def test_maintain_while_a_collector_writes_loses_and_doubles_nothing(tmp_path, c
         '[sources.s]\ntype = "test_sequence"\ncount = 3000\nrate = 1500\n'
     )
     table = tmp_path / "tables" / "test_records"
-    with reaped(
-        subprocess.Popen(
-            [LAKEFLOW, "run"],
-            cwd=tmp_path,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-        )
-    ) as collector:
+    with reaped(start_run(tmp_path)) as collector:
         wait_for(lambda: committed(table, "s") > 0, timeout=60)
         for _ in range(4):
             done = cli("maintain", "--table", "test_records")
