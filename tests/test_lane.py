@@ -306,3 +306,11 @@ def test_a_second_stop_leaves_where_the_coverage_ended(stream: Lane) -> None:
 
     assert stream.stats.uncovered_since == ended
     assert stream.gaps == []
+
+
+def test_a_failure_is_kept_in_words_after_the_source_recovers(stream: Lane) -> None:
+    stream.disconnected("ClientConnectorDNSError: cannot resolve ws.okx.com")
+    stream.connected()
+
+    assert stream.stats.last_error == "ClientConnectorDNSError: cannot resolve ws.okx.com"
+    assert stream.stats.last_error_at is not None

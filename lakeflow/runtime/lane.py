@@ -219,11 +219,15 @@ class Lane:
 
     # -- a stream (the Feed) --------------------------------------------------------
 
+    def _failed_with(self, reason: str) -> None:
+        self.stats.last_error, self.stats.last_error_at = reason, time.time()
+
     def crashed(self, reason: str) -> None:
         """The source's reader crashed (a bug): uncovered from now until it is restarted
         and covers again."""
         self._gap_since, self._gap_reason = time.time(), f"source crashed: {reason}"
         self.stats.uncovered_since = self._gap_since
+        self._failed_with(self._gap_reason)
 
     def stream_started(self, silence_timeout: float | None) -> None:
         """A stream's supervisor starts: nothing is covered until a connection is up.
@@ -271,6 +275,7 @@ class Lane:
         """The connection ended (or an attempt failed): a gap opens, for ``reason``."""
         # What arrived before the drop is complete: commit it now, not at the deadline.
         self.request_drain()
+        self._failed_with(reason)
         now = time.time()
         if self._gap_since is None:
             self._gap_since, self._gap_reason = now, reason
@@ -340,6 +345,7 @@ class Lane:
     def poll_failed(self, reason: str, *, paused: bool = False) -> None:
         """A poll was lost: uncovered from now (or from the first failure) until a success."""
         self.stats.failed_polls += 1
+        self._failed_with(reason)
         if paused:
             self.stats.state = SourceState.PAUSED
         self._open_gap(reason)
@@ -356,6 +362,7 @@ class Lane:
         """The source stopped on an error that needs a person."""
         self.stats.state = SourceState.FAILED
         self._open_gap(f"source stopped: {reason}")
+        self._failed_with(reason)
 
     # -- the end --------------------------------------------------------------------
 

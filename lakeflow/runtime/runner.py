@@ -221,6 +221,14 @@ class Runtime:
                 elapsed,
                 extra={"source": name},
             )
+            if not stats.rows:
+                # A run that stored nothing must say so, not only count zeros.
+                logger.warning(
+                    "collected nothing in %.0fs%s",
+                    elapsed,
+                    f"; last error: {stats.last_error}" if stats.last_error else "",
+                    extra={"source": name},
+                )
         return result
 
     async def _write_drift_periodically(self) -> None:

@@ -130,6 +130,10 @@ class SourceStats:
     #: or silent past ``silence_timeout``); None while it covers. Written to the status file,
     #: so that the next run's "not running" gap starts where coverage really ended.
     uncovered_since: float | None = None
+    #: The last failure of a connection or a poll, in words (kept after a recovery, so
+    #: that a source that keeps failing says why), and when it happened (epoch seconds).
+    last_error: str | None = None
+    last_error_at: float | None = None
 
     #: Epoch seconds of the newest payload of a batch that decoded into rows: the last
     #: sign of data. Acknowledgements and pongs are payloads, not data, so a stream that

@@ -70,6 +70,9 @@ class SourceStatus:
     #: the moment it stopped (a drop, a silence). The next run's first gap starts here.
     covered_until: float | None = None
     running: bool = True
+    #: The last failure of a connection or a poll, in words, and when (epoch seconds).
+    last_error: str | None = None
+    last_error_at: float | None = None
     #: Drift occurrences per kind, and the newest drift entries (kind, path, value,
     #: count, first_seen, last_seen): what arrived that the source does not declare.
     drift_total: dict[str, int] = field(default_factory=dict)
@@ -104,7 +107,11 @@ class SourceStatus:
         if not self.running:
             return "not running"
         if self.state == "failed":
-            return "stopped on an error (see the log)"
+            return (
+                f"stopped on an error: {self.last_error}"
+                if self.last_error
+                else ("stopped on an error (see the log)")
+            )
         if self.kind == "streaming":
             if self.state == "silent":
                 since = self.last_data or self.started
@@ -115,13 +122,15 @@ class SourceStatus:
                     "wrong, or the region may be blocked"
                 )
             if self.state != "connected":
-                return f"not connected ({self.state})"
+                why = f": {self.last_error}" if self.last_error else ""
+                return f"not connected ({self.state}){why}"
             return None
         interval = self.interval or 60.0
         since = self.last_poll if self.last_poll is not None else self.started
         if now - since > 2 * interval:
             what = "no successful poll" if self.last_poll is None else "last successful poll"
-            return f"{what} for {now - since:.0f}s (interval {interval:g}s)"
+            why = f"; last error: {self.last_error}" if self.last_error else ""
+            return f"{what} for {now - since:.0f}s (interval {interval:g}s){why}"
         if self.state == "paused":
             return "paused"
         return None
@@ -172,6 +181,8 @@ class StatusTracker:
                     last_data=stats.last_data,
                     silence_timeout=stats.silence_timeout,
                     covered_until=(now if stats.uncovered_since is None else stats.uncovered_since),
+                    last_error=stats.last_error,
+                    last_error_at=stats.last_error_at,
                     drift_total=stats.drift,
                     drift=stats.drift_entries,
                 )
