@@ -222,13 +222,15 @@ class Runtime:
                 extra={"source": name},
             )
             if not stats.rows:
-                # A run that stored nothing must say so, not only count zeros.
-                logger.warning(
-                    "collected nothing in %.0fs%s",
-                    elapsed,
-                    f"; last error: {stats.last_error}" if stats.last_error else "",
-                    extra={"source": name},
-                )
+                # A run that stored nothing must say so, not only count zeros; a source
+                # that stopped on an error has said which, once.
+                if stats.state == SourceState.FAILED:
+                    why = " (it stopped on the error above)"
+                elif stats.last_error:
+                    why = f"; last error: {stats.last_error}"
+                else:
+                    why = ""
+                logger.warning("collected nothing in %.0fs%s", elapsed, why, extra={"source": name})
         return result
 
     async def _write_drift_periodically(self) -> None:
