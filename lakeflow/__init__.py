@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from lakeflow.sources.http import RetryRequest as RetryRequest
     from lakeflow.sources.websocket import WebSocket as WebSocket
     from lakeflow.sources.websocket import WebSocketSource as WebSocketSource
+    from lakeflow.units import Duration as Duration
     from lakeflow.units import parse_duration as parse_duration
     from lakeflow.urls import base_url as base_url
 
@@ -109,6 +110,7 @@ _EXPORTS: dict[str, str] = {
     "retry_after": "lakeflow.fetch",
     "WebSocket": "lakeflow.sources.websocket",
     "WebSocketSource": "lakeflow.sources.websocket",
+    "Duration": "lakeflow.units",
     "parse_duration": "lakeflow.units",
     "base_url": "lakeflow.urls",
 }

@@ -5,12 +5,17 @@ first or not: ``"90s"``, ``"1.5h"``, ``"1h30m"``, ``"7d"`` (units ``s m h d w``)
 is bytes (``134217728``) or a number with a unit: ``KB MB GB`` are powers of 1000,
 ``KiB MiB GiB`` powers of 1024. Sizes are printed in powers of 1024 with the IEC units
 (``"128.0 MiB"``), so what is printed reads back as the same number.
+
+Every config key that is a duration is declared :data:`Duration`, so each takes this
+grammar and keeps its own bounds: ``interval: Duration = Field(default=60.0, gt=0)``.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 _PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
@@ -43,6 +48,18 @@ def parse_duration(value: Any) -> Any:
     if compact and not _PART.sub("", compact):
         return float(sum(float(n) * DURATION_UNITS[unit] for n, unit in _PART.findall(compact)))
     raise ValueError(f"{value!r} is not a duration: use {DURATION_HELP}")
+
+
+def _config_duration(value: Any) -> Any:
+    """:func:`parse_duration` for a config key, which refuses ``true``: not a number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"{str(value).lower()} is not a duration: use {DURATION_HELP}")
+    return parse_duration(value)
+
+
+#: A config key that is a duration: seconds or a string in the grammar above, validated
+#: as a float (bounds such as ``gt=0`` go in the key's ``Field``).
+Duration = Annotated[float, BeforeValidator(_config_duration)]
 
 
 def parse_size(value: Any) -> Any:

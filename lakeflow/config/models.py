@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from lakeflow.units import format_duration, parse_duration, parse_size
+from lakeflow.units import Duration, format_duration, parse_size
 
 if TYPE_CHECKING:
     from lakeflow.schema import TableSchema
@@ -62,7 +62,7 @@ class SinkConfig(_Strict):
 
     type: str = Field(default="delta", description="Registered sink type.")
     uri: str = Field(default="tables", description="Folder (relative to the pipeline file) or URI.")
-    flush_interval: float = Field(default=5.0, gt=0, description="Max seconds between commits.")
+    flush_interval: Duration = Field(default=5.0, gt=0, description="Max seconds between commits.")
     flush_rows: int = Field(
         # 25k, not more: a burst's peak memory follows the batch (decode and commit each
         # hold several times its bytes), and 50k bought 3 % more throughput for 40 MB
@@ -112,7 +112,7 @@ class LogConfig(_Strict):
     format: Literal["text", "json"] = Field(
         default="text", description="Log lines as text, or as one JSON object per line."
     )
-    status_interval: float = Field(
+    status_interval: Duration = Field(
         default=60.0,
         ge=0,
         description="Seconds between status lines when stdout is not a terminal (0: none).",
@@ -134,13 +134,13 @@ class RuntimeConfig(_Strict):
     state_dir: str = Field(
         default="state", description="Folder of the spool (relative to the pipeline file)."
     )
-    fsync_interval: float = Field(
+    fsync_interval: Duration = Field(
         default=1.0, ge=0, description="Seconds between fsyncs of the spool (0: every write)."
     )
     keep_raw: bool = Field(
         default=False, description="Keep (and gzip) spooled payloads after commit: a raw capture."
     )
-    stop_timeout: float = Field(
+    stop_timeout: Duration = Field(
         default=30.0, gt=0, description="Seconds a stopping run retries a failing commit."
     )
     _check_state_dir = field_validator("state_dir")(lambda value: _path_like(value))
@@ -186,7 +186,7 @@ class MaintenanceConfig(_Strict):
     """
 
     enabled: bool = Field(default=True, description="Maintain on a schedule inside `run`.")
-    interval: float = Field(
+    interval: Duration = Field(
         default=3600.0, ge=0, description="Seconds between scheduled runs (0: never)."
     )
     # Deprecated: the sink's settings now. Kept as written (the sink type's Config checks
@@ -195,8 +195,6 @@ class MaintenanceConfig(_Strict):
     z_order: Any = Field(default=None, description="Deprecated: [sink] z_order.")
     vacuum_retention: Any = Field(default=None, description="Deprecated: [sink] vacuum_retention.")
     log_retention: Any = Field(default=None, description="Deprecated: [sink] log_retention.")
-
-    _durations = field_validator("interval", mode="before")(lambda value: parse_duration(value))
 
     def moved(self) -> dict[str, Any]:
         """The deprecated keys (:data:`MOVED_MAINTENANCE_KEYS`) this section set, as written."""

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from lakeflow.units import parse_duration
+from lakeflow.units import Duration, parse_duration
 
 if TYPE_CHECKING:
     from lakeflow.references import Reference, ReferenceData
@@ -106,10 +106,15 @@ class StreamingConfig(SourceConfig):
 
 
 class PollingConfig(SourceConfig):
-    """Base config of polling sources: the interval and the per-poll timeout."""
+    """Base config of polling sources: the interval and the per-poll timeout.
 
-    interval: float = Field(default=60.0, gt=0, description="Seconds between polls.")
-    timeout: float = Field(default=10.0, gt=0, description="Seconds before a request is abandoned.")
+    Both are seconds or durations such as ``"1m"`` (:data:`lakeflow.Duration`).
+    """
+
+    interval: Duration = Field(default=60.0, gt=0, description="Seconds between polls.")
+    timeout: Duration = Field(
+        default=10.0, gt=0, description="Seconds before a request is abandoned."
+    )
 
 
 @dataclass(frozen=True)

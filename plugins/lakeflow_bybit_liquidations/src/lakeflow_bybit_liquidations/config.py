@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from lakeflow import StreamingConfig, base_url
+from lakeflow import Duration, StreamingConfig, base_url
 
 #: Bybit's public WebSocket host; a category's stream is ``/v5/public/<category>`` under it.
 WS_HOST = "wss://stream.bybit.com"
@@ -87,7 +87,7 @@ class BybitLiquidationsConfig(StreamingConfig):
     )
     # Five minutes: a new listing's first hour is when it liquidates most, and what is
     # not subscribed is lost; one read is a page or two of Bybit's 600 requests / 5 s.
-    refresh_interval: float = Field(
+    refresh_interval: Duration = Field(
         default=300.0,
         gt=0,
         description=(

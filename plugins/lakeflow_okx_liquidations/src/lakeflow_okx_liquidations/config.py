@@ -6,7 +6,7 @@ import json
 
 from pydantic import Field, field_validator
 
-from lakeflow import StreamingConfig, base_url
+from lakeflow import Duration, StreamingConfig, base_url
 
 #: OKX's public WebSocket: scheme, host and port (``ws_url`` replaces them), and the path.
 WS_HOST = "wss://ws.okx.com:8443"
@@ -62,7 +62,7 @@ class OkxLiquidationsConfig(StreamingConfig):
             "linear or inverse) is read from /api/v5/public/instruments."
         ),
     )
-    refresh_interval: float = Field(
+    refresh_interval: Duration = Field(
         default=REFRESH_INTERVAL,
         gt=0,
         description=(
