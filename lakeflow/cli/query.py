@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 import click
@@ -10,6 +11,11 @@ from lakeflow.cli.common import DEFAULT_PIPELINE, Failed, failing, open_lake
 
 if TYPE_CHECKING:
     import polars as pl
+
+    from lakeflow.lake import Lake
+
+#: How polars SQL says a table is not registered (no such table under the sink).
+_NO_RELATION = re.compile(r"relation '([^']*)' was not found")
 
 
 @click.command()
@@ -37,7 +43,13 @@ def query(args: tuple[str, ...], fmt: str) -> None:
     pipeline, sql = args if len(args) == 2 else (DEFAULT_PIPELINE, args[0])
     lake = open_lake(pipeline)
     with failing("query failed: ", catch=Exception, raise_as=Failed):
-        frame = lake.sql_context().execute(sql, eager=True)
+        try:
+            frame = lake.sql_context().execute(sql, eager=True)
+        except pl.exceptions.SQLInterfaceError as exc:
+            missing = _NO_RELATION.search(str(exc))
+            if missing is None:
+                raise
+            raise Failed(_no_table(lake, missing.group(1), pipeline)) from exc
     frame = _printable(frame)
     if fmt == "csv":
         click.echo(frame.write_csv(), nl=False)
@@ -52,7 +64,22 @@ def query(args: tuple[str, ...], fmt: str) -> None:
             tbl_width_chars=200,
             fmt_table_cell_list_len=10,
         ):
-            click.echo(frame)
+            click.echo(_trimmed(frame))
+
+
+def _no_table(lake: Lake, table: str, pipeline: str) -> str:
+    """What to do when the SQL names a table the sink does not hold, as ``plot`` says it."""
+    from lakeflow.secrets import mask_uri
+
+    there = ", ".join(lake.tables) or "none yet"
+    message = f"query failed: no table {table!r} under {mask_uri(lake.uri)} (tables there: {there})"
+    writes = lake.pipeline.tables
+    if table in writes:
+        return f"{message}; run the pipeline first (lakeflow run {pipeline}): it writes {table!r}"
+    if table in lake.names():
+        # A system table (_gaps, _dead_letters, _drift) is created by its first row.
+        return f"{message}; {table!r} has no row yet"
+    return f"{message}; {pipeline} writes {', '.join(writes) or 'no table'}"
 
 
 def _in_utc() -> None:
@@ -67,6 +94,21 @@ def _in_utc() -> None:
 
     os.environ["TZ"] = "UTC"
     time.tzset()
+
+
+def _trimmed(frame: pl.DataFrame) -> pl.DataFrame:
+    """Decimals as text without trailing zeros, for people: ``28021929.874423800000000000``
+    reads ``28021929.8744238`` and ``1.000000000000000000`` reads ``1``. Only the table
+    shows them so; CSV and JSON keep the exact values, scale included."""
+    import polars as pl
+
+    decimals = [name for name, dtype in frame.schema.items() if isinstance(dtype, pl.Decimal)]
+    # As text, per column in polars: only zeros after the point go (an integer's stay),
+    # then a point left bare.
+    return frame.with_columns(
+        pl.col(name).cast(pl.String).str.replace(r"(\.\d*?)0+$", "${1}").str.strip_suffix(".")
+        for name in decimals
+    )
 
 
 def _printable(frame: pl.DataFrame) -> pl.DataFrame:
