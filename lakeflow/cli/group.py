@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -63,6 +64,20 @@ class LakeflowGroup(click.Group):
             self.plugin_commands()
         return super().get_command(ctx, cmd_name)
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list, each with its whole first sentence (wrapped, never cut).
+
+        click cuts a command's short help to fit one line, often mid-sentence.
+        """
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, summary(command)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
     def invoke(self, ctx: click.Context) -> Any:
         """Run the command; a :class:`LakeflowError` it raises ends it as the class says."""
         try:
@@ -74,6 +89,20 @@ class LakeflowGroup(click.Group):
                 # As click shows its own ClickException, whose exit code is fixed per class.
                 click.echo(f"Error: {redact(str(exc))}", err=True)
             raise click.exceptions.Exit(exc.exit_code) from exc
+
+
+_SENTENCE = re.compile(r"(.+?[.!?])(?:\s|$)")
+
+
+def summary(command: click.Command) -> str:
+    """A command's line in ``lakeflow --help``: ``short_help``, else its help's first sentence."""
+    if command.short_help:
+        return command.short_help
+    # As click reads help: what follows \f is not for people; paragraphs are blank-line apart.
+    text = (command.help or "").split("\f", 1)[0].strip()
+    paragraph = " ".join(text.split("\n\n", 1)[0].split())
+    sentence = _SENTENCE.match(paragraph)
+    return sentence.group(1) if sentence else paragraph
 
 
 @click.group(cls=LakeflowGroup, context_settings={"help_option_names": ["-h", "--help"]})
