@@ -18,7 +18,10 @@ import lakeflow_charts
 import polars as pl
 import pytest
 from click.testing import CliRunner, Result
-from lakeflow_charts.draw import bucket_for, parse_since
+from lakeflow_charts.draw import GAP_COLOR, GAP_LABEL, bucket_for, parse_since
+from matplotlib import dates as mdates
+from matplotlib.axes import Axes
+from matplotlib.colors import to_rgb
 from PIL import Image
 
 import lakeflow
@@ -611,3 +614,164 @@ def test_the_plugin_readme_commands_work(plot, commit, two_exchanges, tmp_path):
         done = plot(*args)
         assert done.exit_code == 0, (command, done.output)
         assert (tmp_path / args[args.index("-o") + 1]).is_file()
+
+
+# Gaps: a stretch a source did not cover is shaded, so that an outage does not look like
+# a quiet market.
+
+TWO_SOURCES = """
+[sources.liquidations]
+type = "binance_liquidations"
+
+[sources.bybit_liquidations]
+type = "bybit_liquidations"
+
+[sources.prices]
+type = "binance_prices"
+"""
+
+
+def gap(source: str, table: str, from_minutes_ago: float, to_minutes_ago: float) -> dict:
+    """One ``_gaps`` row: ``source`` did not cover ``table`` over that stretch."""
+    start = NOW - timedelta(minutes=from_minutes_ago)
+    end = NOW - timedelta(minutes=to_minutes_ago)
+    return {
+        "source": source,
+        "table": table,
+        "gap_start": start,
+        "gap_end": end,
+        "seconds": (end - start).total_seconds(),
+        "reason": "disconnected",
+    }
+
+
+@pytest.fixture
+def commit_gaps(pipeline: lakeflow.Lake) -> Callable[[list[dict]], None]:
+    """Commit rows into ``_gaps`` through the real Delta sink, as the runtime does."""
+
+    def write(rows: list[dict]) -> None:
+        schema = pipeline.schemas["_gaps"]
+        frame = pl.DataFrame(rows, schema=dict(schema.columns))
+        pipeline.sink.commit("_gaps", schema, frame, "test", 1)
+
+    return write
+
+
+def gap_spans(axes: Axes) -> list[tuple[datetime, datetime]]:
+    """Where each shaded gap of a panel begins and ends, in time order."""
+    spans = [p for p in axes.patches if p.get_facecolor()[:3] == to_rgb(GAP_COLOR)]
+    return sorted(
+        (mdates.num2date(p.get_x()), mdates.num2date(p.get_x() + p.get_width()))  # type: ignore[attr-defined]
+        for p in spans
+    )
+
+
+def legend_texts(axes: Axes) -> list[str]:
+    legend = axes.get_legend()
+    return [t.get_text() for t in legend.get_texts()] if legend else []
+
+
+def near(a: datetime, b: datetime) -> bool:
+    return abs(a - b) < timedelta(seconds=1)
+
+
+def test_a_gap_in_the_window_is_shaded_with_a_legend_entry(pipeline, liquidations, commit_gaps):
+    commit_gaps([gap("liquidations", "liquidations", 25, 15)])
+    (axes,) = lakeflow_charts.chart(pipeline, "liquidations").figure.axes
+    ((start, end),) = gap_spans(axes)
+    assert near(start, NOW - timedelta(minutes=25))
+    assert near(end, NOW - timedelta(minutes=15))
+    assert GAP_LABEL in legend_texts(axes)
+
+
+def test_without_a_gap_nothing_is_shaded(pipeline, liquidations):
+    (axes,) = lakeflow_charts.chart(pipeline, "liquidations").figure.axes
+    assert gap_spans(axes) == []
+    assert GAP_LABEL not in legend_texts(axes)
+
+
+def test_gaps_outside_the_window_or_of_other_tables_are_not_shaded(
+    pipeline, liquidations, commit_gaps
+):
+    commit_gaps(
+        [
+            gap("liquidations", "liquidations", 3 * 24 * 60, 2 * 24 * 60),  # before the 24h
+            gap("prices", "prices", 25, 15),  # another table
+        ]
+    )
+    (axes,) = lakeflow_charts.chart(pipeline, "liquidations").figure.axes
+    assert gap_spans(axes) == []
+
+
+def test_a_gap_across_the_window_start_is_cut_to_the_window(pipeline, liquidations, commit_gaps):
+    commit_gaps([gap("liquidations", "liquidations", 90, 40)])
+    (axes,) = lakeflow_charts.chart(pipeline, "liquidations", since="1h").figure.axes
+    ((start, end),) = gap_spans(axes)
+    assert start >= NOW - timedelta(minutes=61)
+    assert near(end, NOW - timedelta(minutes=40))
+
+
+def test_prices_shade_the_gaps_of_the_prices_source(pipeline, commit, commit_gaps):
+    commit("prices", [ticker(m) for m in range(30)])
+    commit_gaps([gap("prices", "prices", 20, 10), gap("liquidations", "liquidations", 5, 1)])
+    (axes,) = lakeflow_charts.chart(pipeline, "prices", symbol="BTCUSDT").figure.axes
+    ((start, _end),) = gap_spans(axes)
+    assert near(start, NOW - timedelta(minutes=20))
+    assert GAP_LABEL in legend_texts(axes)
+
+
+@pytest.fixture
+def two_sources(tmp_path, write_toml, commit, two_exchanges) -> lakeflow.Lake:
+    """The pipeline with a Bybit source beside Binance's, into the same table."""
+    return lakeflow.Lake(write_toml(TWO_SOURCES))
+
+
+def panels(chart: lakeflow_charts.Chart) -> dict[str, Axes]:
+    """Each panel of a ``by_exchange`` chart by its exchange (its title's first word)."""
+    return {axes.get_title().split(":")[0]: axes for axes in chart.figure.axes}
+
+
+def test_by_exchange_shades_each_exchanges_gaps_in_its_own_panel(two_sources, commit_gaps):
+    commit_gaps([gap("bybit_liquidations", "liquidations", 40, 30)])
+    drawn = panels(lakeflow_charts.chart(two_sources, "liquidations", by_exchange=True))
+    assert len(gap_spans(drawn["bybit"])) == 1
+    assert GAP_LABEL in legend_texts(drawn["bybit"])
+    assert gap_spans(drawn["binance"]) == []
+    assert GAP_LABEL not in legend_texts(drawn["binance"])
+
+
+def test_summed_chart_shades_every_exchanges_gaps(two_sources, commit_gaps):
+    commit_gaps(
+        [
+            gap("bybit_liquidations", "liquidations", 40, 30),
+            gap("liquidations", "liquidations", 9, 8),
+        ]
+    )
+    (axes,) = lakeflow_charts.chart(two_sources, "liquidations").figure.axes
+    assert len(gap_spans(axes)) == 2
+    assert legend_texts(axes).count(GAP_LABEL) == 1
+
+
+def test_exchange_option_shades_only_that_exchanges_gaps(two_sources, commit_gaps):
+    commit_gaps([gap("bybit_liquidations", "liquidations", 40, 30)])
+    (axes,) = lakeflow_charts.chart(two_sources, "liquidations", exchange="binance").figure.axes
+    assert gap_spans(axes) == []
+
+
+def test_an_exchange_not_collected_in_the_window_still_gets_its_panel(
+    pipeline, liquidations, commit_gaps, write_toml
+):
+    # Bybit wrote nothing: it was down all window. Its panel shows why, not silence.
+    commit_gaps([gap("bybit_liquidations", "liquidations", 24 * 60, 0)])
+    lake = lakeflow.Lake(write_toml(TWO_SOURCES))
+    drawn = panels(lakeflow_charts.chart(lake, "liquidations", by_exchange=True))
+    assert set(drawn) == {"binance", "bybit"}
+    assert drawn["bybit"].get_title() == "bybit: 0 events, 0 USDT"
+    assert len(gap_spans(drawn["bybit"])) == 1
+
+
+def test_the_command_draws_the_gap_legend(plot, liquidations, commit_gaps, tmp_path):
+    commit_gaps([gap("liquidations", "liquidations", 25, 15)])
+    done = plot("liquidations", "-o", "chart.svg")
+    assert done.exit_code == 0, done.output
+    assert GAP_LABEL in svg_texts(ET.parse(tmp_path / "chart.svg").getroot())

@@ -61,6 +61,11 @@ _BUCKETS = [
 ]
 _DAILY = ("1d", "1 day")
 
+#: The shading of a stretch a source did not cover (a row of ``_gaps``), and its legend
+#: entry: without it an outage would look like a quiet market.
+GAP_COLOR = "#7f7f7f"
+GAP_LABEL = "not collected (a gap in _gaps)"
+
 
 class PlotError(lakeflow.LakeflowError):
     """A chart that cannot be drawn as asked; the message says why, in one line."""
@@ -214,14 +219,15 @@ def chart(
     name = table or _table_of(lake, drawn)
     scan = _scan(lake, name, drawn)
     rows, symbol, exchange = _rows(scan, name, drawn, window, symbol, exchange)
+    gaps = _gaps(lake, name, window, exchange)
 
     figure = Figure(figsize=(width / DPI, height / DPI), dpi=DPI, layout="constrained")
     where = f" on {exchange}" if exchange else ""
     if drawn is LIQUIDATIONS:
-        _draw_liquidations(figure, rows, window, symbol, where, span, currency, by_exchange)
+        _draw_liquidations(figure, rows, gaps, window, symbol, where, span, currency, by_exchange)
         count = _count(rows.height, "event")
     else:
-        _draw_prices(figure.add_subplot(), rows, window, symbol or "", span)
+        _draw_prices(figure.add_subplot(), rows, gaps, window, symbol or "", span)
         count = _count(rows.height, "poll")
     summary = f"{drawn.name} {symbol or 'all symbols'}{where}, {window.label}, {count}"
     return Chart(figure, width, height, summary)
@@ -354,6 +360,52 @@ def _empty(
     )
 
 
+def source_exchange(cls: type[lakeflow.Source]) -> str:
+    """The exchange a source class reads: its ``exchange`` if it says one, else the first
+    word of its type (``bybit_liquidations`` reads ``bybit``), the name its rows carry in
+    their ``exchange`` column."""
+    declared = getattr(cls, "exchange", None)
+    return declared if isinstance(declared, str) else cls.type.split("_", 1)[0]
+
+
+def _gaps(lake: lakeflow.Lake, name: str, window: Window, exchange: str | None) -> pl.DataFrame:
+    """The stretches the sources of table ``name`` did not cover, cut to the window:
+    ``gap_start``, ``gap_end`` and the source's ``exchange`` (null for a source the
+    pipeline no longer names), only ``exchange``'s if given."""
+    exchanges = {spec.name: source_exchange(spec.cls) for spec in lake.pipeline.sources.values()}
+    start, end = pl.lit(window.start), pl.lit(window.end)
+    gaps = (
+        lake.gaps.filter(
+            (pl.col("table") == name) & (pl.col("gap_end") > start) & (pl.col("gap_start") < end)
+        )
+        .select(
+            pl.max_horizontal(pl.col("gap_start"), start).alias("gap_start"),
+            pl.min_horizontal(pl.col("gap_end"), end).alias("gap_end"),
+            pl.col("source")
+            .replace_strict(exchanges, default=None, return_dtype=pl.String)
+            .alias("exchange"),
+        )
+        .sort("gap_start")
+        .collect()
+    )
+    return gaps if exchange is None else gaps.filter(pl.col("exchange") == exchange)
+
+
+def _shade_gaps(axes: Axes, gaps: pl.DataFrame) -> None:
+    """A grey band behind the data over each gap; one legend entry says what it means."""
+    starts, ends = _naive(gaps["gap_start"]), _naive(gaps["gap_end"])
+    for i, (start, end) in enumerate(zip(starts, ends, strict=True)):
+        axes.axvspan(
+            start,
+            end,
+            color=GAP_COLOR,
+            alpha=0.25,
+            linewidth=0,
+            zorder=0,
+            label=GAP_LABEL if i == 0 else "_nolegend_",
+        )
+
+
 def _count(n: int, noun: str) -> str:
     return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
 
@@ -394,6 +446,7 @@ def _bucket_days(every: str) -> float:
 def _draw_liquidations(
     figure: Figure,
     rows: pl.DataFrame,
+    gaps: pl.DataFrame,
     window: Window,
     symbol: str | None,
     where: str,
@@ -402,7 +455,8 @@ def _draw_liquidations(
     by_exchange: bool,
 ) -> None:
     """Stacked bars per time bucket, longs liquidated below and shorts on top, of the
-    notional in one currency; summed over exchanges, or one panel per exchange."""
+    notional in one currency; summed over exchanges, or one panel per exchange. The
+    ``gaps`` are shaded: every gap in the summed panel, each exchange's in its own."""
     every, every_label = bucket_for(span)
     try:
         per = liquidation_notional(rows, every=every, by_exchange=by_exchange, currency=currency)
@@ -421,15 +475,20 @@ def _draw_liquidations(
     unit = per["currency"][0] if per.height else None
     if not counted:
         raise PlotError(_nothing_counted(rows, unit, unpriced, others))
-    # A panel per exchange with something to draw; the title counts what the others hold.
-    drawn = per.filter((pl.col("long_count") + pl.col("short_count")) > 0)
-    panels = sorted(drawn["exchange"].unique().to_list()) if by_exchange else [None]
+    # A panel per exchange with something to draw, or with a gap (an exchange that was
+    # not collected all window must not vanish); the title counts what the others hold.
+    panels: list[str | None] = [None]
+    if by_exchange:
+        drawn = per.filter((pl.col("long_count") + pl.col("short_count")) > 0)
+        panels = sorted({*drawn["exchange"], *gaps["exchange"].drop_nulls()})
     all_axes = figure.subplots(len(panels), 1, sharex=True, sharey=True, squeeze=False)[:, 0]
     total = 0.0
     for axes, exchange in zip(all_axes, panels, strict=True):
         part = per if exchange is None else per.filter(pl.col("exchange") == exchange)
         notional = _bars(axes, part, every, str(unit))
         total += notional
+        _shade_gaps(axes, gaps if exchange is None else gaps.filter(exchange=exchange))
+        axes.legend(loc="upper left")
         _time_axis(axes, window)
         if exchange is not None:
             events = _total(part, "long_count", "short_count")
@@ -482,7 +541,6 @@ def _bars(axes: Axes, per: pl.DataFrame, every: str, unit: str) -> float:
         )
         bottom += heights
     axes.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: _short(v)))
-    axes.legend(loc="upper left")
     return float(bottom.sum())
 
 
@@ -501,9 +559,15 @@ def _nothing_counted(rows: pl.DataFrame, currency: str | None, unpriced: int, ot
 
 
 def _draw_prices(
-    axes: Axes, rows: pl.DataFrame, window: Window, symbol: str, span: timedelta
+    axes: Axes,
+    rows: pl.DataFrame,
+    gaps: pl.DataFrame,
+    window: Window,
+    symbol: str,
+    span: timedelta,
 ) -> None:
-    """The last price, one line per market, over the band of its rolling 24 h low and high."""
+    """The last price, one line per market, over the band of its rolling 24 h low and high;
+    the ``gaps`` shaded."""
     every = f"{max(1, math.ceil(span.total_seconds() / MAX_PRICE_POINTS))}s"
     for (market,), group in rows.group_by("market", maintain_order=True):
         # Polls closer together than the line can show are thinned to the last of each.
@@ -525,6 +589,7 @@ def _draw_prices(
             linewidth=0,
             label=f"{market} 24 h low-high (rolling)",
         )
+    _shade_gaps(axes, gaps)
     _time_axis(axes, window)
     formatter = ScalarFormatter(useOffset=False)
     formatter.set_scientific(False)
