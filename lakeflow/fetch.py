@@ -147,6 +147,7 @@ async def fetch_json(
     if session is None:
         session = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT})
     last = "no attempt"
+    cause: BaseException | None = None  # the last attempt's error, when it raised one
     status: int | None = None
     wait_asked: float | None = None
     try:
@@ -188,16 +189,40 @@ async def fetch_json(
                         )
             except (aiohttp.ClientError, TimeoutError) as exc:
                 last = f"{type(exc).__name__}: {exc or 'no complete answer in time'}"
+                cause = exc
+            else:
+                cause = None
             if attempt == attempts or loop.time() + delay >= deadline:
                 break
             if log is not None:
-                log.warning("GET %s failed (%s); retrying in %.1fs", url_path(url), last, delay)
+                # A host nobody can reach is said once for every source (the runtime).
+                say = log.debug if cause is not None and unreachable_host(cause) else log.warning
+                say("GET %s failed (%s); retrying in %.1fs", url_path(url), last, delay)
             await asyncio.sleep(delay)
         raise RequestFailed(
             f"GET {url_path(url)} failed within {within:g}s; last: {last}",
             status=status,
             retry_after=wait_asked,
-        )
+        ) from cause
     finally:
         if own:
             await session.close()
+
+
+def unreachable_host(exc: BaseException) -> str | None:
+    """The host a failure could not reach (its name did not resolve, or no connection
+    could be made to it), from ``exc`` or the errors that caused it; None otherwise.
+
+    A machine that is offline fails this way for every source at once: the runtime then
+    says so once for all of them instead of once per source per reconnect.
+    """
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        # aiohttp's ClientConnectorError (and its DNS variant) names the host it tried.
+        host = getattr(error, "host", None)
+        if isinstance(error, OSError) and isinstance(host, str) and host:
+            return host
+        error = error.__cause__ or error.__context__
+    return None

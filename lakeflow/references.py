@@ -32,7 +32,7 @@ import polars as pl
 
 from lakeflow.budgets import Budget
 from lakeflow.errors import LakeflowError
-from lakeflow.fetch import MAX_BODY
+from lakeflow.fetch import MAX_BODY, unreachable_host
 
 if TYPE_CHECKING:
     import aiohttp
@@ -148,6 +148,9 @@ class ReferenceData:
         #: Called after each successful refresh with the instruments now known (the
         #: runtime's drift watch settles the unknown instruments it was waiting on).
         self.on_refresh: Callable[[frozenset[str]], None] | None = None
+        #: Called with a host a read could not reach (the runtime says once, for every
+        #: source, that hosts are unreachable); such a failure is then logged at DEBUG.
+        self.on_unreachable: Callable[[str], None] | None = None
         self._known: frozenset[str] | None = None
 
     def __bool__(self) -> bool:
@@ -249,7 +252,13 @@ class ReferenceData:
         except Exception as exc:
             state = self._state[name]
             kept = "keeping the last copy" if state.frame is not None else "none read yet"
-            self.log.warning(
+            host = unreachable_host(exc)
+            if host is not None and self.on_unreachable is not None:
+                self.on_unreachable(host)
+                say = self.log.debug
+            else:
+                say = self.log.warning
+            say(
                 "could not read reference list %s (%s); %s, trying again in %.0fs",
                 _named(reference),
                 exc,

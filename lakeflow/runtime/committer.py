@@ -205,6 +205,7 @@ class Committer:
         if refs:
             lane.drift.request_refresh = refs.request_early
             refs.on_refresh = lane.drift.settle
+            refs.on_unreachable = lane.unreachable
 
     def committed(self) -> int:
         """The highest sequence of this source that its tables hold (0 if none). Blocks."""

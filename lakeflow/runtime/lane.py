@@ -41,6 +41,7 @@ from lakeflow.runtime.system_rows import Gap
 
 if TYPE_CHECKING:
     from lakeflow.config.models import SinkConfig, SourceSpec
+    from lakeflow.runtime.reach import Reachability
     from lakeflow.runtime.spool import Damage, Spool
 
 
@@ -85,8 +86,13 @@ class Lane:
         log: logging.Logger | logging.LoggerAdapter,
         *,
         covered_until: float | None = None,
+        reach: Reachability | None = None,
     ) -> None:
         self.name = spec.name
+        #: The run's record of unreachable hosts, shared by every lane (None: not kept).
+        self.reach = reach
+        #: The hosts this source failed to reach since it last reached its feed.
+        self._unreached: set[str] = set()
         self.table = spec.table
         self.stats = stats
         self.log = log
@@ -222,6 +228,19 @@ class Lane:
     def _failed_with(self, reason: str) -> None:
         self.stats.last_error, self.stats.last_error_at = reason, time.time()
 
+    def unreachable(self, host: str) -> None:
+        """The last failure could not reach ``host``: the run says so once for all sources."""
+        self._unreached.add(host)
+        if self.reach is not None:
+            self.reach.failed(host)
+
+    def _reached(self) -> None:
+        """The feed answers: the hosts this source could not reach before, it reached."""
+        if self.reach is not None:
+            for host in self._unreached:
+                self.reach.reached(host)
+        self._unreached.clear()
+
     def crashed(self, reason: str) -> None:
         """The source's reader crashed (a bug): uncovered from now until it is restarted
         and covers again."""
@@ -269,6 +288,7 @@ class Lane:
         if detail:
             stats.url = detail
         self.connected_at = now
+        self._reached()
         self.log.info("connected%s", f" to {detail}" if detail else "")
 
     def disconnected(self, reason: str) -> None:
@@ -341,6 +361,7 @@ class Lane:
         stats.last_poll = time.time()
         stats.state = SourceState.IDLE
         self._close_gap()
+        self._reached()
 
     def poll_failed(self, reason: str, *, paused: bool = False) -> None:
         """A poll was lost: uncovered from now (or from the first failure) until a success."""

@@ -6,6 +6,7 @@ import asyncio
 import math
 
 from lakeflow.errors import SourceError, SourcePaused
+from lakeflow.fetch import unreachable_host
 from lakeflow.runtime.lane import Lane
 from lakeflow.sources import PollingSource
 
@@ -80,7 +81,12 @@ async def run_polls(
                 last_failure = "poll timed out"
                 lane.poll_failed(last_failure)
             except Exception as exc:
-                log.warning("poll failed: %s: %s", type(exc).__name__, exc)
+                host = unreachable_host(exc)
+                if host is not None:
+                    lane.unreachable(host)
+                # An unreachable host is said once a minute for every source (the runner).
+                say = log.debug if host is not None else log.warning
+                say("poll failed: %s: %s", type(exc).__name__, exc)
                 last_failure = f"poll failed: {type(exc).__name__}: {exc}"
                 lane.poll_failed(last_failure)
             else:

@@ -26,6 +26,7 @@ from lakeflow.errors import (
     SchemaMismatch,
     SourceError,
 )
+from lakeflow.fetch import unreachable_host
 from lakeflow.plugins import Registry
 from lakeflow.runtime.backoff import Backoff
 from lakeflow.runtime.committer import CommitAbandoned, Committer, refused
@@ -35,6 +36,7 @@ from lakeflow.runtime.lock import SourceLock, SourceLocked
 from lakeflow.runtime.maintenance import maintain_periodically
 from lakeflow.runtime.metrics import MetricsServer
 from lakeflow.runtime.polling import run_polls
+from lakeflow.runtime.reach import Reachability
 from lakeflow.runtime.spool import Spool
 from lakeflow.runtime.stats import SourceState, SourceStats
 from lakeflow.runtime.status import (
@@ -116,6 +118,8 @@ class Runtime:
         self.stats: dict[str, SourceStats] = {s.name: SourceStats() for s in specs}
         #: Each running source's lane, from the moment its lock is taken.
         self.lanes: dict[str, Lane] = {}
+        #: The hosts the sources cannot reach, said once a minute for all of them.
+        self.reach = Reachability()
         #: Each running source's instance (tests reach a source through it).
         self.sources: dict[str, Source] = {}
         self.tracker = StatusTracker(specs, self.stats)
@@ -303,6 +307,9 @@ class Runtime:
                 await asyncio.sleep(0.05 if self.stop_when else 1.0)
                 if self.stop_when is not None and self.stop_when(self.stats):
                     self.stop()
+                offline = self.reach.summary()
+                if offline is not None:
+                    logger.warning("%s", offline)
                 now = time.monotonic()
                 if now - last_publish < 1.0:
                     continue
@@ -358,6 +365,7 @@ class Runtime:
                 self.pipeline.sink,
                 log,
                 covered_until=await self._read_coverage(spec.name, log),
+                reach=self.reach,
             )
             self.lanes[spec.name] = lane
             self.owned.add(spec.name)
@@ -449,7 +457,7 @@ class Runtime:
         result: RunResult,
     ) -> None:
         stats, log = lane.stats, lane.log
-        await prepare(source, log)
+        await prepare(source, log, lane)
         if not await self._start(spec, committer, result, log):
             stats.state = SourceState.FAILED if spec.name in result.failed else SourceState.STOPPED
             return
@@ -584,10 +592,14 @@ class Runtime:
             lane.stopped()
 
 
-async def prepare(source: Source, log: logging.Logger | logging.LoggerAdapter) -> bool:
+async def prepare(
+    source: Source, log: logging.Logger | logging.LoggerAdapter, lane: Lane | None = None
+) -> bool:
     """Read the source's reference lists, then run ``source.prepare()``, within its time.
 
     A failure is logged, not fatal: the decoder then leaves unknown what it cannot know.
+    A host it cannot reach is told to ``lane`` (said once for every source) and logged
+    at DEBUG here.
     """
     try:
         await asyncio.wait_for(_prepare(source), source.prepare_timeout)
@@ -596,11 +608,20 @@ async def prepare(source: Source, log: logging.Logger | logging.LoggerAdapter) -
         raise
     except TimeoutError:
         log.warning(
-            "prepare() took longer than %gs; decoding without what it fetches",
+            "prepare() took longer than %gs: rows are decoded without what it fetches "
+            "(the instrument lists; left empty) until it is read",
             source.prepare_timeout,
         )
     except Exception as exc:
-        log.warning("prepare() failed (%s); decoding without what it fetches", exc)
+        host = unreachable_host(exc)
+        if host is not None and lane is not None:
+            lane.unreachable(host)
+        say = log.debug if host is not None and lane is not None else log.warning
+        say(
+            "prepare() failed (%s): rows are decoded without what it fetches (the "
+            "instrument lists; left empty) until it is read",
+            exc,
+        )
     return False
 
 

@@ -13,6 +13,7 @@ import contextlib
 import time
 
 from lakeflow.errors import LakeflowError, SourceError
+from lakeflow.fetch import unreachable_host
 from lakeflow.runtime.backoff import Backoff
 from lakeflow.runtime.lane import Lane
 from lakeflow.runtime.stats import SourceState
@@ -45,6 +46,7 @@ async def supervise_stream(
     lane.stream_started(silence_timeout)
     try:
         while not stopping.is_set():
+            host: str | None = None  # the host this attempt could not reach, if that is why
             try:
                 await _connection(source, lane, silence_timeout)
                 reason = "connection closed"
@@ -58,6 +60,9 @@ async def supervise_stream(
                 backoff.reset()  # the connection itself was fine: no reason to wait long
             except Exception as exc:
                 reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                host = unreachable_host(exc)
+                if host is not None:
+                    lane.unreachable(host)
             lived = time.time() - lane.connected_at if lane.connected_at else 0.0
             lane.disconnected(reason)
             if stopping.is_set():
@@ -66,7 +71,9 @@ async def supervise_stream(
                 backoff.reset()
             delay = backoff.next()
             stats.reconnects += 1
-            log.warning("disconnected (%s); reconnecting in %.1fs", reason, delay)
+            # An unreachable host is said once a minute for every source (the runner).
+            say = log.debug if host is not None else log.warning
+            say("disconnected (%s); reconnecting in %.1fs", reason, delay)
             if delay:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stopping.wait(), timeout=delay)

@@ -37,6 +37,7 @@ from lakeflow.fetch import (
     USER_AGENT,
     read_body,
     retry_after,
+    unreachable_host,
     url_origin,
     url_path,
 )
@@ -145,7 +146,7 @@ class HttpPollingSource(PollingSource):
             try:
                 return await self._attempt(url, params, deadline - loop.time())
             except RetryRequest as retry:
-                reason, backoff = str(retry), retry.backoff
+                reason, backoff, last = str(retry), retry.backoff, retry
             delay = min(self.retry_cap, self.retry_base * 2 ** (attempt - 1)) if backoff else 0.0
             # A 429 holds requests instead of backing off; count the hold against the deadline.
             resume = max(loop.time() + delay, self._not_before)
@@ -153,8 +154,10 @@ class HttpPollingSource(PollingSource):
                 raise self.request_error(
                     f"GET {url_path(url)} failed after {attempt} attempt(s) within the poll's "
                     f"interval; last: {reason}"
-                )
-            self.log.warning(
+                ) from last
+            # An unreachable host is summarised by the runtime for every source at once.
+            log = self.log.debug if unreachable_host(last) else self.log.warning
+            log(
                 "GET %s attempt %d failed: %s; retrying in %.1fs",
                 url_path(url),
                 attempt,
@@ -222,7 +225,9 @@ class HttpPollingSource(PollingSource):
             text = str(exc) or "no detail"
             if isinstance(exc, TimeoutError):
                 text = f"no complete answer within {timeout.total:.1f}s"
-            raise RetryRequest(f"{type(exc).__name__}: {text}") from None
+            # The cause is kept: a host that cannot be reached is said once for all
+            # sources (the runtime finds it in the chain), not once per attempt.
+            raise RetryRequest(f"{type(exc).__name__}: {text}") from exc
         raise AssertionError("unreachable: _refuse always raises")
 
     async def _read(

@@ -92,18 +92,23 @@ async def fetch_instruments(fetch: Fetch, url: str, inst_types: Sequence[str]) -
         return_exceptions=True,
     )
     tables, failed = [], []
+    first: Exception | None = None
     for inst_type, answer in zip(inst_types, answers, strict=True):
         if isinstance(answer, BaseException):
             if not isinstance(answer, Exception):
                 raise answer  # a cancellation, not a failed read
             failed.append(f"{inst_type} ({answer})")
+            first = first or answer
             continue
         try:
             tables.append(instrument_table(answer))
         except ValueError as exc:
             failed.append(f"{inst_type} ({exc})")
     if failed:
-        raise RuntimeError("could not read the OKX instrument list of " + "; ".join(failed))
+        # The first failure as the cause: an unreachable host is then told apart.
+        raise RuntimeError(
+            "could not read the OKX instrument list of " + "; ".join(failed)
+        ) from first
     return pl.concat(tables, how="vertical")
 
 
