@@ -160,7 +160,9 @@ def test_the_next_runs_not_running_gap_starts_where_the_stopped_runs_gap_ended(
 def test_a_stop_in_the_backoff_before_a_reconnect_records_the_gap_with_the_failures_reason(
     tmp_path,
 ):
-    (tmp_path / "lakeflow.toml").write_text(pipeline(f"ws://127.0.0.1:{free_port()}"))
+    # A refused connection is an unreachable host: its reconnects are logged at DEBUG.
+    toml = pipeline(f"ws://127.0.0.1:{free_port()}") + '\n[log]\nlevel = "DEBUG"\n'
+    (tmp_path / "lakeflow.toml").write_text(toml)
 
     stopped = stop_when(tmp_path, lambda: "reconnecting in" in (tmp_path / "run.log").read_text())
 
