@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-from pathlib import Path
 
 import click
 import polars as pl
 import pytest
 
-from harness import LAKEFLOW, committed, reaped, wait_for
+from harness import committed, reaped, start_run, wait_for
 from lakeflow.cli import cli as lakeflow_group
 
 #: Every command `lakeflow --help` lists: the built-ins and those installed plugins add.
@@ -34,24 +31,12 @@ interval = 0.2
 """
 
 
-def start(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [LAKEFLOW, "run", *args],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
-
-
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_run_stopped_by_a_signal_commits_everything_received_and_exits_0(tmp_path, write_toml, sig):
     # A slow stream, so the signal arrives while payloads are still buffered.
     write_toml(PIPELINE.format(count=100_000, rate=2000))
     table = tmp_path / "tables" / "test_records"
-    with reaped(start(tmp_path)) as process:
+    with reaped(start_run(tmp_path)) as process:
         wait_for(lambda: committed(table, "seq") >= 500)
         process.send_signal(sig)
         _out, err = process.communicate(timeout=30)
@@ -67,7 +52,7 @@ def test_run_stopped_by_a_signal_commits_everything_received_and_exits_0(tmp_pat
 def test_run_only_the_named_source(tmp_path, write_toml):
     write_toml(PIPELINE.format(count=10, rate=0))
     table = tmp_path / "tables" / "test_records"
-    with reaped(start(tmp_path, "--source", "clock")) as process:
+    with reaped(start_run(tmp_path, "--source", "clock")) as process:
         wait_for(lambda: committed(table, "clock") >= 2)
         process.terminate()
         _, err = process.communicate(timeout=30)
